@@ -1,0 +1,168 @@
+/* bitmap.c - word-at-a-time bit ranges over uint64_t arrays.
+ *
+ * Every function clamps its range to nbits and touches only the words that
+ * hold bits below nbits, so a caller can never make it read or write past
+ * ceil(nbits / 64) words. */
+#include "ua_internal.h"
+
+static inline uint64_t clamp(uint64_t v, uint64_t nbits) { return v > nbits ? nbits : v; }
+
+/* Readers use relaxed atomic loads (a plain mov on x86-64) because accepters
+ * on other threads clear neighbouring bits of the same word concurrently. */
+static inline uint64_t load(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+
+void ua_bitmap_set(uint64_t *words, uint64_t nbits, uint64_t first, uint64_t last)
+{
+    last = clamp(last, nbits);
+    if (first >= last)
+        return;
+    uint64_t fw = first / 64, lw = (last - 1) / 64;
+    if (fw == lw) {
+        words[fw] |= ua_word_mask(first % 64, (unsigned)((last - 1) % 64) + 1);
+        return;
+    }
+    words[fw] |= ua_word_mask(first % 64, 64);
+    for (uint64_t w = fw + 1; w < lw; w++)
+        words[w] = ~0ull;
+    words[lw] |= ua_word_mask(0, (unsigned)((last - 1) % 64) + 1);
+}
+
+void ua_bitmap_clear(uint64_t *words, uint64_t nbits, uint64_t first, uint64_t last)
+{
+    last = clamp(last, nbits);
+    if (first >= last)
+        return;
+    uint64_t fw = first / 64, lw = (last - 1) / 64;
+    if (fw == lw) {
+        words[fw] &= ~ua_word_mask(first % 64, (unsigned)((last - 1) % 64) + 1);
+        return;
+    }
+    words[fw] &= ~ua_word_mask(first % 64, 64);
+    for (uint64_t w = fw + 1; w < lw; w++)
+        words[w] = 0;
+    words[lw] &= ~ua_word_mask(0, (unsigned)((last - 1) % 64) + 1);
+}
+
+void ua_bitmap_clear_atomic(uint64_t *words, uint64_t nbits, uint64_t first, uint64_t last)
+{
+    last = clamp(last, nbits);
+    if (first >= last)
+        return;
+    uint64_t fw = first / 64, lw = (last - 1) / 64;
+    if (fw == lw) {
+        __atomic_fetch_and(&words[fw], ~ua_word_mask(first % 64, (unsigned)((last - 1) % 64) + 1),
+                           __ATOMIC_RELEASE);
+        return;
+    }
+    __atomic_fetch_and(&words[fw], ~ua_word_mask(first % 64, 64), __ATOMIC_RELEASE);
+    /* Whole words inside the range belong to the caller alone. */
+    for (uint64_t w = fw + 1; w < lw; w++)
+        __atomic_store_n(&words[w], 0, __ATOMIC_RELEASE);
+    __atomic_fetch_and(&words[lw], ~ua_word_mask(0, (unsigned)((last - 1) % 64) + 1),
+                       __ATOMIC_RELEASE);
+}
+
+/* Shared scanner: next bit equal to `want` in [from, nbits). */
+static inline uint64_t find_next(const uint64_t *words, uint64_t nbits, uint64_t from, int want)
+{
+    if (from >= nbits)
+        return nbits;
+    uint64_t flip = want ? 0 : ~0ull;
+    uint64_t w = from / 64, nwords = ua_words_for_bits(nbits);
+    uint64_t word = (load(&words[w]) ^ flip) & ~((1ull << (from % 64)) - 1);
+    while (!word) {
+        if (++w >= nwords)
+            return nbits;
+        word = load(&words[w]) ^ flip;
+    }
+    uint64_t bit = w * 64 + (uint64_t)__builtin_ctzll(word);
+    return bit < nbits ? bit : nbits;
+}
+
+uint64_t ua_bitmap_find_next_set(const uint64_t *words, uint64_t nbits, uint64_t from)
+{
+    return find_next(words, nbits, from, 1);
+}
+
+uint64_t ua_bitmap_find_next_zero(const uint64_t *words, uint64_t nbits, uint64_t from)
+{
+    return find_next(words, nbits, from, 0);
+}
+
+uint64_t ua_bitmap_count(const uint64_t *words, uint64_t nbits, uint64_t first, uint64_t last)
+{
+    last = clamp(last, nbits);
+    if (first >= last)
+        return 0;
+    uint64_t fw = first / 64, lw = (last - 1) / 64;
+    uint64_t lo_mask = ua_word_mask(first % 64, 64);
+    uint64_t hi_mask = ua_word_mask(0, (unsigned)((last - 1) % 64) + 1);
+    if (fw == lw)
+        return (uint64_t)__builtin_popcountll(load(&words[fw]) & lo_mask & hi_mask);
+    uint64_t n = (uint64_t)__builtin_popcountll(load(&words[fw]) & lo_mask);
+    for (uint64_t w = fw + 1; w < lw; w++)
+        n += (uint64_t)__builtin_popcountll(load(&words[w]));
+    return n + (uint64_t)__builtin_popcountll(load(&words[lw]) & hi_mask);
+}
+
+/* OR-reduce the range, 8 words per step. */
+static inline int any_in(const uint64_t *words, uint64_t nbits, uint64_t first, uint64_t last)
+{
+    last = clamp(last, nbits);
+    if (first >= last)
+        return 0;
+    uint64_t fw = first / 64, lw = (last - 1) / 64;
+    uint64_t lo_mask = ua_word_mask(first % 64, 64);
+    uint64_t hi_mask = ua_word_mask(0, (unsigned)((last - 1) % 64) + 1);
+    if (fw == lw)
+        return (load(&words[fw]) & lo_mask & hi_mask) != 0;
+    if (load(&words[fw]) & lo_mask)
+        return 1;
+    uint64_t w = fw + 1;
+    while (w + 8 <= lw) {
+        uint64_t acc = load(&words[w]) | load(&words[w + 1]) | load(&words[w + 2]) |
+                       load(&words[w + 3]) | load(&words[w + 4]) | load(&words[w + 5]) |
+                       load(&words[w + 6]) | load(&words[w + 7]);
+        if (acc)
+            return 1;
+        w += 8;
+    }
+    for (; w < lw; w++)
+        if (load(&words[w]))
+            return 1;
+    return (load(&words[lw]) & hi_mask) != 0;
+}
+
+int ua_bitmap_any(const uint64_t *words, uint64_t nbits, uint64_t first, uint64_t last)
+{
+    return any_in(words, nbits, first, last);
+}
+
+int ua_bitmap_any_acquire(const uint64_t *words, uint64_t nbits, uint64_t first, uint64_t last)
+{
+    int any = any_in(words, nbits, first, last);
+    /* Pairs with the release in ua_bitmap_clear_atomic: seeing a bit clear
+     * means the accept that cleared it is visible too. */
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    return any;
+}
+
+int ua_bitmap_next_run(const uint64_t *words, uint64_t nbits, uint64_t *pos, uint64_t last,
+                       uint64_t *run_first, uint64_t *run_last)
+{
+    last = clamp(last, nbits);
+    if (*pos >= last)
+        return 0;
+    uint64_t s = find_next(words, nbits, *pos, 1);
+    if (s >= last) {
+        *pos = last;
+        return 0;
+    }
+    uint64_t e = find_next(words, nbits, s, 0);
+    if (e > last)
+        e = last;
+    *run_first = s;
+    *run_last = e;
+    *pos = e;
+    return 1;
+}
