@@ -85,10 +85,10 @@ def _ua_py_accept(ctx, start, end, vcpu):
     except BaseException as exc:  # reported to the caller, never lost in C
         prim.error = exc
         return lib.UA_E_CALLBACK
-    if rc is None or rc is True or rc == 0:
-        return lib.UA_OK
     if rc is False:
         return lib.UA_E_ACCEPT_FAILED
+    if rc is None or rc is True or rc == 0:
+        return lib.UA_OK
     return int(rc) if 0 < int(rc) < 64 else lib.UA_E_ACCEPT_FAILED
 
 

@@ -29,6 +29,13 @@ def _u64(value, name):
     return value
 
 
+def _unit(unit_size):
+    if isinstance(unit_size, bool) or not isinstance(unit_size, int) or \
+            not 0 < unit_size < 1 << 32:
+        raise error_for(lib.UA_E_UNIT_SIZE, f"unit_size = {unit_size!r}")
+    return unit_size
+
+
 class AcceptResult(NamedTuple):
     runs: int    # calls made to the accept primitive
     units: int   # units accepted
@@ -128,7 +135,7 @@ class Table:
         memory_map.validate()
         arr, n = memory_map._c_array()
         out = ffi.new("ua_table **")
-        check(lib.ua_table_from_memmap(arr, n, unit_size, out),
+        check(lib.ua_table_from_memmap(arr, n, _unit(unit_size), out),
               f"cannot size a table with unit_size = {unit_size:#x}")
         if out[0] == ffi.NULL:
             return None
@@ -205,8 +212,7 @@ class Table:
     def unaccepted_ranges(self) -> list:
         """[start, end) byte ranges the table still marks unaccepted (one C
         scan; the list has one entry per run)."""
-        rec = _runs(self)
-        return rec
+        return _runs(self)
 
     # ---- the accept path ------------------------------------------------
     def set_accept(self, accept) -> None:
