@@ -1590,10 +1590,14 @@ ua_status ua_tdx_tdvmcall(ua_tdx *t, uint32_t vcpu, uint64_t r10, uint64_t r11, 
             return st;
         out->chunks++;
         a = cend;
+        /* one interruptible unit per chunk; the check point is between chunks */
+        int fired = 0;
+        if (v->irq_countdown && --v->irq_countdown == 0) {
+            v->irq_countdown = v->irq_period;
+            fired = 1;
+        }
         if (a < e) {
-            int intr;
-            irq_units(v, 2, &intr); /* one chunk done, more to go: check point */
-            if (intr) {
+            if (fired) {
                 out->r10 = UA_TDX_VMCALL_RETRY;
                 out->r11 = a | (to_shared ? sbit : 0);
                 return UA_OK;
