@@ -247,6 +247,7 @@ class AccessResult:
     exit_qualification: int
     state: int
     data_nonzero: bool
+    gpa: int = 0   # the address accessed (what the VMM sees with an exit)
 
 
 @dataclass(frozen=True)
@@ -495,7 +496,7 @@ class TdxGuest:
         check(lib.ua_tdx_guest_access(self._handle, vcpu, _u64("gpa", gpa), bool(write), out),
               f"access({gpa:#x})")
         return AccessResult(AccessOutcome(out.outcome), out.vector, out.exit_reason, out.eeq_type,
-                            out.exit_qualification, out.state, bool(out.data_nonzero))
+                            out.exit_qualification, out.state, bool(out.data_nonzero), gpa)
 
     def veinfo_get(self, vcpu: int = 0) -> VeInfo:
         out = ffi.new("ua_tdx_veinfo *")
