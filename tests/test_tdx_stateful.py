@@ -143,8 +143,9 @@ class TdxMachine(RuleBasedStateMachine):
             before, now = self.prev[g], self.b.c.entry(g)
             was = before.state in ACCESSIBLE and before.is_leaf
             is_ = now.state in ACCESSIBLE and now.is_leaf
-            if now.state == 4 and not (before.state == 4 or (was and self.rule in
-                                                             ("unblock", "demote", "promote"))):
+            # BLOCKED -> MAPPED is the host unblocking the same page (UNBLOCK,
+            # or DEMOTE/PROMOTE of a blocked entry, also inside MapGPA)
+            if now.state == 4 and not was:
                 assert self.rule in ACCEPTING, (self.rule, hex(g), before, now)
                 self.hpa[g] = now.hpa
             if was and is_:
