@@ -341,3 +341,69 @@ ua_status ua_tdx_guest_map_gpa(ua_tdx *t, uint32_t vcpu, uint64_t start, uint64_
         *r10 = r.r10;
     return r.r10 == UA_TDX_VMCALL_SUCCESS ? UA_OK : UA_E_HOST;
 }
+
+ua_status ua_tdx_guest_linux_disable_sept_ve(ua_tdx *t, uint32_t vcpu, const char **message)
+{
+    static const char *const msg = "TD misconfiguration: SEPT #VE has to be disabled";
+    if (message)
+        *message = "";
+    if (!t)
+        return UA_E_INVAL;
+    ua_tdx_config cfg;
+    ua_tdx_config_get(t, &cfg);
+    if (vcpu >= cfg.nvcpus)
+        return UA_E_VCPU;
+    uint64_t st, config, controls, old;
+    ua_status rc = ua_tdx_tdcall_vm_rd(t, vcpu, UA_TDX_TDCS_CONFIG_FLAGS, &st, &config);
+    if (rc)
+        return rc;
+    if (!(config & UA_TDX_CONFIG_FLEXIBLE_PENDING_VE)) {
+        if (cfg.attributes & UA_TDX_ATTR_SEPT_VE_DISABLE)
+            return UA_OK;
+        if (message)
+            *message = msg;
+        return (cfg.attributes & UA_TDX_ATTR_DEBUG) ? UA_OK : UA_E_GUEST_PANIC;
+    }
+    if ((rc = ua_tdx_tdcall_vm_rd(t, vcpu, UA_TDX_TDCS_TD_CTLS, &st, &controls)))
+        return rc;
+    if (controls & UA_TDX_TD_CTLS_PENDING_VE_DISABLE)
+        return UA_OK;
+    return ua_tdx_tdcall_vm_wr(t, vcpu, UA_TDX_TDCS_TD_CTLS, UA_TDX_TD_CTLS_PENDING_VE_DISABLE,
+                               UA_TDX_TD_CTLS_PENDING_VE_DISABLE, &st, &old);
+}
+
+ua_status ua_tdx_guest_linux_touch(ua_tdx *t, uint32_t vcpu, uint64_t gpa, uint32_t write,
+                                   ua_tdx_access_result *out, const char **message)
+{
+    ua_tdx_access_result local;
+    if (!out)
+        out = &local;
+    if (message)
+        *message = "";
+    for (int attempt = 0; attempt < 4; attempt++) {
+        ua_status st = ua_tdx_guest_access(t, vcpu, gpa, write, out);
+        if (st)
+            return st;
+        switch (out->outcome) {
+        case UA_TDX_ACCESS_OK:
+            return UA_OK;
+        case UA_TDX_ACCESS_VE:
+        case UA_TDX_ACCESS_DF:
+            if (message)
+                *message = out->outcome == UA_TDX_ACCESS_VE
+                               ? "Unexpected EPT-violation on private memory."
+                               : "double fault";
+            return UA_E_GUEST_PANIC;
+        default:
+            if (out->eeq_type == UA_TDX_EEQ_TYPE_PENDING_EPT_VIOLATION) {
+                if (message)
+                    *message = "KVM: guest access before accepting (memory fault exit)";
+                return UA_E_HOST;
+            }
+            st = ua_tdx_vmm_handle_exit(t, vcpu, gpa, out->exit_qualification, 0, NULL);
+            if (st)
+                return st;
+        }
+    }
+    return UA_E_HOST;
+}

@@ -614,6 +614,29 @@ ua_status ua_tdx_host_add(ua_tdx *t, uint32_t vcpu, uint64_t pi, uint32_t data_n
     return UA_OK;
 }
 
+ua_status ua_tdx_host_add_range(ua_tdx *t, uint32_t vcpu, uint64_t start, uint64_t end,
+                                uint32_t data_nonzero, ua_tdx_host_result *out, uint64_t *done)
+{
+    ua_status st = host_begin(t, vcpu, out);
+    if (done)
+        *done = 0;
+    if (st)
+        return st;
+    if ((start | end) % UA_TDX_SZ_4K)
+        return UA_E_ALIGN;
+    if (start > end || end > t->cfg.memory_bytes)
+        return UA_E_RANGE;
+    for (uint64_t a = start; a < end; a += UA_TDX_SZ_4K) {
+        if ((st = ua_tdx_host_add(t, vcpu, a, data_nonzero, out)))
+            return st;
+        if (out->status != UA_TDX_SUCCESS)
+            return UA_OK;
+        if (done)
+            (*done)++;
+    }
+    return UA_OK;
+}
+
 ua_status ua_tdx_host_aug(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host_result *out)
 {
     ua_status st = host_begin(t, vcpu, out);

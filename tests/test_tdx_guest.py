@@ -4,7 +4,7 @@ ACCEPT statuses, VIOLATION exits and their extended exit qualification,
 arguments, contents (zeroing) and host physical addresses, scale."""
 import pytest
 
-from unaccepted import Cost, Event, HostError, InvalidArgument, InvalidState, OutOfRange
+from unaccepted import Cost, Event, GuestPanic, HostError, InvalidArgument, InvalidState, OutOfRange
 from unaccepted.errors import Misaligned
 from unaccepted.tdx import (AccessOutcome, Level, SeptState, TdxGuest, TdxStatus, VmcallStatus,
                             TDCS_CONFIG_FLAGS, TDCS_TD_CTLS)
@@ -312,3 +312,37 @@ def test_large_guests_are_sparse():
     g2.accept_path("linux")(0, 256 * G1)
     regions = 256 * G1 // M2
     assert g2.memory_usage <= 16 * regions + (1 << 16)
+
+
+def test_launch_pages_start_mapped():
+    g = TdxGuest(G1, launch=[(0x800000, 0x820000)], cost=Cost("count"))
+    assert g.finalized
+    assert g.count_states(0x800000, 0x820000) == {SeptState.MAPPED: 32}
+    assert g.count_states() == {SeptState.MAPPED: 32, SeptState.FREE: G1 // K4 - 32}
+    assert g.linux_touch(0x800000 + 5 * K4).data_nonzero      # measured launch data
+    assert g.cost.counts()[Event.SEAMCALL] == 32 + 1 + 1      # ADDs, SEPT.ADD, FINALIZE
+    with pytest.raises(InvalidArgument):
+        TdxGuest(G1, launch=[(0, K4), (0, K4)])                 # ADD twice
+
+
+def test_linux_sept_ve_policy():
+    assert TdxGuest(G1).linux_disable_sept_ve() == ""
+    with pytest.raises(GuestPanic, match="SEPT #VE has to be disabled"):
+        TdxGuest(G1, pending_ve_disable=False).linux_disable_sept_ve()
+    dbg = TdxGuest(G1, pending_ve_disable=False, debug=True)
+    assert dbg.linux_disable_sept_ve() == "TD misconfiguration: SEPT #VE has to be disabled"
+    flex = TdxGuest(G1, pending_ve_disable=False, flexible_pending_ve=True)
+    assert not flex.pending_ve_disable
+    assert flex.linux_disable_sept_ve() == ""
+    assert flex.pending_ve_disable
+
+
+def test_linux_touch_of_unaccepted_memory_is_fatal():
+    g = TdxGuest(G1, pending_ve_disable=False)
+    g.accept_path("linux")(0, M2)
+    assert g.linux_touch(K4, write=True).outcome == AccessOutcome.OK
+    with pytest.raises(GuestPanic, match="Unexpected EPT-violation on private memory"):
+        g.linux_touch(3 * M2)          # FREE: the VMM AUGs, then the #VE
+    g2 = TdxGuest(G1)
+    with pytest.raises(HostError, match="before accepting"):
+        g2.linux_touch(3 * M2)

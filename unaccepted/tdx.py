@@ -300,13 +300,15 @@ class TdxGuest:
     ATTRIBUTES.SEPT_VE_DISABLE (TD_CTLS.PENDING_VE_DISABLE at start);
     flexible_pending_ve lets the guest change it with TDG.VM.WR.  accept_1g
     models a module that takes 1 GiB ACCEPT operands.  finalized=False starts
-    in the build phase (TDH.MEM.PAGE.ADD allowed, call finalize())."""
+    in the build phase (TDH.MEM.PAGE.ADD allowed, call finalize()).  launch:
+    [(start, end), ...] ranges TDH.MEM.PAGE.ADDed (MAPPED, already accepted)
+    before TDH.MR.FINALIZE."""
 
     def __init__(self, memory_bytes: int, *, vcpus: int = 1, backing: str = "2M",
                  initial: str = "free", vmm_policy="aug_requested",
                  pending_ve_disable: bool = True, flexible_pending_ve: bool = False,
                  accept_1g: bool = False, gpaw: int = 52, hp_busy_limit: int = 0,
-                 finalized: bool = True, debug: bool = False, cost=None):
+                 finalized: bool = True, debug: bool = False, cost=None, launch=()):
         cfg = ffi.new("ua_tdx_config *")
         lib.ua_tdx_config_default(cfg)
         cfg.memory_bytes = _u64("memory_bytes", memory_bytes)
@@ -329,7 +331,8 @@ class TdxGuest:
                 or not 0 <= hp_busy_limit < 1 << 32:
             raise InvalidArgument(f"hp_busy_limit = {hp_busy_limit!r}")
         cfg.hp_busy_limit = hp_busy_limit
-        cfg.finalized = bool(finalized)
+        launch = list(launch)
+        cfg.finalized = bool(finalized) and not launch
         out = ffi.new("ua_tdx **")
         check(lib.ua_tdx_create(cfg, out), f"TdxGuest({memory_bytes:#x}, gpaw={gpaw})")
         self._handle = ffi.gc(out[0], lib.ua_tdx_destroy)
@@ -341,6 +344,13 @@ class TdxGuest:
         self.shared_bit = 1 << (gpaw - 1)
         self._cost = None
         self.cost = cost
+        for start, end in launch:
+            res = self.add_range(start, end, data_nonzero=True)
+            if not res.ok:
+                raise InvalidArgument(f"launch range [{start:#x}, {end:#x}): TDH.MEM.PAGE.ADD "
+                                      f"failed with {res.status:#x}")
+        if launch and finalized:
+            self.finalize()
 
     def __repr__(self):
         return (f"TdxGuest({self.memory_bytes:#x}, vcpus={self.nvcpus}, backing={self.backing!r}, "
@@ -398,6 +408,14 @@ class TdxGuest:
         pi = _u64("page_info", raw) if raw is not None else page_info(gpa, level)
         out = ffi.new("ua_tdx_host_result *")
         check(lib.ua_tdx_host_add(self._handle, vcpu, pi, bool(data_nonzero), out), "TDH.MEM.PAGE.ADD")
+        return HostResult(out.status, out.hpa, out.level, out.state)
+
+    def add_range(self, start: int, end: int, *, data_nonzero=False, vcpu=0) -> HostResult:
+        """TDH.MEM.PAGE.ADD of every 4 KiB page of [start, end) (stops at the
+        first failure, whose result is returned)."""
+        out = ffi.new("ua_tdx_host_result *")
+        check(lib.ua_tdx_host_add_range(self._handle, vcpu, _u64("start", start), _u64("end", end),
+                                        bool(data_nonzero), out, ffi.NULL), "add_range")
         return HostResult(out.status, out.hpa, out.level, out.state)
 
     def finalize(self, vcpu=0) -> HostResult:
@@ -535,6 +553,26 @@ class TdxGuest:
                                       bool(shared), r10)
         check(st, f"MapGPA [{start:#x}, {end:#x}) -> R10 = {r10[0]:#x}")
         return VmcallStatus(r10[0])
+
+    def linux_disable_sept_ve(self, *, vcpu: int = 0) -> str:
+        """Linux's disable_sept_ve() at boot.  Returns the warning printed
+        ("" if none); raises GuestPanic for a misconfigured non-debug TD."""
+        msg = ffi.new("const char **")
+        st = lib.ua_tdx_guest_linux_disable_sept_ve(self._handle, vcpu, msg)
+        text = ffi.string(msg[0]).decode()
+        check(st, text or "disable_sept_ve")
+        return text
+
+    def linux_touch(self, gpa: int, write: bool = False, *, vcpu: int = 0) -> AccessResult:
+        """A Linux kernel access: VMM exits served and retried, a #VE on
+        private memory panics (GuestPanic), a pending-page exit stops the VM
+        (HostError)."""
+        out = ffi.new("ua_tdx_access_result *")
+        msg = ffi.new("const char **")
+        st = lib.ua_tdx_guest_linux_touch(self._handle, vcpu, _u64("gpa", gpa), bool(write), out, msg)
+        check(st, ffi.string(msg[0]).decode() or f"access {gpa:#x}")
+        return AccessResult(AccessOutcome(out.outcome), out.vector, out.exit_reason, out.eeq_type,
+                            out.exit_qualification, out.state, bool(out.data_nonzero), gpa)
 
     def accept_path(self, kind: str = "linux") -> "TdxAcceptPath":
         return TdxAcceptPath(self, kind)

@@ -175,6 +175,12 @@ UA_API ua_status ua_tdx_host_remove(ua_tdx *t, uint32_t vcpu, uint64_t page_info
 UA_API ua_status ua_tdx_host_unblock(ua_tdx *t, uint32_t vcpu, uint64_t page_info, ua_tdx_host_result *out);
 UA_API ua_status ua_tdx_host_demote(ua_tdx *t, uint32_t vcpu, uint64_t page_info, ua_tdx_host_result *out);
 UA_API ua_status ua_tdx_host_promote(ua_tdx *t, uint32_t vcpu, uint64_t page_info, ua_tdx_host_result *out);
+/* TDH.MEM.PAGE.ADD of every 4 KiB page of [start, end) (launch pages; KVM's
+ * KVM_TDX_INIT_MEM_REGION).  Stops at the first page whose status is not
+ * SUCCESS: out describes it and *done (may be NULL) counts the pages added. */
+UA_API ua_status ua_tdx_host_add_range(ua_tdx *t, uint32_t vcpu, uint64_t start, uint64_t end,
+                                       uint32_t data_nonzero, ua_tdx_host_result *out,
+                                       uint64_t *done);
 /* Contention knobs: hold the SEPT entry lock (TDEL, as a concurrent
  * SEAMCALL would) or the host-priority bit (HP) of the entry at page_info.
  * UA_E_STATE if no entry exists at that level (e.g. 4 KiB in a 2 MiB leaf). */
@@ -332,6 +338,20 @@ UA_API int ua_tdx_accept_ovmf(void *path, uint64_t start, uint64_t end, uint32_t
  * *r10 gets the last VMCALL status. */
 UA_API ua_status ua_tdx_guest_map_gpa(ua_tdx *t, uint32_t vcpu, uint64_t start, uint64_t end,
                                       int shared, uint64_t *r10);
+
+/* Linux's disable_sept_ve() at boot: with CONFIG_FLAGS.FLEXIBLE_PENDING_VE
+ * it sets TD_CTLS.PENDING_VE_DISABLE; without it the TD must have been built
+ * with ATTRIBUTES.SEPT_VE_DISABLE, else the kernel panics ("TD
+ * misconfiguration: SEPT #VE has to be disabled"; only a warning for DEBUG
+ * TDs).  UA_OK or UA_E_GUEST_PANIC; *message (may be NULL) gets the text
+ * printed ("" if none). */
+UA_API ua_status ua_tdx_guest_linux_disable_sept_ve(ua_tdx *t, uint32_t vcpu, const char **message);
+/* A Linux kernel load/store to gpa: plain EPT-violation exits are served by
+ * the VMM and the access retried; a #VE on private memory panics
+ * ("Unexpected EPT-violation on private memory."); a pending-page exit
+ * (EEQ type 6) stops the VM (KVM: UA_E_HOST).  out gets the last attempt. */
+UA_API ua_status ua_tdx_guest_linux_touch(ua_tdx *t, uint32_t vcpu, uint64_t gpa, uint32_t write,
+                                          ua_tdx_access_result *out, const char **message);
 
 /* UA_CDEF_END */
 

@@ -262,6 +262,35 @@ static void test_threads(void)
     ua_tdx_destroy(t);
 }
 
+static void test_launch_and_linux_policy(void)
+{
+    ua_tdx_config cfg;
+    ua_tdx_config_default(&cfg);
+    cfg.finalized = 0;
+    cfg.attributes = 0;
+    ua_tdx *t = NULL;
+    CHECK_EQ(ua_tdx_create(&cfg, &t), UA_OK);
+    ua_tdx_host_result h;
+    uint64_t done = 0;
+    CHECK_EQ(ua_tdx_host_add_range(t, 0, 0x800000, 0x820000, 1, &h, &done), UA_OK);
+    CHECK(h.status == 0 && done == 32);
+    CHECK_EQ(ua_tdx_host_add_range(t, 0, 0x81F000, 0x821000, 1, &h, &done), UA_OK);
+    CHECK(h.status == 0xC0000B0D00000001ull && done == 0);
+    CHECK_EQ(ua_tdx_host_add_range(t, 0, 1, K4, 0, &h, &done), UA_E_ALIGN);
+    ua_tdx_access_result a;
+    CHECK_EQ(ua_tdx_guest_access(t, 0, 0, 0, &a), UA_E_STATE);
+    CHECK_EQ(ua_tdx_host_finalize(t, 0, &h), UA_OK);
+    CHECK_EQ(h.status, 0ull);
+    const char *msg = NULL;
+    CHECK_EQ(ua_tdx_guest_linux_disable_sept_ve(t, 0, &msg), UA_E_GUEST_PANIC);
+    CHECK(strcmp(msg, "TD misconfiguration: SEPT #VE has to be disabled") == 0);
+    CHECK_EQ(ua_tdx_guest_linux_touch(t, 0, 0x800000, 0, &a, &msg), UA_OK);
+    CHECK(a.outcome == UA_TDX_ACCESS_OK && a.data_nonzero);
+    CHECK_EQ(ua_tdx_guest_linux_touch(t, 0, 0x900000, 0, &a, &msg), UA_E_GUEST_PANIC);
+    CHECK(strcmp(msg, "Unexpected EPT-violation on private memory.") == 0);
+    ua_tdx_destroy(t);
+}
+
 static void test_sparse_64tib(void)
 {
     ua_tdx *t = make(64ull << 40, UA_TDX_LEVEL_2M, UA_TDX_INIT_FREE, 1);
@@ -283,6 +312,7 @@ int main(void)
     test_access_and_ve();
     test_map_gpa();
     test_threads();
+    test_launch_and_linux_policy();
     test_sparse_64tib();
     return ua_test_report("test_tdx");
 }
