@@ -192,6 +192,7 @@ static int path_enter(ua_tdx_path *p, uint64_t start, uint64_t end, uint32_t vcp
     if (start > end)
         return UA_E_RANGE;
     p->v[vcpu].s.calls++;
+    ua_tdx_charge_internal(p->t, vcpu, UA_EV_ACCEPT_CALL, 1);
     return UA_OK;
 }
 

@@ -127,6 +127,11 @@ static inline void charge(ua_tdx *t, uint32_t vcpu, int ev, uint64_t n)
         ua_cost_charge(t->cost, vcpu, ev, n);
 }
 
+void ua_tdx_charge_internal(ua_tdx *t, uint32_t vcpu, int event, uint64_t n)
+{
+    charge(t, vcpu, event, n);
+}
+
 static inline void usage_add(ua_tdx *t, int64_t n)
 {
     __atomic_fetch_add(&t->mem_usage, (uint64_t)n, __ATOMIC_RELAXED);

@@ -20,4 +20,8 @@ static inline uint64_t ua_tdx_eeq_accept(unsigned req_level, unsigned err_level,
     return UA_TDX_EEQ_TYPE_ACCEPT | (info << 32);
 }
 
+/* Charge events to the model's cost object (no-op without one); for the
+ * guest paths, which charge one UA_EV_ACCEPT_CALL per arch_accept_memory(). */
+void ua_tdx_charge_internal(ua_tdx *t, uint32_t vcpu, int event, uint64_t n);
+
 #endif

@@ -32,6 +32,7 @@ def test_linux_2m_backing_counts():
     assert counts[Event.TD_EXIT] == 1024
     assert counts[Event.AUG_2M] == 1024
     assert counts[Event.ZERO_4K] == 1024 * 512
+    assert counts[Event.ACCEPT_CALL] == 1          # one arch_accept_memory() call
     assert Event.AUG_4K not in counts
     assert g.count_states(0, 2 * G1) == {SeptState.MAPPED: 2 * G1 // K4}
     assert g.count_states(2 * G1, 4 * G1) == {SeptState.FREE: 2 * G1 // K4}
