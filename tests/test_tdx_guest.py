@@ -275,6 +275,15 @@ def test_bad_arguments_are_typed():
     with pytest.raises(InvalidArgument):
         g.accept(-1, 0)
     with pytest.raises(InvalidArgument):
+        g.accept(0, 0, vcpu=-1)
+    with pytest.raises(InvalidArgument):
+        g.entry(0, level=1 << 40)
+    with pytest.raises(Misaligned):
+        g.accept(0x10, 0)                   # not expressible as GPA | level
+    assert g.accept(0, 9).rax == 0xC000010000000001      # level 9 sets reserved bit 3
+    with pytest.raises(InvalidArgument):
+        g.set_interrupts(0, after=-1)
+    with pytest.raises(InvalidArgument):
         TdxGuest(G1, backing="1G")
     with pytest.raises(InvalidArgument):
         TdxGuest(G1, gpaw=40)

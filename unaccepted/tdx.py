@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Dict, Optional
 
 from ._core import ffi, lib
-from .errors import InvalidArgument, check
+from .errors import InvalidArgument, Misaligned, check
 
 U64 = 1 << 64
 PAGE_4K = 4096
@@ -149,9 +149,21 @@ def _u64(name, v):
     return v
 
 
+def _v(vcpu):
+    if isinstance(vcpu, bool) or not isinstance(vcpu, int) or not 0 <= vcpu < 1 << 32:
+        raise InvalidArgument(f"vcpu = {vcpu!r} is not a vCPU index")
+    return vcpu
+
+
 def page_info(gpa: int, level: int = 0) -> int:
-    """RCX for ACCEPT and the host SEAMCALLs: GPA | level."""
-    return _u64("gpa", gpa) | (int(level) & 7)
+    """RCX for ACCEPT and the host SEAMCALLs: GPA | level.  A level above 7
+    sets reserved bits (the model answers OPERAND_INVALID); pass a raw RCX
+    for other malformed operands."""
+    if _u64("gpa", gpa) % PAGE_4K:
+        raise Misaligned(f"gpa = {gpa:#x} is not 4 KiB aligned (pass a raw RCX to test that)")
+    if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level < PAGE_4K:
+        raise InvalidArgument(f"level = {level!r} does not fit RCX bits 11:0")
+    return gpa | level
 
 
 @dataclass(frozen=True)
@@ -394,34 +406,37 @@ class TdxGuest:
         """An interrupt arrives after `after` more interruptible work units
         (4 KiB chunks of a 2 MiB ACCEPT, 2 MiB chunks of MapGPA), then every
         `period` units; after=0 disarms."""
-        check(lib.ua_tdx_set_interrupts(self._handle, vcpu, after, period))
+        for name, v in (("after", after), ("period", period)):
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 1 << 32:
+                raise InvalidArgument(f"{name} = {v!r} is not a 32-bit count")
+        check(lib.ua_tdx_set_interrupts(self._handle, _v(vcpu), after, period))
 
     # ---- host ----------------------------------------------------------------
     def _host(self, fn, gpa, level, vcpu, raw, *extra):
         pi = _u64("page_info", raw) if raw is not None else page_info(gpa, level)
         out = ffi.new("ua_tdx_host_result *")
-        check(fn(self._handle, vcpu, pi, *extra, out), f"{fn.__name__}({pi:#x})")
+        check(fn(self._handle, _v(vcpu), pi, *extra, out), f"{fn.__name__}({pi:#x})")
         return HostResult(out.status, out.hpa, out.level, out.state)
 
     def add(self, gpa, level=0, *, data_nonzero=False, vcpu=0, raw=None) -> HostResult:
         """TDH.MEM.PAGE.ADD (build phase only)."""
         pi = _u64("page_info", raw) if raw is not None else page_info(gpa, level)
         out = ffi.new("ua_tdx_host_result *")
-        check(lib.ua_tdx_host_add(self._handle, vcpu, pi, bool(data_nonzero), out), "TDH.MEM.PAGE.ADD")
+        check(lib.ua_tdx_host_add(self._handle, _v(vcpu), pi, bool(data_nonzero), out), "TDH.MEM.PAGE.ADD")
         return HostResult(out.status, out.hpa, out.level, out.state)
 
     def add_range(self, start: int, end: int, *, data_nonzero=False, vcpu=0) -> HostResult:
         """TDH.MEM.PAGE.ADD of every 4 KiB page of [start, end) (stops at the
         first failure, whose result is returned)."""
         out = ffi.new("ua_tdx_host_result *")
-        check(lib.ua_tdx_host_add_range(self._handle, vcpu, _u64("start", start), _u64("end", end),
+        check(lib.ua_tdx_host_add_range(self._handle, _v(vcpu), _u64("start", start), _u64("end", end),
                                         bool(data_nonzero), out, ffi.NULL), "add_range")
         return HostResult(out.status, out.hpa, out.level, out.state)
 
     def finalize(self, vcpu=0) -> HostResult:
         """TDH.MR.FINALIZE."""
         out = ffi.new("ua_tdx_host_result *")
-        check(lib.ua_tdx_host_finalize(self._handle, vcpu, out))
+        check(lib.ua_tdx_host_finalize(self._handle, _v(vcpu), out))
         return HostResult(out.status, out.hpa, out.level, out.state)
 
     def aug(self, gpa, level=0, *, vcpu=0, raw=None) -> HostResult:
@@ -432,7 +447,7 @@ class TdxGuest:
 
     def track(self, vcpu=0) -> HostResult:
         out = ffi.new("ua_tdx_host_result *")
-        check(lib.ua_tdx_host_track(self._handle, vcpu, out))
+        check(lib.ua_tdx_host_track(self._handle, _v(vcpu), out))
         return HostResult(out.status, out.hpa, out.level, out.state)
 
     def remove(self, gpa, level=0, *, vcpu=0, raw=None) -> HostResult:
@@ -459,7 +474,9 @@ class TdxGuest:
         """The SEPT entry at `level` covering gpa, or (level None) the entry
         the walk ends at."""
         out = ffi.new("ua_tdx_entry_info *")
-        check(lib.ua_tdx_entry(self._handle, _u64("gpa", gpa), -1 if level is None else int(level), out),
+        if level is not None and (isinstance(level, bool) or level not in (0, 1, 2)):
+            raise InvalidArgument(f"level = {level!r} must be 0, 1, 2 or None")
+        check(lib.ua_tdx_entry(self._handle, _u64("gpa", gpa), -1 if level is None else level, out),
               f"entry({gpa:#x}, {level})")
         try:
             state = SeptState(out.state)
@@ -476,13 +493,13 @@ class TdxGuest:
         """4 KiB pages of [start, end) by the state of their governing leaf."""
         end = self.memory_bytes if end is None else end
         buf = ffi.new("uint64_t[6]")
-        check(lib.ua_tdx_count_states(self._handle, start, end, buf), "count_states")
+        check(lib.ua_tdx_count_states(self._handle, _u64("start", start), _u64("end", end), buf), "count_states")
         return {SeptState(i): buf[i] for i in range(6) if buf[i]}
 
     def count_nonzero(self, start: int = 0, end: Optional[int] = None) -> int:
         end = self.memory_bytes if end is None else end
         buf = ffi.new("uint64_t *")
-        check(lib.ua_tdx_count_nonzero(self._handle, start, end, buf), "count_nonzero")
+        check(lib.ua_tdx_count_nonzero(self._handle, _u64("start", start), _u64("end", end), buf), "count_nonzero")
         return buf[0]
 
     # ---- guest -----------------------------------------------------------------
@@ -492,7 +509,7 @@ class TdxGuest:
         rcx is given).  An exit is not serviced: see vmm_handle_exit()."""
         rcx = page_info(gpa, level) if rcx is None else _u64("rcx", rcx)
         out = ffi.new("ua_tdcall_result *")
-        check(lib.ua_tdx_tdcall_accept(self._handle, vcpu, _u64("rax", rax), rcx, out),
+        check(lib.ua_tdx_tdcall_accept(self._handle, _v(vcpu), _u64("rax", rax), rcx, out),
               "TDG.MEM.PAGE.ACCEPT")
         return TdcallResult(out.rax, bool(out.exited), bool(out.interrupted), out.exit_reason,
                             out.eeq_type, out.exit_qualification, out.exit_status, out.gpa,
@@ -503,7 +520,7 @@ class TdxGuest:
         its gpa).  Raises HostError when the VMM will not serve it."""
         gpa = getattr(result, "gpa", 0)
         action = ffi.new("uint32_t *")
-        check(lib.ua_tdx_vmm_handle_exit(self._handle, vcpu, gpa, result.exit_qualification,
+        check(lib.ua_tdx_vmm_handle_exit(self._handle, _v(vcpu), gpa, result.exit_qualification,
                                          getattr(result, "exit_status", 0), action),
               "the VMM did not serve the exit")
         return VmmAction(action[0])
@@ -511,27 +528,27 @@ class TdxGuest:
     def access(self, gpa: int, write: bool = False, *, vcpu: int = 0) -> AccessResult:
         """A guest load or store (the shared bit in gpa selects the shared EPT)."""
         out = ffi.new("ua_tdx_access_result *")
-        check(lib.ua_tdx_guest_access(self._handle, vcpu, _u64("gpa", gpa), bool(write), out),
+        check(lib.ua_tdx_guest_access(self._handle, _v(vcpu), _u64("gpa", gpa), bool(write), out),
               f"access({gpa:#x})")
         return AccessResult(AccessOutcome(out.outcome), out.vector, out.exit_reason, out.eeq_type,
                             out.exit_qualification, out.state, bool(out.data_nonzero), gpa)
 
     def veinfo_get(self, vcpu: int = 0) -> VeInfo:
         out = ffi.new("ua_tdx_veinfo *")
-        check(lib.ua_tdx_tdcall_veinfo_get(self._handle, vcpu, out))
+        check(lib.ua_tdx_tdcall_veinfo_get(self._handle, _v(vcpu), out))
         return VeInfo(out.status, out.exit_reason, out.valid, out.exit_qualification, out.gla,
                       out.gpa)
 
     def vm_rd(self, field: int, *, vcpu: int = 0):
         """TDG.VM.RD: (status, value)."""
         st, val = ffi.new("uint64_t *"), ffi.new("uint64_t *")
-        check(lib.ua_tdx_tdcall_vm_rd(self._handle, vcpu, _u64("field", field), st, val))
+        check(lib.ua_tdx_tdcall_vm_rd(self._handle, _v(vcpu), _u64("field", field), st, val))
         return st[0], val[0]
 
     def vm_wr(self, field: int, value: int, mask: int = U64 - 1, *, vcpu: int = 0):
         """TDG.VM.WR: (status, old value)."""
         st, old = ffi.new("uint64_t *"), ffi.new("uint64_t *")
-        check(lib.ua_tdx_tdcall_vm_wr(self._handle, vcpu, _u64("field", field),
+        check(lib.ua_tdx_tdcall_vm_wr(self._handle, _v(vcpu), _u64("field", field),
                                       _u64("value", value), _u64("mask", mask), st, old))
         return st[0], old[0]
 
@@ -541,7 +558,7 @@ class TdxGuest:
 
     def tdvmcall(self, r10: int, r11: int, r12: int, r13: int, *, vcpu: int = 0) -> VmcallResult:
         out = ffi.new("ua_tdx_vmcall_result *")
-        check(lib.ua_tdx_tdvmcall(self._handle, vcpu, _u64("r10", r10), _u64("r11", r11),
+        check(lib.ua_tdx_tdvmcall(self._handle, _v(vcpu), _u64("r10", r10), _u64("r11", r11),
                                   _u64("r12", r12), _u64("r13", r13), out), "TDG.VP.VMCALL")
         return VmcallResult(out.rax, out.r10, out.r11, out.chunks)
 
@@ -549,7 +566,7 @@ class TdxGuest:
         """Linux's MapGPA loop over [start, end) (private addresses).  Raises
         HostError when the VMM fails it; returns the final R10 status."""
         r10 = ffi.new("uint64_t *")
-        st = lib.ua_tdx_guest_map_gpa(self._handle, vcpu, _u64("start", start), _u64("end", end),
+        st = lib.ua_tdx_guest_map_gpa(self._handle, _v(vcpu), _u64("start", start), _u64("end", end),
                                       bool(shared), r10)
         check(st, f"MapGPA [{start:#x}, {end:#x}) -> R10 = {r10[0]:#x}")
         return VmcallStatus(r10[0])
@@ -558,7 +575,7 @@ class TdxGuest:
         """Linux's disable_sept_ve() at boot.  Returns the warning printed
         ("" if none); raises GuestPanic for a misconfigured non-debug TD."""
         msg = ffi.new("const char **")
-        st = lib.ua_tdx_guest_linux_disable_sept_ve(self._handle, vcpu, msg)
+        st = lib.ua_tdx_guest_linux_disable_sept_ve(self._handle, _v(vcpu), msg)
         text = ffi.string(msg[0]).decode()
         check(st, text or "disable_sept_ve")
         return text
@@ -569,7 +586,7 @@ class TdxGuest:
         (HostError)."""
         out = ffi.new("ua_tdx_access_result *")
         msg = ffi.new("const char **")
-        st = lib.ua_tdx_guest_linux_touch(self._handle, vcpu, _u64("gpa", gpa), bool(write), out, msg)
+        st = lib.ua_tdx_guest_linux_touch(self._handle, _v(vcpu), _u64("gpa", gpa), bool(write), out, msg)
         check(st, ffi.string(msg[0]).decode() or f"access {gpa:#x}")
         return AccessResult(AccessOutcome(out.outcome), out.vector, out.exit_reason, out.eeq_type,
                             out.exit_qualification, out.state, bool(out.data_nonzero), gpa)
@@ -626,7 +643,7 @@ class TdxAcceptPath:
         """Accept [start, end) on vcpu; raises GuestPanic / AcceptFailed /
         HostError like the table's accept would."""
         check(self._fn(ffi.cast("void *", self._handle), _u64("start", start), _u64("end", end),
-                       vcpu), f"{self.kind} accept [{start:#x}, {end:#x})")
+                       _v(vcpu)), f"{self.kind} accept [{start:#x}, {end:#x})")
 
     @property
     def stats(self) -> PathStats:
