@@ -121,6 +121,13 @@ ua_status ua_accept_memory(ua_table *t, uint64_t start, uint64_t size, uint32_t 
     return st;
 }
 
+int64_t ua_accept_memory_units(ua_table *t, uint64_t start, uint64_t size, uint32_t vcpu)
+{
+    ua_accept_result r;
+    ua_status st = ua_accept_memory(t, start, size, vcpu, &r);
+    return st ? -(int64_t)st : (int64_t)r.units;
+}
+
 ua_status ua_range_contains_unaccepted(const ua_table *t, uint64_t start, uint64_t size, int *out)
 {
     if (!t || !out)

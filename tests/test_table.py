@@ -91,7 +91,7 @@ def test_bitmap_bytes_not_a_multiple_of_eight():
     assert table.size == 4 and table.bitmap == b"\xff\xff\xff\x03"
     assert table.unaccepted_units == 26
     # accepting past the end never reads or writes beyond the 4 bytes
-    assert table.accept(0, 1 << 40).units == 26
+    assert table.accept_detailed(0, 1 << 40).units == 26
     assert table.bitmap == bytes(4)
 
 
@@ -176,8 +176,8 @@ def test_table_near_the_top_of_the_address_space():
     t.mark(0, 8)
     assert t.contains(top - 32 * MiB, 4096)
     with pytest.raises(OutOfRange):
-        t.accept(top - 4096, 4096)                      # end == 2^64 is not representable
-    r = t.accept(top - 18 * MiB, 4096)                  # last unit only, clamped
+        t.accept_detailed(top - 4096, 4096)                      # end == 2^64 is not representable
+    r = t.accept_detailed(top - 18 * MiB, 4096)                  # last unit only, clamped
     assert (r.runs, r.units) == (1, 1)
     assert t.bitmap == b"\x7f"
-    assert t.accept(top - 8192, 4096).units == 0        # past coverage
+    assert t.accept_detailed(top - 8192, 4096).units == 0        # past coverage
