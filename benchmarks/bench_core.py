@@ -118,7 +118,7 @@ def test_alternating_unaccepted(benchmark, runs):
         table.bitmap = pattern
 
     benchmark.extra_info["ops"] = runs
-    result = benchmark.pedantic(lambda: table.accept(0, units * UNIT), setup=arm, rounds=5,
+    result = benchmark.pedantic(lambda: table.accept_detailed(0, units * UNIT), setup=arm, rounds=5,
                                 warmup_rounds=1)
     assert result.runs == runs and table.unaccepted_units == 0
 
