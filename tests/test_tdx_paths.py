@@ -234,9 +234,9 @@ def test_table_accept_memory_drives_linux_path():
     path = g.accept_path("linux")
     t = Table(M2, 0, G1 // M2 // 8, accept=path)
     t.mark(0, G1 // M2)
-    res = t.accept(0, 4 * M2)
+    res = t.accept_detailed(0, 4 * M2)
     # the guard unit: an end on a unit boundary extends by one unit
-    assert res.units == 5
+    assert res.units == 5 and res.runs == 1
     assert g.count_states(0, 8 * M2) == {SeptState.MAPPED: 5 * 512, SeptState.FREE: 3 * 512}
     assert path.stats.calls == 1 and path.stats.success_2m == 5
     # the table never asks twice for an accepted unit, so no panic
