@@ -157,3 +157,68 @@ class TdxMachine(RuleBasedStateMachine):
 
 TdxMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 TestTdxMachine = TdxMachine.TestCase
+
+
+# ---- the core's reusable acceptance machine with the TDX Linux path below ----
+from unaccepted import Recorder, Table                           # noqa: E402
+from unaccepted.tdx import SeptState, TdxGuest                   # noqa: E402
+from unaccepted.testing.stateful import AcceptanceMachine        # noqa: E402
+
+
+class _TdxTableAdapter:
+    """A Table whose primitive is a Recorder forwarding to the TDX model's
+    Linux path.  `mark` re-marks units unaccepted the way a real guest could
+    see it happen: the memory went to shared and back (MapGPA), so the host
+    removed the private pages and they must be accepted again."""
+
+    def __init__(self, unit_size, phys_base, size):
+        self.unit = unit_size
+        self.base = phys_base
+        end = phys_base + size * 8 * unit_size
+        mem = max(-(-end // M2) * M2, M2)
+        self.guest = TdxGuest(mem, backing="4K" if unit_size < M2 else "2M")
+        self.path = self.guest.accept_path("linux")
+        self.rec = Recorder(self.path)
+        self.table = Table(unit_size, phys_base, size, accept=self.rec)
+        self.accepted = set()
+
+    def accept(self, start, size):
+        before = len(self.rec)
+        self.table.accept(start, size)
+        ranges = self.rec.ranges(before)
+        for s, e in ranges:
+            self.accepted.update(range(s // K4, e // K4))
+        return ranges
+
+    def contains(self, start, size):
+        return self.table.contains(start, size)
+
+    def mark(self, first, last):
+        self.table.mark(first, last)
+        if first < last:
+            s, e = self.base + first * self.unit, self.base + last * self.unit
+            self.guest.map_gpa(s, e, shared=True)
+            self.guest.map_gpa(s, e, shared=False)
+            self.accepted.difference_update(range(s // K4, e // K4))
+
+    @property
+    def bitmap(self):
+        return self.table.bitmap
+
+
+class TdxAcceptanceMachine(AcceptanceMachine):
+    def make_implementation(self, unit_size, phys_base, size):
+        return _TdxTableAdapter(unit_size, phys_base, size)
+
+    @invariant()
+    def tdx_pages_match_accepted_units(self):
+        if not hasattr(self, "impl"):
+            return
+        g = self.impl.guest
+        assert g.count_states().get(SeptState.MAPPED, 0) == len(self.impl.accepted)
+        assert self.impl.path.stats.failures == 0
+
+
+TdxAcceptanceMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=25,
+                                                  deadline=None)
+TestTdxAcceptanceMachine = TdxAcceptanceMachine.TestCase
