@@ -355,3 +355,13 @@ def test_linux_touch_of_unaccepted_memory_is_fatal():
     g2 = TdxGuest(G1)
     with pytest.raises(HostError, match="before accepting"):
         g2.linux_touch(3 * M2)
+
+
+def test_docs_example_runs():
+    import re
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[1] / "docs" / "tdx.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert blocks
+    for code in blocks:
+        exec(compile(code, "docs/tdx.md", "exec"), {})
