@@ -345,13 +345,25 @@ ua_status ua_tdx_create(const ua_tdx_config *cfg, ua_tdx **out)
     if (cfg->initial == UA_TDX_INIT_PENDING) {
         /* model: the VMM AUGed all private RAM at the backing level before the
          * guest runs (a "prefault"); the pages hold host garbage until ACCEPT */
-        if (cfg->backing == UA_TDX_LEVEL_2M && cfg->memory_bytes % UA_TDX_SZ_2M == 0) {
-            t->tmpl_state = S_PENDING;
-            t->tmpl_flags = R_GARBAGE;
-        } else {
-            t->tmpl_state = S_NL_MAPPED;
-            t->tmpl_flags = R_GARBAGE;
-            t->nl_default_pte = S_PENDING;
+        t->tmpl_state = cfg->backing == UA_TDX_LEVEL_2M ? S_PENDING : S_NL_MAPPED;
+        t->tmpl_flags = R_GARBAGE;
+        t->nl_default_pte = S_PENDING;
+        uint64_t tail = cfg->memory_bytes % UA_TDX_SZ_2M;
+        if (tail) {
+            /* the last region is only partly RAM: 4 KiB pages up to its end */
+            struct region *r = region_w(t, t->nregions - 1);
+            struct ext *e = r ? ext_get(t, r) : NULL;
+            if (!e) {
+                ua_tdx_destroy(t);
+                return UA_E_NOMEM;
+            }
+            unsigned n = (unsigned)(tail / UA_TDX_SZ_4K);
+            r->state = S_NL_MAPPED;
+            memset(e->pte, S_FREE, sizeof(e->pte));
+            memset(e->pte, S_PENDING, n);
+            memset(e->dirty, 0, sizeof(e->dirty));
+            for (unsigned i = 0; i < n; i++)
+                bit_set(e->dirty, i);
         }
     }
     *out = t;

@@ -302,3 +302,19 @@ def test_concurrent_table_accepts():
     assert t.unaccepted_units == 0
     assert g.count_states() == {SeptState.MAPPED: 8 * G1 // K4}
     assert path.stats.failures == 0
+
+
+@pytest.mark.parametrize("backing", ["2M", "4K"])
+def test_prefaulted_guest_with_partial_last_region(backing):
+    from _tdx_both import Both
+    mem = 3 * M2 + 40 * K4
+    b = Both(mem, backing=backing, initial="pending")
+    b.check_same(0, mem, [0, 3 * M2, 3 * M2 + 39 * K4])
+    c, r, cs, rs = b.linux(0, mem)
+    assert c is True and r is True
+    for k, v in rs.items():
+        assert getattr(cs, k) == v
+    assert cs.exits == 0
+    assert b.c.count_states() == {SeptState.MAPPED: mem // K4}
+    assert b.c.entry(3 * M2, 1).state == SeptState.NL_MAPPED
+    assert (b.c.entry(0, 1).state == SeptState.MAPPED) == (backing == "2M")

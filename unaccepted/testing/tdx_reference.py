@@ -112,13 +112,16 @@ class RefTdx:
         self.ve = [None] * nvcpus
         self.initial = initial
         if initial == "pending":
-            whole = backing == 1 and memory_bytes % M2 == 0
+            # the VMM pre-AUGed all RAM at the backing level; a last region that
+            # is only partly RAM gets 4 KiB pages up to the end of RAM
             for idx in range(self.nregions):
-                if whole:
+                pages = min(512, (memory_bytes - idx * M2) // K4)
+                if pages == 512 and backing == 1:
                     self.regions[idx] = Region(Entry(PENDING))
                 else:
-                    self.regions[idx] = Region(Entry(NL_MAPPED), [Entry(PENDING) for _ in range(512)])
-            self.nonzero = set(range(self.nregions * 512))
+                    self.regions[idx] = Region(Entry(NL_MAPPED), [
+                        Entry(PENDING if i < pages else FREE) for i in range(512)])
+            self.nonzero = set(range(memory_bytes // K4))
 
     # ---- helpers ---------------------------------------------------------------
     def region(self, idx) -> Region:
