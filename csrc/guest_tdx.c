@@ -37,8 +37,7 @@ struct ua_tdx_path {
     ua_tdx *t;
     uint32_t kind;
     uint32_t nvcpus;
-    int panicked; /* atomic */
-    const char *panic_msg;
+    const char *panic_msg; /* atomic: NULL until the first failure */
     struct path_vcpu *v;
 };
 
@@ -64,7 +63,7 @@ ua_status ua_tdx_path_create(ua_tdx *t, uint32_t kind, ua_tdx_path **out)
     p->t = t;
     p->kind = kind;
     p->nvcpus = cfg.nvcpus;
-    p->panic_msg = "";
+    p->panic_msg = NULL;
     *out = p;
     return UA_OK;
 }
@@ -99,26 +98,21 @@ void ua_tdx_path_reset(ua_tdx_path *p)
     if (!p)
         return;
     memset(p->v, 0, sizeof(*p->v) * p->nvcpus);
-    p->panic_msg = "";
-    __atomic_store_n(&p->panicked, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&p->panic_msg, NULL, __ATOMIC_RELEASE);
 }
 
 const char *ua_tdx_path_panic_message(const ua_tdx_path *p)
 {
-    if (!p || !__atomic_load_n(&p->panicked, __ATOMIC_ACQUIRE))
-        return "";
-    return p->panic_msg;
+    const char *msg = p ? __atomic_load_n(&p->panic_msg, __ATOMIC_ACQUIRE) : NULL;
+    return msg ? msg : "";
 }
 
 static void record_panic(ua_tdx_path *p, const char *msg)
 {
-    int expected = 0;
+    const char *expected = NULL;
     /* the first failure's message wins */
-    if (__atomic_load_n(&p->panicked, __ATOMIC_RELAXED) == 0) {
-        p->panic_msg = msg;
-        __atomic_compare_exchange_n(&p->panicked, &expected, 1, 0, __ATOMIC_RELEASE,
-                                    __ATOMIC_RELAXED);
-    }
+    __atomic_compare_exchange_n(&p->panic_msg, &expected, msg, 0, __ATOMIC_RELEASE,
+                                __ATOMIC_RELAXED);
 }
 
 /* One ACCEPT instruction as the guest sees it: executions until it returns.

@@ -247,11 +247,35 @@ def test_add_before_and_after_finalize(operand, data_nonzero):
     after(b)
 
 
-@pytest.mark.parametrize("op", HOST_OPS)
-def test_host_ops_before_finalize(op):
+BUILD_SETUPS = {
+    "FREE": [],
+    "4K:MAPPED": [lambda b: _s(b, lambda: b.add(G4))],
+    "4K:FREE_in_table": [lambda b: _s(b, lambda: b.add(OTHER4))],
+    "4K:BLOCKED": [lambda b: _s(b, lambda: b.add(G4)), blk4k],
+    "4K:BLOCKED_tracked": [lambda b: _s(b, lambda: b.add(G4)), blk4k, trk],
+    "NL_BLOCKED": [lambda b: _s(b, lambda: b.add(G4)), blk2m],
+    "4K:MAPPED_locked": [lambda b: _s(b, lambda: b.add(G4)), lambda b: b.set_lock(G4, 0)],
+    "4K:REMOVED": [lambda b: _s(b, lambda: b.add(G4)), lambda b: b.set_importing(True),
+                   lambda b: _s(b, lambda: b.host("remove", G4)),
+                   lambda b: b.set_importing(False)],
+}
+
+
+@pytest.mark.parametrize("operand", sorted(OPERANDS))
+@pytest.mark.parametrize("op", HOST_OPS + ["add"])
+@pytest.mark.parametrize("setup", sorted(BUILD_SETUPS))
+def test_host_ops_before_finalize(setup, op, operand):
+    """In the build phase: ADD allowed, AUG refused, nothing needs blocking."""
     b = Both(MEM, finalized=False)
-    _s(b, lambda: b.add(G4))
-    for pi in (G4, G2 | 1, OTHER4):
-        c, r = b.host(op, pi)
-        assert c == r, (op, hex(pi), c, r)
-        after(b)
+    for step in BUILD_SETUPS[setup]:
+        step(b)
+    after(b)
+    pi = OPERANDS[operand]
+    c, r = b.add(pi) if op == "add" else b.host(op, pi)
+    assert c == r, (setup, op, operand, c, r)
+    after(b)
+    # and the same TD once finalized
+    assert b.finalize() == ((0, 0, 0), (0, 0, 0))
+    c, r = b.add(pi) if op == "add" else b.host(op, pi)
+    assert c == r, (setup, op, operand, c, r)
+    after(b)
