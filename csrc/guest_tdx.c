@@ -395,7 +395,7 @@ ua_status ua_tdx_guest_linux_touch(ua_tdx *t, uint32_t vcpu, uint64_t gpa, uint3
                     *message = "KVM: guest access before accepting (memory fault exit)";
                 return UA_E_HOST;
             }
-            st = ua_tdx_vmm_handle_exit(t, vcpu, gpa, out->exit_qualification, 0, NULL);
+            st = ua_tdx_vmm_handle_exit(t, vcpu, gpa, out->extended_exit_qualification, 0, NULL);
             if (st)
                 return st;
         }

@@ -1444,7 +1444,8 @@ ua_status ua_tdx_guest_access(ua_tdx *t, uint32_t vcpu, uint64_t gpa, uint32_t w
     out->outcome = UA_TDX_ACCESS_EXIT;
     out->exit_reason = UA_TDX_EXIT_REASON_EPT_VIOLATION;
     out->eeq_type = s == S_PENDING ? UA_TDX_EEQ_TYPE_PENDING_EPT_VIOLATION : UA_TDX_EEQ_TYPE_NONE;
-    out->exit_qualification = qual | ((uint64_t)out->eeq_type << 32);
+    out->exit_qualification = qual;
+    out->extended_exit_qualification = out->eeq_type;
     charge(t, vcpu, UA_EV_TD_EXIT, 1);
     return UA_OK;
 }

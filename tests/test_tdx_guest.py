@@ -152,12 +152,19 @@ def test_pending_touch_with_ve_disabled_exits_type_6():
     assert g.cost.counts()[Event.TD_EXIT] == 1
 
 
-def test_free_touch_plain_exit_then_aug_then_pending():
+@pytest.mark.parametrize("write", [False, True])
+def test_free_touch_plain_exit_then_aug_then_pending(write):
     g = TdxGuest(G1, backing="4K", pending_ve_disable=False)
-    r = g.access(7 * K4)
+    r = g.access(7 * K4, write)
     assert r.outcome == AccessOutcome.EXIT and r.eeq_type == 0 and r.state == SeptState.FREE
+    assert r.exit_qualification == (2 if write else 1) and r.extended_exit_qualification == 0
     assert g.vmm_handle_exit(r).name == "AUG_4K"
-    assert g.access(7 * K4).outcome == AccessOutcome.VE
+    assert g.access(7 * K4, write).outcome == AccessOutcome.VE
+    assert g.veinfo_get().exit_qualification == (2 if write else 1)
+    g2 = TdxGuest(G1)                       # 2 MiB backing: the VMM maps 2 MiB
+    assert g2.vmm_handle_exit(g2.access(7 * K4, write)).name == "AUG_2M"
+    r = g2.access(7 * K4, write)
+    assert r.eeq_type == 6 and r.extended_exit_qualification == 6
 
 
 def test_td_ctls_controls():

@@ -256,7 +256,8 @@ class AccessResult:
     vector: int
     exit_reason: int
     eeq_type: int
-    exit_qualification: int
+    exit_qualification: int           # bit 0 read, bit 1 write
+    extended_exit_qualification: int  # exits: EEQ (type in 3:0), what the VMM reads
     state: int
     data_nonzero: bool
     gpa: int = 0   # the address accessed (what the VMM sees with an exit)
@@ -519,8 +520,9 @@ class TdxGuest:
         """Let the VMM service an exit (a TdcallResult or AccessResult with
         its gpa).  Raises HostError when the VMM will not serve it."""
         gpa = getattr(result, "gpa", 0)
+        eeq = getattr(result, "extended_exit_qualification", result.exit_qualification)
         action = ffi.new("uint32_t *")
-        check(lib.ua_tdx_vmm_handle_exit(self._handle, _v(vcpu), gpa, result.exit_qualification,
+        check(lib.ua_tdx_vmm_handle_exit(self._handle, _v(vcpu), gpa, eeq,
                                          getattr(result, "exit_status", 0), action),
               "the VMM did not serve the exit")
         return VmmAction(action[0])
@@ -531,7 +533,8 @@ class TdxGuest:
         check(lib.ua_tdx_guest_access(self._handle, _v(vcpu), _u64("gpa", gpa), bool(write), out),
               f"access({gpa:#x})")
         return AccessResult(AccessOutcome(out.outcome), out.vector, out.exit_reason, out.eeq_type,
-                            out.exit_qualification, out.state, bool(out.data_nonzero), gpa)
+                            out.exit_qualification, out.extended_exit_qualification, out.state,
+                            bool(out.data_nonzero), gpa)
 
     def veinfo_get(self, vcpu: int = 0) -> VeInfo:
         out = ffi.new("ua_tdx_veinfo *")
@@ -589,7 +592,8 @@ class TdxGuest:
         st = lib.ua_tdx_guest_linux_touch(self._handle, _v(vcpu), _u64("gpa", gpa), bool(write), out, msg)
         check(st, ffi.string(msg[0]).decode() or f"access {gpa:#x}")
         return AccessResult(AccessOutcome(out.outcome), out.vector, out.exit_reason, out.eeq_type,
-                            out.exit_qualification, out.state, bool(out.data_nonzero), gpa)
+                            out.exit_qualification, out.extended_exit_qualification, out.state,
+                            bool(out.data_nonzero), gpa)
 
     def accept_path(self, kind: str = "linux") -> "TdxAcceptPath":
         return TdxAcceptPath(self, kind)

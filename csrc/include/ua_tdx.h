@@ -239,7 +239,8 @@ typedef struct ua_tdx_access_result {
     uint32_t vector;              /* 20 or 8 when injected */
     uint32_t exit_reason;         /* 48 for EPT-violation exits */
     uint32_t eeq_type;            /* 0 plain, 6 pending */
-    uint64_t exit_qualification;  /* bit 0 read, bit 1 write (+ EEQ type in 35:32 for exits) */
+    uint64_t exit_qualification;  /* EPT-violation qualification: bit 0 read, bit 1 write */
+    uint64_t extended_exit_qualification; /* exits: EEQ, type in 3:0 (what the VMM reads) */
     uint32_t state;               /* public state of the entry that decided */
     uint32_t data_nonzero;        /* reads of MAPPED pages: 1 if the page holds non-zero data */
 } ua_tdx_access_result;
@@ -281,7 +282,8 @@ UA_API ua_status ua_tdx_tdvmcall(ua_tdx *t, uint32_t vcpu, uint64_t r10, uint64_
 UA_API ua_status ua_tdx_set_interrupts(ua_tdx *t, uint32_t vcpu, uint32_t after, uint32_t period);
 
 /* ---- the VMM ------------------------------------------------------------------ */
-/* Service a TD exit reported by a TDCALL or an access (EEQ ACCEPT: AUG or
+/* Service a TD exit reported by a TDCALL (its exit_qualification) or an
+ * access (its extended_exit_qualification).  EEQ ACCEPT: AUG or
  * BLOCK+TRACK+DEMOTE per policy; HOST_PRIORITY timeout: the host releases
  * the HP bit; plain EPT violation: AUG).  UA_E_HOST if the VMM cannot or
  * will not serve it.  *action (may be NULL) gets a UA_TDX_VMM_DID_* value. */
