@@ -132,6 +132,9 @@ void ua_tdx_charge_internal(ua_tdx *t, uint32_t vcpu, int event, uint64_t n)
     charge(t, vcpu, event, n);
 }
 
+/* The TD's TLB epoch: TRACK may run on a VMM thread while vCPUs run. */
+static inline uint32_t epoch_now(const ua_tdx *t) { return __atomic_load_n(&t->epoch, __ATOMIC_RELAXED); }
+
 static inline void usage_add(ua_tdx *t, int64_t n)
 {
     __atomic_fetch_add(&t->mem_usage, (uint64_t)n, __ATOMIC_RELAXED);
@@ -209,7 +212,7 @@ static struct ext *ext_get(ua_tdx *t, struct region *r)
     r->flags &= (uint8_t)~(R_GARBAGE | R_SHARED | R_BEPOCH);
     if (r->state == S_NL_MAPPED || r->state == S_NL_BLOCKED)
         memset(e->pte, t->nl_default_pte, sizeof(e->pte));
-    e->block_epoch = t->epoch - 1;
+    e->block_epoch = epoch_now(t) - 1;
     usage_add(t, (int64_t)sizeof(*e));
     r->ext = e;
     return e;
@@ -558,7 +561,7 @@ static uint8_t *host_walk_4k(ua_tdx *t, struct target *tg, ua_tdx_host_result *o
 /* TLB tracking: an entry blocked in the current epoch is not tracked yet. */
 static inline int tracked(const ua_tdx *t, const struct region *r, int flagged)
 {
-    return !flagged || !r->ext || r->ext->block_epoch != t->epoch;
+    return !flagged || !r->ext || r->ext->block_epoch != epoch_now(t);
 }
 
 /* Start blocking something in region r during the current epoch. */
@@ -567,12 +570,13 @@ static int block_epoch_enter(ua_tdx *t, struct region *r)
     struct ext *e = ext_get(t, r);
     if (!e)
         return UA_E_NOMEM;
-    if (e->block_epoch != t->epoch) {
+    uint32_t now = epoch_now(t);
+    if (e->block_epoch != now) {
         /* everything flagged before was blocked in an older, tracked epoch */
         for (unsigned i = 0; i < 512; i++)
             e->pte[i] &= (uint8_t)~P_BEPOCH;
         r->flags &= (uint8_t)~R_BEPOCH;
-        e->block_epoch = t->epoch;
+        e->block_epoch = now;
     }
     return 0;
 }
@@ -773,7 +777,7 @@ ua_status ua_tdx_host_track(ua_tdx *t, uint32_t vcpu, ua_tdx_host_result *out)
     charge(t, vcpu, UA_EV_SEAMCALL, 1);
     /* model: every vCPU leaves the old epoch at once, so one TRACK completes
      * the TLB tracking of everything blocked before it */
-    t->epoch++;
+    __atomic_fetch_add(&t->epoch, 1, __ATOMIC_RELAXED);
     return UA_OK;
 }
 
@@ -1422,7 +1426,8 @@ ua_status ua_tdx_guest_access(ua_tdx *t, uint32_t vcpu, uint64_t gpa, uint32_t w
         }
         return UA_OK;
     }
-    if (s == S_PENDING && !(t->td_ctls & UA_TDX_TD_CTLS_PENDING_VE_DISABLE)) {
+    if (s == S_PENDING &&
+        !(__atomic_load_n(&t->td_ctls, __ATOMIC_RELAXED) & UA_TDX_TD_CTLS_PENDING_VE_DISABLE)) {
         struct vcpu_state *v = &t->vcpus[vcpu];
         charge(t, vcpu, UA_EV_VE, 1);
         if (v->ve.valid) {
@@ -1480,7 +1485,7 @@ ua_status ua_tdx_tdcall_vm_rd(ua_tdx *t, uint32_t vcpu, uint64_t field, uint64_t
     if (field == UA_TDX_TDCS_CONFIG_FLAGS)
         *value = t->cfg.config_flags;
     else if (field == UA_TDX_TDCS_TD_CTLS)
-        *value = t->td_ctls;
+        *value = __atomic_load_n(&t->td_ctls, __ATOMIC_RELAXED);
     else
         *status = UA_TDX_METADATA_FIELD_ID_INCORRECT;
     return UA_OK;
@@ -1505,9 +1510,14 @@ ua_status ua_tdx_tdcall_vm_wr(ua_tdx *t, uint32_t vcpu, uint64_t field, uint64_t
         else if (value & mask & ~(uint64_t)UA_TDX_TD_CTLS_PENDING_VE_DISABLE)
             *status = UA_TDX_METADATA_FIELD_VALUE_NOT_VALID;
         else {
-            *old_value = t->td_ctls;
+            /* TD-scope: other vCPUs read it concurrently */
             uint64_t m = mask & UA_TDX_TD_CTLS_PENDING_VE_DISABLE;
-            t->td_ctls = (t->td_ctls & ~m) | (value & m);
+            uint64_t old = __atomic_load_n(&t->td_ctls, __ATOMIC_RELAXED), nv;
+            do {
+                nv = (old & ~m) | (value & m);
+            } while (!__atomic_compare_exchange_n(&t->td_ctls, &old, nv, 0, __ATOMIC_RELAXED,
+                                                  __ATOMIC_RELAXED));
+            *old_value = old;
         }
     } else {
         *status = UA_TDX_METADATA_FIELD_ID_INCORRECT;

@@ -13,8 +13,9 @@
  *     past the guest for host calls) are ua_status codes, never TDX codes.
  *
  * Threading: different vCPUs may run guest operations concurrently on
- * disjoint 2 MiB-aligned ranges.  Host SEAMCALLs, configuration setters and
- * guest operations on the same 2 MiB region must not run concurrently.
+ * disjoint 2 MiB-aligned ranges, and TDH.MEM.TRACK / TDG.VM.WR may run
+ * alongside them.  Other host SEAMCALLs, configuration setters and guest
+ * operations on the same 2 MiB region must not run concurrently.
  */
 #ifndef UA_TDX_H
 #define UA_TDX_H

@@ -240,6 +240,18 @@ static void *work(void *arg)
     return NULL;
 }
 
+static void *vmm_thread(void *arg)
+{
+    ua_tdx *t = arg;
+    ua_tdx_host_result h;
+    uint64_t st, val;
+    for (int i = 0; i < 2000; i++) {
+        ua_tdx_host_track(t, 0, &h);
+        ua_tdx_tdcall_vm_rd(t, 0, UA_TDX_TDCS_TD_CTLS, &st, &val);
+    }
+    return NULL;
+}
+
 static void test_threads(void)
 {
     ua_tdx *t = make(8 * G1, UA_TDX_LEVEL_4K, UA_TDX_INIT_FREE, 4);
@@ -251,6 +263,9 @@ static void test_threads(void)
         w[i] = (struct worker){p, i, -1};
         pthread_create(&th[i], NULL, work, &w[i]);
     }
+    pthread_t vmm;
+    pthread_create(&vmm, NULL, vmm_thread, t);
+    pthread_join(vmm, NULL);
     for (int i = 0; i < 4; i++) {
         pthread_join(th[i], NULL);
         CHECK_EQ(w[i].rc, UA_OK);
