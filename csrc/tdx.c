@@ -112,6 +112,7 @@ struct ua_tdx {
     pthread_mutex_t dir_lock;
     uint8_t tmpl_state, tmpl_flags, nl_default_pte;
     uint32_t finalized, importing, policy;
+    uint32_t map_gpa_stalls; /* atomic */
     uint32_t epoch;
     uint64_t td_ctls;
     uint64_t next_frame;      /* atomic */
@@ -432,6 +433,14 @@ void ua_tdx_set_importing(ua_tdx *t, int importing)
 {
     if (t)
         t->importing = importing ? 1 : 0;
+}
+
+ua_status ua_tdx_set_map_gpa_stalls(ua_tdx *t, uint32_t count)
+{
+    if (!t)
+        return UA_E_INVAL;
+    __atomic_store_n(&t->map_gpa_stalls, count, __ATOMIC_RELAXED);
+    return UA_OK;
 }
 
 ua_status ua_tdx_set_interrupts(ua_tdx *t, uint32_t vcpu, uint32_t after, uint32_t period)
@@ -1616,6 +1625,15 @@ ua_status ua_tdx_tdvmcall(ua_tdx *t, uint32_t vcpu, uint64_t r10, uint64_t r11, 
     uint64_t end = gpa + size;
     if (size == 0 || end < gpa || end > (sbit << 1) || ((gpa ^ (end - 1)) & sbit)) {
         out->r10 = UA_TDX_VMCALL_INVALID_OPERAND;
+        return UA_OK;
+    }
+    uint32_t stalls = __atomic_load_n(&t->map_gpa_stalls, __ATOMIC_RELAXED);
+    while (stalls && !__atomic_compare_exchange_n(&t->map_gpa_stalls, &stalls, stalls - 1, 0,
+                                                  __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+    if (stalls) {
+        out->r10 = UA_TDX_VMCALL_RETRY;
+        out->r11 = gpa;
         return UA_OK;
     }
     int to_shared = (gpa & sbit) != 0;

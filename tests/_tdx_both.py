@@ -92,6 +92,10 @@ class Both:
         self.c.set_interrupts(vcpu, after, period)
         self.r.set_interrupts(vcpu, after, period)
 
+    def set_map_gpa_stalls(self, n):
+        self.c.set_map_gpa_stalls(n)
+        self.r.map_gpa_stalls = n
+
     def set_importing(self, on):
         self.c.set_importing(on)
         self.r.importing = on

@@ -372,3 +372,20 @@ def test_docs_example_runs():
     assert blocks
     for code in blocks:
         exec(compile(code, "docs/tdx.md", "exec"), {})
+
+
+def test_map_gpa_no_progress_retries():
+    g = TdxGuest(G1, cost=Cost("count"))
+    g.set_map_gpa_stalls(2)
+    r = g.tdvmcall(0, 0x10001, SHARED | M2, M2)
+    assert (r.r10, r.r11, r.chunks) == (1, SHARED | M2, 0)
+    # Linux re-issues; one more stall, then progress
+    assert g.map_gpa(M2, 2 * M2, shared=True) == VmcallStatus.SUCCESS
+    assert g.cost.counts()[Event.TDVMCALL] == 3
+    # three RETRYs in a row without progress: Linux gives up
+    g.set_map_gpa_stalls(3)
+    with pytest.raises(HostError):
+        g.map_gpa(4 * M2, 5 * M2, shared=True)
+    assert not g.entry(4 * M2).shared
+    g.set_map_gpa_stalls(0)
+    assert g.map_gpa(4 * M2, 5 * M2, shared=True) == VmcallStatus.SUCCESS

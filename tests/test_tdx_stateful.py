@@ -128,6 +128,11 @@ class TdxMachine(RuleBasedStateMachine):
         for k, v in rs.items():
             assert getattr(cs, k) == v, (k, getattr(cs, k), v)
 
+    @rule(n=st.integers(0, 4))
+    def map_gpa_stalls(self, n):
+        self.rule = "stalls"
+        self.b.set_map_gpa_stalls(n)
+
     @rule(after=st.integers(0, 600), period=st.integers(0, 300))
     def interrupts(self, after, period):
         self.rule = "interrupts"

@@ -403,6 +403,12 @@ class TdxGuest:
     def set_importing(self, importing: bool = True) -> None:
         lib.ua_tdx_set_importing(self._handle, bool(importing))
 
+    def set_map_gpa_stalls(self, count: int) -> None:
+        """The next `count` MapGPA calls answer RETRY without progress."""
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count < 1 << 32:
+            raise InvalidArgument(f"count = {count!r} is not a 32-bit count")
+        check(lib.ua_tdx_set_map_gpa_stalls(self._handle, count))
+
     def set_interrupts(self, vcpu: int = 0, after: int = 0, period: int = 0) -> None:
         """An interrupt arrives after `after` more interruptible work units
         (4 KiB chunks of a 2 MiB ACCEPT, 2 MiB chunks of MapGPA), then every

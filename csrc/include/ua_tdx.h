@@ -277,6 +277,11 @@ typedef struct ua_tdx_vmcall_result {
 UA_API ua_status ua_tdx_tdvmcall(ua_tdx *t, uint32_t vcpu, uint64_t r10, uint64_t r11,
                                  uint64_t r12, uint64_t r13, ua_tdx_vmcall_result *out);
 
+/* A misbehaving VMM: the next `count` MapGPA calls answer RETRY without
+ * converting anything (R11 = the requested start).  KVM itself always makes
+ * progress before a RETRY; this exercises the guest's no-progress rule. */
+UA_API ua_status ua_tdx_set_map_gpa_stalls(ua_tdx *t, uint32_t count);
+
 /* An interrupt arrives after the vCPU completes `after` more interruptible
  * work units (a 4 KiB chunk of a 2 MiB ACCEPT, a 2 MiB chunk of MapGPA),
  * then every `period` units (0 = once).  after = 0 disarms. */

@@ -102,6 +102,7 @@ class RefTdx:
         self.policy = policy
         self.hp_busy_limit = hp_busy_limit
         self.importing = False
+        self.map_gpa_stalls = 0
         self.epoch = 1
         self.nregions = -(-memory_bytes // M2)
         self.regions: Dict[int, Region] = {}
@@ -553,6 +554,9 @@ class RefTdx:
         a, e = gpa & ~s, end - (s if to_shared else 0)
         if e > self.mem:
             return (VMCALL_INVALID_OPERAND, 0, 0)
+        if self.map_gpa_stalls:
+            self.map_gpa_stalls -= 1
+            return (VMCALL_RETRY, gpa, 0)
         chunks = 0
         while a < e:
             cend = min(e, (a // M2 + 1) * M2)
