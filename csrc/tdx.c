@@ -80,7 +80,7 @@ static inline int is_blocked(unsigned s)
 
 struct ext {
     uint32_t block_epoch;
-    uint32_t nr_ovr;
+    uint32_t reserved;
     uint32_t *ovr;      /* 512 4 KiB frame numbers, allocated on demand */
     uint64_t dirty[8];  /* page holds non-zero data */
     uint64_t shared[8]; /* GPA is shared in the VMM's view */
