@@ -14,6 +14,7 @@ from .errors import (AcceptFailed, ArchitecturalFault, CallbackError, GuestDied,
 from .memmap import MemoryDescriptor, MemoryMap, MemoryType
 from .primitives import Noop, PythonPrimitive, Recorder
 from .table import AcceptResult, Op, OpBatch, OpResult, StubResult, Table, stub_build_table
+from .tdx import TdxAcceptPath, TdxGuest
 
 __version__ = _ffi.string(_lib.ua_version_string()).decode()
 
@@ -27,6 +28,7 @@ __all__ = [
     "InvalidArgument", "InvalidMemoryMap", "InvalidOp", "InvalidState", "InvalidTable",
     "InvalidTrace", "InvalidUnitSize", "MemoryDescriptor", "MemoryMap", "MemoryType",
     "Misaligned", "Noop", "Op", "OpBatch", "OpResult", "OutOfMemory", "OutOfRange",
-    "PythonPrimitive", "Recorder", "StubResult", "Table", "TableTooLarge", "UnacceptedError",
+    "PythonPrimitive", "Recorder", "StubResult", "Table", "TableTooLarge", "TdxAcceptPath",
+    "TdxGuest", "UnacceptedError",
     "UnknownTableVersion", "stub_build_table",
 ]
