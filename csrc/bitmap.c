@@ -106,8 +106,10 @@ uint64_t ua_bitmap_count(const uint64_t *words, uint64_t nbits, uint64_t first, 
 }
 
 /* OR-reduce the range, 8 words per step. */
-static inline int any_in(const uint64_t *words, uint64_t nbits, uint64_t first, uint64_t last)
+static inline int any_in(const uint64_t *words, uint64_t nbits, uint64_t first, uint64_t last,
+                         int order)
 {
+#define LOAD_WORD(p) __atomic_load_n((p), order)
     last = clamp(last, nbits);
     if (first >= last)
         return 0;
@@ -115,36 +117,35 @@ static inline int any_in(const uint64_t *words, uint64_t nbits, uint64_t first, 
     uint64_t lo_mask = ua_word_mask(first % 64, 64);
     uint64_t hi_mask = ua_word_mask(0, (unsigned)((last - 1) % 64) + 1);
     if (fw == lw)
-        return (load(&words[fw]) & lo_mask & hi_mask) != 0;
-    if (load(&words[fw]) & lo_mask)
+        return (LOAD_WORD(&words[fw]) & lo_mask & hi_mask) != 0;
+    if (LOAD_WORD(&words[fw]) & lo_mask)
         return 1;
     uint64_t w = fw + 1;
     while (w + 8 <= lw) {
-        uint64_t acc = load(&words[w]) | load(&words[w + 1]) | load(&words[w + 2]) |
-                       load(&words[w + 3]) | load(&words[w + 4]) | load(&words[w + 5]) |
-                       load(&words[w + 6]) | load(&words[w + 7]);
+        uint64_t acc = LOAD_WORD(&words[w]) | LOAD_WORD(&words[w + 1]) | LOAD_WORD(&words[w + 2]) |
+                       LOAD_WORD(&words[w + 3]) | LOAD_WORD(&words[w + 4]) | LOAD_WORD(&words[w + 5]) |
+                       LOAD_WORD(&words[w + 6]) | LOAD_WORD(&words[w + 7]);
         if (acc)
             return 1;
         w += 8;
     }
     for (; w < lw; w++)
-        if (load(&words[w]))
+        if (LOAD_WORD(&words[w]))
             return 1;
-    return (load(&words[lw]) & hi_mask) != 0;
+    return (LOAD_WORD(&words[lw]) & hi_mask) != 0;
+#undef LOAD_WORD
 }
 
 int ua_bitmap_any(const uint64_t *words, uint64_t nbits, uint64_t first, uint64_t last)
 {
-    return any_in(words, nbits, first, last);
+    return any_in(words, nbits, first, last, __ATOMIC_RELAXED);
 }
 
 int ua_bitmap_any_acquire(const uint64_t *words, uint64_t nbits, uint64_t first, uint64_t last)
 {
-    int any = any_in(words, nbits, first, last);
-    /* Pairs with the release in ua_bitmap_clear_atomic: seeing a bit clear
-     * means the accept that cleared it is visible too. */
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
-    return any;
+    /* Acquire pairs with the release in ua_bitmap_clear_atomic: seeing a bit
+     * clear means the accept that cleared it is visible too. */
+    return any_in(words, nbits, first, last, __ATOMIC_ACQUIRE);
 }
 
 int ua_bitmap_next_run(const uint64_t *words, uint64_t nbits, uint64_t *pos, uint64_t last,

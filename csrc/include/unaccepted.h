@@ -210,8 +210,10 @@ typedef struct ua_accept_result {
  * be NULL.  Safe to call from many threads on one table. */
 UA_API ua_status ua_accept_memory(ua_table *t, uint64_t start, uint64_t size, uint32_t vcpu,
                                   ua_accept_result *result);
-/* range_contains_unaccepted_memory(start, size): 1 or 0 (Linux's answer). */
-UA_API int ua_range_contains_unaccepted(const ua_table *t, uint64_t start, uint64_t size);
+/* range_contains_unaccepted_memory(start, size): *out = 1 or 0, Linux's
+ * answer (no page widening; guard unit; one bit per unit step from start). */
+UA_API ua_status ua_range_contains_unaccepted(const ua_table *t, uint64_t start, uint64_t size,
+                                              int *out);
 
 /* Batch entry point: run ops[*cursor ..] in order; stops at the first op that
  * fails and returns its status with *cursor at that op (so a caller can

@@ -1,0 +1,72 @@
+/* memmap.c - validation of EFI memory maps. */
+#include <stdlib.h>
+
+#include "ua_internal.h"
+
+/* End of a descriptor; the caller has checked it does not overflow. */
+static inline uint64_t desc_end(const ua_mem_desc *d) { return d->phys_start + d->num_pages * UA_PAGE_SIZE; }
+
+struct sort_ctx { const ua_mem_desc *descs; };
+
+static int cmp_start(const void *a, const void *b, void *arg)
+{
+    const ua_mem_desc *d = ((const struct sort_ctx *)arg)->descs;
+    size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    if (d[i].phys_start != d[j].phys_start)
+        return d[i].phys_start < d[j].phys_start ? -1 : 1;
+    return i < j ? -1 : (i > j);
+}
+
+ua_status ua_memmap_check(const ua_mem_desc *descs, size_t n, uint64_t limit, size_t *bad,
+                          size_t *other)
+{
+    size_t dummy_bad, dummy_other;
+    if (!bad)
+        bad = &dummy_bad;
+    if (!other)
+        other = &dummy_other;
+    if (n && !descs)
+        return UA_E_INVAL;
+    for (size_t i = 0; i < n; i++) {
+        const ua_mem_desc *d = &descs[i];
+        *bad = *other = i;
+        if (d->phys_start % UA_PAGE_SIZE)
+            return UA_E_ALIGN;
+        if (d->num_pages == 0)
+            return UA_E_EMPTY;
+        /* The end must be representable: start + pages * 4 KiB < 2^64. */
+        ua_u128 end = (ua_u128)d->phys_start + (ua_u128)d->num_pages * UA_PAGE_SIZE;
+        if (end >= UA_U64_LIMIT || (limit && end > limit))
+            return UA_E_RANGE;
+    }
+    if (n < 2)
+        return UA_OK;
+    size_t *order = malloc(n * sizeof(*order));
+    if (!order)
+        return UA_E_NOMEM;
+    for (size_t i = 0; i < n; i++)
+        order[i] = i;
+    struct sort_ctx ctx = {descs};
+    qsort_r(order, n, sizeof(*order), cmp_start, &ctx);
+    ua_status st = UA_OK;
+    /* Sorted by start, a descriptor overlaps some earlier one iff it starts
+     * below the largest end seen so far. */
+    size_t reach_idx = order[0];
+    uint64_t reach = desc_end(&descs[reach_idx]);
+    for (size_t k = 1; k < n; k++) {
+        size_t i = order[k];
+        if (descs[i].phys_start < reach) {
+            /* Report the later one in map order as the bad descriptor. */
+            *bad = i > reach_idx ? i : reach_idx;
+            *other = i > reach_idx ? reach_idx : i;
+            st = UA_E_OVERLAP;
+            break;
+        }
+        if (desc_end(&descs[i]) > reach) {
+            reach = desc_end(&descs[i]);
+            reach_idx = i;
+        }
+    }
+    free(order);
+    return st;
+}

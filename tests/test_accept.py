@@ -1,0 +1,298 @@
+"""accept_memory / range_contains_unaccepted_memory: mainline semantics against
+the reference model, the primitive contract, the batch API and threads."""
+import threading
+import time
+
+import pytest
+from hypothesis import given, strategies as st
+
+from unaccepted import (AcceptFailed, CallbackError, GuestPanic, InvalidOp, InvalidState,
+                        MemoryDescriptor as D, MemoryMap, Op, OpBatch, OutOfRange, Recorder,
+                        Table, stub_build_table)
+from unaccepted.testing.reference import RefTable, ref_stub
+from unaccepted.testing.strategies import memory_maps, ops, unit_sizes
+
+MiB, GiB = 1 << 20, 1 << 30
+
+
+@st.composite
+def cases(draw):
+    mm = draw(memory_maps())
+    unit = draw(unit_sizes)
+    return mm, unit, draw(ops(mm, unit))
+
+
+@given(cases())
+def test_ops_match_reference(case):
+    mm, unit, op_list = case
+    table, _ = stub_build_table(mm, unit_size=unit)
+    ref, _ = ref_stub([(d.type, d.start, d.pages) for d in mm], unit)
+    if table is None:
+        return
+    rec = Recorder()
+    table.set_accept(rec)
+    for kind, start, size in op_list:
+        if kind == "accept":
+            before = len(rec)
+            res = table.accept(start, size)
+            got = rec.ranges(before)
+            assert got == ref.accept(start, size)
+            assert res.runs == len(got)
+            assert res.units == sum(e - s for s, e in got) // unit
+        else:
+            assert table.contains(start, size) == ref.contains(start, size)
+        assert table.bitmap == ref.bitmap_bytes()
+
+
+@given(cases())
+def test_batch_equals_single_calls(case):
+    mm, unit, op_list = case
+    a, _ = stub_build_table(mm, unit_size=unit)
+    b, _ = stub_build_table(mm, unit_size=unit)
+    if a is None:
+        return
+    ra, rb = Recorder(), Recorder()
+    a.set_accept(ra)
+    b.set_accept(rb)
+    results = a.run(OpBatch(op_list))
+    singles = [b.accept(s, n).runs if k == "accept" else b.contains(s, n)
+               for k, s, n in op_list]
+    assert [r.runs if r.kind == "accept" else r.contains for r in results] == singles
+    assert ra.ranges() == rb.ranges() and a.bitmap == b.bitmap
+
+
+def full_table(units=64, unit=2 * MiB, base=4 * GiB):
+    t = Table(unit, base, (units + 7) // 8)
+    t.mark(0, units)
+    return t
+
+
+def test_guard_unit_and_page_widening():
+    t = full_table()
+    rec = Recorder()
+    t.set_accept(rec)
+    base = 4 * GiB
+    t.accept(base, 2 * MiB)                   # ends on a unit boundary: +1 guard unit
+    assert rec.ranges() == [(base, base + 4 * MiB)]
+    t.accept(base + 5 * MiB - 1, 1)           # widened to one page, end not unit aligned
+    assert rec.ranges(1) == [(base + 4 * MiB, base + 6 * MiB)]
+    # an unaligned caller whose page-aligned end is unit aligned gets the guard
+    # (the 2026 fix: widen first, then test the end)
+    t.accept(base + 8 * MiB - 100, 50)
+    assert rec.ranges(2) == [(base + 6 * MiB, base + 10 * MiB)]
+
+
+def test_contains_uses_linux_stepping_and_no_widening():
+    t = full_table(units=8)
+    base = 4 * GiB
+    t.accept(base, 2 * MiB - 4096)            # accepts unit 0 only (end not aligned)
+    assert not t.contains(base + 1 * MiB, 1 * MiB - 4096)
+    # [1 MiB, 2.5 MiB): Linux tests bits at offsets 1 MiB only (1 + 2 > 2.5),
+    # so it misses unit 1 even though the range reaches into it.
+    assert not t.contains(base + 1 * MiB, 1536 * 1024)
+    assert t.contains(base + 1 * MiB, 2 * MiB + 512 * 1024)
+    # end exactly on the boundary: the guard unit makes it true
+    assert t.contains(base + 1 * MiB, 1 * MiB)
+
+
+def test_range_ending_at_phys_base():
+    t = full_table(units=8)
+    base = 4 * GiB
+    # end == phys_base is not "below" it: the guard unit 0 is considered
+    assert t.contains(base - 4096, 4096)
+    rec = Recorder()
+    t.set_accept(rec)
+    t.accept(base - 4096, 4096)
+    assert rec.ranges() == [(base, base + 2 * MiB)]
+    assert not t.contains(base - 8192, 4096)
+    assert t.accept(base - 8192, 4096).runs == 0
+
+
+def test_size_zero():
+    t = full_table(units=8)
+    base = 4 * GiB
+    # Linux rounds the empty range's end up to whole units: the unit holding
+    # `start` is accepted even for size 0.
+    assert t.accept(base + 4096, 0).units == 1
+    assert not t.contains(base + 4096, 0)
+    assert t.contains(base + 2 * MiB, 0)               # unit aligned: guard unit
+    assert t.accept(base + 2 * MiB, 0).units == 1
+    assert not t.contains(base + 2 * MiB, 0)
+
+
+def test_primitive_failure_leaves_bits_set_and_reports():
+    t = full_table(units=8)
+    t.mark(2, 3, unaccepted=False)                     # runs [0,2) and [3,8)
+    seen = []
+
+    def flaky(start, end, vcpu):
+        seen.append((start, end))
+        return len(seen) == 1                          # second run fails
+
+    t.set_accept(flaky)
+    with pytest.raises(AcceptFailed):
+        t.accept(4 * GiB, 16 * MiB)
+    assert t.bitmap == bytes([0b11111000])              # first run cleared, rest kept
+    assert len(seen) == 2
+
+
+def test_primitive_can_report_a_typed_death():
+    t = full_table(units=8)
+    t.set_accept(lambda s, e, v: 34)                   # UA_E_GUEST_PANIC
+    with pytest.raises(GuestPanic):
+        t.accept(4 * GiB, 4096)
+    assert t.unaccepted_units == 8
+
+
+def test_callback_exception_is_not_lost():
+    t = full_table(units=8)
+
+    def boom(start, end, vcpu):
+        raise RuntimeError("injected")
+
+    t.set_accept(boom)
+    with pytest.raises(CallbackError) as exc:
+        t.accept(4 * GiB, 4096)
+    assert isinstance(exc.value.__cause__, RuntimeError)
+    assert t.unaccepted_units == 8
+
+
+def test_bits_clear_only_after_the_primitive_returns():
+    t = full_table(units=8)
+    observed = []
+    t.set_accept(lambda s, e, v: observed.append(t.contains(s, 4096)))
+    t.accept(4 * GiB, 4096)
+    assert observed == [True] and not t.contains(4 * GiB, 4096)
+
+
+def test_vcpu_is_passed_through():
+    t = full_table(units=8)
+    got = []
+    t.set_accept(lambda s, e, v: got.append(v))
+    t.accept(4 * GiB, 4096, vcpu=7)
+    t.run([Op("accept", 4 * GiB + 6 * MiB, 4096, vcpu=3)])
+    assert got == [7, 3]
+
+
+def test_bad_ops():
+    t = full_table(units=8)
+    with pytest.raises(InvalidOp, match="unknown kind"):
+        OpBatch([("evict", 0, 1)])
+    with pytest.raises(InvalidOp, match="start"):
+        t.accept(-1, 1)
+    with pytest.raises(InvalidOp, match="size"):
+        t.contains(0, 1.5)
+    with pytest.raises(OutOfRange):
+        t.accept((1 << 64) - 4096, 8192)
+
+
+def test_batch_stops_at_the_failing_op_and_can_resume():
+    t = full_table(units=8)
+    calls = []
+
+    def prim(s, e, v):
+        calls.append(s)
+        return len(calls) != 2
+
+    t.set_accept(prim)
+    batch = OpBatch([("accept", 4 * GiB, 4096), ("accept", 4 * GiB + 4 * MiB, 4096),
+                     ("contains", 4 * GiB, 4096)])
+    with pytest.raises(AcceptFailed) as exc:
+        t.run(batch)
+    assert exc.value.completed == 1
+
+
+def test_no_table_primitive_swap_while_accepting():
+    t = full_table(units=8)
+    errors = []
+
+    def prim(s, e, v):
+        try:
+            t.set_accept(None)
+        except InvalidState as exc:
+            errors.append(exc)
+
+    t.set_accept(prim)
+    t.accept(4 * GiB, 4096)
+    assert len(errors) == 1
+
+
+# ---- threads ----------------------------------------------------------------
+
+def test_disjoint_callers_run_in_parallel():
+    t = full_table(units=64)
+    both_inside = threading.Barrier(2, timeout=10)
+
+    def prim(s, e, v):
+        both_inside.wait()                 # deadlocks unless both are inside at once
+
+    t.set_accept(prim)
+    results = []
+    threads = [threading.Thread(target=lambda v=v: results.append(
+        t.accept(4 * GiB + v * 32 * MiB, 4 * MiB - 4096, vcpu=v))) for v in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert len(results) == 2 and all(r.units == 2 for r in results)
+
+
+def test_caller_touching_a_unit_in_flight_waits():
+    t = full_table(units=8, unit=2 * MiB)
+    base = 4 * GiB
+    inside = threading.Event()
+    release = threading.Event()
+    order = []
+
+    def prim(s, e, v):
+        order.append((v, s, e))
+        if v == 0:
+            inside.set()
+            assert release.wait(10)
+
+    t.set_accept(prim)
+    a = threading.Thread(target=lambda: t.accept(base, 1 * MiB, vcpu=0))      # unit 0
+    a.start()
+    assert inside.wait(10)
+    res = []
+    # byte-disjoint from A's request but in the same unit: must wait
+    b = threading.Thread(target=lambda: res.append(t.accept(base + 1536 * 1024, 4096, vcpu=1)))
+    b.start()
+    time.sleep(0.2)
+    assert order == [(0, base, base + 2 * MiB)]          # B has not accepted anything
+    release.set()
+    a.join()
+    b.join()
+    assert res[0].waits >= 1 and res[0].runs == 0        # unit 0 was done by A
+    assert order == [(0, base, base + 2 * MiB)]
+
+
+@pytest.mark.parametrize("unit", [4096, 2 * MiB, 128 * MiB])
+def test_many_threads_never_accept_a_unit_twice(unit):
+    units = 4096
+    t = Table(unit, 0, units // 8)
+    t.mark(0, units)
+    rec = Recorder()
+    t.set_accept(rec)
+    import random
+
+    def worker(seed):
+        rng = random.Random(seed)
+        ops = []
+        for _ in range(400):
+            start = rng.randrange(0, units * unit)
+            ops.append(("accept", start, rng.randrange(0, 6 * unit)))
+        t.run(ops)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    t.accept(0, units * unit)                 # sweep whatever is left
+    seen = set()
+    for s, e in rec.ranges():
+        for k in range(s // unit, e // unit):
+            assert k not in seen, f"unit {k} accepted twice"
+            seen.add(k)
+    assert seen == set(range(units)) and t.unaccepted_units == 0

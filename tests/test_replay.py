@@ -1,0 +1,170 @@
+"""`unaccepted replay`: output checked against the reference model and the
+trace format's rules for bad input."""
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given, strategies as st
+
+from unaccepted.replay import replay, replay_line
+from unaccepted.testing.reference import ref_stub
+from unaccepted.testing.strategies import memory_maps, ops, unit_sizes
+
+MiB, GiB = 1 << 20, 1 << 30
+
+
+def expected(case):
+    """The output line computed from the reference model alone."""
+    unit = case.get("unit_size", 2 * MiB)
+    descs = [(d["type"], d["start"], d["pages"]) for d in case["memory_map"]]
+    table, accepted = ref_stub(descs, unit)
+    if table is None:
+        return {"id": case["id"], "table": None, "stub_accepted": [],
+                "results": [{"accepted": []} if o["op"] == "accept" else {"contains": False}
+                            for o in case["ops"]], "bitmap": None}
+    out = {"id": case["id"],
+           "table": {"version": 1, "unit_size": unit, "phys_base": table.phys_base,
+                     "size": table.size, "bitmap": table.bitmap_bytes().hex()},
+           "stub_accepted": [list(r) for r in accepted], "results": []}
+    for o in case["ops"]:
+        if o["op"] == "accept":
+            out["results"].append({"accepted": [list(r) for r in table.accept(o["start"],
+                                                                              o["size"])]})
+        else:
+            out["results"].append({"contains": table.contains(o["start"], o["size"])})
+    out["bitmap"] = table.bitmap_bytes().hex()
+    return out
+
+
+@st.composite
+def trace_cases(draw):
+    mm = draw(memory_maps())
+    unit = draw(unit_sizes)
+    op_list = draw(ops(mm, unit))
+    case = {"id": draw(st.text(max_size=8)),
+            "memory_map": [{"type": d.type, "start": d.start, "pages": d.pages} for d in mm],
+            "ops": [{"op": k, "start": s, "size": n} for k, s, n in op_list
+                    if s + n <= 1 << 52]}
+    if unit != 2 * MiB or draw(st.booleans()):
+        case["unit_size"] = unit
+    return case
+
+
+@given(trace_cases())
+def test_replay_matches_reference(case):
+    line = json.dumps(case)
+    got = json.loads(next(iter(replay([line]))))
+    assert got == expected(case)
+
+
+def test_spec_example_byte_for_byte():
+    case = ('{"id": "any string", "unit_size": 2097152, "memory_map": ['
+            '{"type": 7, "start": 0, "pages": 160}, '
+            '{"type": 15, "start": 4294967296, "pages": 1048576}], "ops": ['
+            '{"op": "accept", "start": 4294967296, "size": 4194304}, '
+            '{"op": "contains", "start": 4299161600, "size": 4096}]}')
+    out = next(iter(replay([case])))
+    # 4 GiB of unaccepted memory at 4 GiB: 2048 units, 256 bytes, all set
+    prefix = ('{"id": "any string", "table": {"version": 1, "unit_size": 2097152, '
+              '"phys_base": 4294967296, "size": 256, "bitmap": "' + "ff" * 256 + '"}, '
+              '"stub_accepted": [], "results": [{"accepted": [[4294967296, 4301258752]]}, '
+              '{"contains": false}], "bitmap": "f8' + "ff" * 255 + '"}')
+    assert out == prefix
+
+
+BAD = [
+    ("not json", None, "InvalidTrace"),
+    ('[1, 2]', None, "InvalidTrace"),
+    ('{"memory_map": [], "ops": []}', None, "InvalidTrace"),
+    ('{"id": 5, "memory_map": [], "ops": []}', 5, "InvalidTrace"),
+    ('{"id": "a", "ops": []}', "a", "InvalidTrace"),
+    ('{"id": "a", "memory_map": []}', "a", "InvalidTrace"),
+    ('{"id": "a", "unit_size": 3000, "memory_map": [], "ops": []}', "a", "InvalidUnitSize"),
+    ('{"id": "a", "unit_size": 2048, "memory_map": [], "ops": []}', "a", "InvalidUnitSize"),
+    ('{"id": "a", "unit_size": 4294967296, "memory_map": [], "ops": []}', "a",
+     "InvalidUnitSize"),
+    ('{"id": "a", "unit_size": 4096.0, "memory_map": [], "ops": []}', "a", "InvalidUnitSize"),
+    ('{"id": "a", "unit_size": true, "memory_map": [], "ops": []}', "a", "InvalidUnitSize"),
+    ('{"id": "a", "memory_map": [{"type": 15, "start": 1, "pages": 1}], "ops": []}', "a",
+     "InvalidMemoryMap"),
+    ('{"id": "a", "memory_map": [{"type": 15, "start": 0, "pages": 0}], "ops": []}', "a",
+     "InvalidMemoryMap"),
+    ('{"id": "a", "memory_map": [{"type": 15, "start": 0, "pages": -1}], "ops": []}', "a",
+     "InvalidMemoryMap"),
+    ('{"id": "a", "memory_map": [{"type": 15, "start": 0}], "ops": []}', "a",
+     "InvalidMemoryMap"),
+    ('{"id": "a", "memory_map": [{"type": 15, "start": 0, "pages": 1.0}], "ops": []}', "a",
+     "InvalidMemoryMap"),
+    ('{"id": "a", "memory_map": [{"type": 15, "start": 0, "pages": 4}, '
+     '{"type": 7, "start": 8192, "pages": 1}], "ops": []}', "a", "InvalidMemoryMap"),
+    ('{"id": "a", "memory_map": [{"type": 15, "start": 4503599627366400, "pages": 2}], '
+     '"ops": []}', "a", "InvalidMemoryMap"),
+    ('{"id": "a", "memory_map": [], "ops": [{"op": "evict", "start": 0, "size": 1}]}', "a",
+     "InvalidOp"),
+    ('{"id": "a", "memory_map": [], "ops": [{"op": "accept", "start": -1, "size": 1}]}', "a",
+     "InvalidOp"),
+    ('{"id": "a", "memory_map": [], "ops": [{"op": "accept", "start": 0, "size": false}]}',
+     "a", "InvalidOp"),
+    ('{"id": "a", "memory_map": [], "ops": [{"op": "accept", "start": 4503599627370496, '
+     '"size": 1}]}', "a", "InvalidOp"),
+    ('{"id": "a", "memory_map": [], "ops": [{"op": "contains", "start": 0}]}', "a",
+     "InvalidOp"),
+    # 4 PiB at 1 MiB units needs 512 MiB of bitmap (2 MiB units: exactly the 256 MiB cap)
+    ('{"id": "a", "unit_size": 1048576, "memory_map": [{"type": 15, "start": 0, "pages": 1}, '
+     '{"type": 15, "start": 4503599627366400, "pages": 1}], "ops": []}', "a", "TableTooLarge"),
+]
+
+
+@pytest.mark.parametrize("line, case_id, kind", BAD)
+def test_bad_cases(line, case_id, kind):
+    out = replay_line(line)
+    assert set(out) == {"id", "error"}
+    assert out["id"] == case_id
+    assert out["error"]["kind"] == kind
+    assert out["error"]["message"]
+
+
+def test_end_at_exactly_2_52_is_valid():
+    out = replay_line('{"id": "top", "memory_map": [{"type": 15, "start": 4503599627366400, '
+                      '"pages": 1}], "ops": [{"op": "accept", "start": 4503599627366400, '
+                      '"size": 4096}]}')
+    assert out["stub_accepted"] == [[(1 << 52) - 4096, 1 << 52]]
+
+
+def test_one_output_line_per_input_line_and_errors_do_not_stop_the_file(tmp_path):
+    lines = ['{"id": "1", "memory_map": [], "ops": []}', "garbage",
+             '{"id": "3", "memory_map": [{"type": 15, "start": 0, "pages": 2048}], '
+             '"ops": [{"op": "accept", "start": 0, "size": 4096}]}']
+    f = tmp_path / "t.jsonl"
+    f.write_text("\n".join(lines) + "\n")
+    proc = subprocess.run([sys.executable, "-m", "unaccepted", "replay", str(f)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0
+    out = [json.loads(l) for l in proc.stdout.splitlines()]
+    assert [o["id"] for o in out] == ["1", None, "3"]
+    assert out[2]["results"] == [{"accepted": [[0, 2 * MiB]]}]
+    # stdin, with "-" and with no argument
+    for args in (["-"], []):
+        p = subprocess.run([sys.executable, "-m", "unaccepted", "replay", *args],
+                           input="\n".join(lines) + "\n", capture_output=True, text=True)
+        assert p.returncode == 0 and p.stdout == proc.stdout
+
+
+def test_unreadable_input_fails(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "unaccepted", "replay",
+                           str(tmp_path / "missing.jsonl")], capture_output=True, text=True)
+    assert proc.returncode != 0 and "cannot read" in proc.stderr
+    (tmp_path / "bin").write_bytes(b"\xff\xfe\x00")
+    proc = subprocess.run([sys.executable, "-m", "unaccepted", "replay",
+                           str(tmp_path / "bin")], capture_output=True, text=True)
+    assert proc.returncode != 0
+
+
+def test_shipped_example_trace_runs():
+    proc = subprocess.run([sys.executable, "-m", "unaccepted", "replay",
+                           "examples/traces/basic.jsonl"], capture_output=True, text=True)
+    assert proc.returncode == 0
+    out = [json.loads(l) for l in proc.stdout.splitlines()]
+    assert out[1]["table"]["bitmap"] == "0e" and out[1]["bitmap"] == "0c"

@@ -1,0 +1,113 @@
+"""Accept primitives: what the table calls for each run of unaccepted units.
+
+Anything with a `_c_accept` property returning `(fn, ctx)` cffi cdata (a
+`ua_accept_fn` and its context) can be used: the vendor models' accept paths,
+the Recorder, the no-op.  A plain Python callable `fn(start, end, vcpu)` is
+wrapped in PythonPrimitive; it runs with the GIL, so keep it off hot paths.
+"""
+from __future__ import annotations
+
+from ._core import ffi, lib
+from .errors import CallbackError, check
+
+
+class Noop:
+    """Bookkeeping only: accepting does nothing but clear bits."""
+
+    @property
+    def _c_accept(self):
+        return lib.ua_accept_noop, ffi.NULL
+
+    def __repr__(self):
+        return "Noop()"
+
+
+class Recorder:
+    """Remembers every range handed to it, then forwards to `next` (if any).
+
+    Thread-safe; records are kept in call order."""
+
+    def __init__(self, next=None):
+        self._next = None if next is None else as_primitive(next)
+        fn, ctx = self._next._c_accept if self._next is not None else (ffi.NULL, ffi.NULL)
+        out = ffi.new("ua_recorder **")
+        check(lib.ua_recorder_create(fn, ctx, out), "cannot create recorder")
+        self._handle = ffi.gc(out[0], lib.ua_recorder_destroy)
+
+    @property
+    def _c_accept(self):
+        return lib.ua_recorder_accept, ffi.cast("void *", self._handle)
+
+    def __len__(self):
+        return lib.ua_recorder_count(self._handle)
+
+    def ranges(self, first: int = 0, count: int | None = None) -> list:
+        """Recorded [start, end) ranges as (start, end) tuples."""
+        total = len(self)
+        if count is None:
+            count = max(total - first, 0)
+        if count == 0:
+            return []
+        buf = ffi.new("ua_range[]", count)
+        check(lib.ua_recorder_get(self._handle, first, count, buf), "recorder range")
+        return [(r.start, r.end) for r in buf]
+
+    def clear(self):
+        lib.ua_recorder_reset(self._handle)
+
+
+class PythonPrimitive:
+    """Wraps `fn(start, end, vcpu)`.  Returning None/True/0 means success;
+    False or a non-zero int means failure; an exception is re-raised by the
+    caller of accept (wrapped in CallbackError)."""
+
+    def __init__(self, fn):
+        if not callable(fn):
+            raise TypeError(f"accept primitive must be callable, got {type(fn).__name__}")
+        self.fn = fn
+        self.error = None
+        self._self_handle = ffi.new_handle(self)
+
+    @property
+    def _c_accept(self):
+        return lib._ua_py_accept, self._self_handle
+
+    def take_error(self):
+        err, self.error = self.error, None
+        return err
+
+
+@ffi.def_extern()
+def _ua_py_accept(ctx, start, end, vcpu):
+    prim = ffi.from_handle(ctx)
+    try:
+        rc = prim.fn(start, end, vcpu)
+    except BaseException as exc:  # reported to the caller, never lost in C
+        prim.error = exc
+        return lib.UA_E_CALLBACK
+    if rc is False:
+        return lib.UA_E_ACCEPT_FAILED
+    if rc is None or rc is True or rc == 0:
+        return lib.UA_OK
+    return int(rc) if 0 < int(rc) < 64 else lib.UA_E_ACCEPT_FAILED
+
+
+def as_primitive(obj):
+    """Normalise None / callable / primitive object to a primitive object."""
+    if obj is None:
+        return Noop()
+    if hasattr(obj, "_c_accept"):
+        return obj
+    if callable(obj):
+        return PythonPrimitive(obj)
+    raise TypeError(f"not an accept primitive: {obj!r}")
+
+
+def raise_callback_error(prim, status, message):
+    """Re-raise a Python callback's exception after a failed C call."""
+    if isinstance(prim, PythonPrimitive):
+        err = prim.take_error()
+        if err is not None:
+            raise CallbackError(f"{message}: the accept callback raised {err!r}") from err
+    if isinstance(prim, Recorder) and prim._next is not None:
+        raise_callback_error(prim._next, status, message)

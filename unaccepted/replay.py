@@ -1,0 +1,157 @@
+"""`unaccepted replay`: the JSON-lines conformance interface (docs/trace-format.md).
+
+Each input line is a case: a memory map, an optional unit size and a list of
+ops.  The case's table is built as the EFI stub builds it, the ops run in one
+C call with a recording primitive, and one JSON object is written per line.
+"""
+from __future__ import annotations
+
+import json
+from typing import Iterable, Iterator, TextIO
+
+from .errors import (InvalidMemoryMap, InvalidOp, InvalidTrace, InvalidUnitSize,
+                     UnacceptedError)
+from .memmap import MemoryDescriptor, MemoryMap
+from .primitives import Recorder
+from .table import DEFAULT_UNIT_SIZE, OpBatch, Table
+
+ADDRESS_LIMIT = 1 << 52   # largest x86-64 MAXPHYADDR
+MIN_UNIT, MAX_UNIT = 1 << 12, 1 << 31
+OPS = ("accept", "contains")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _uint(obj, key, where, exc):
+    if key not in obj:
+        raise exc(f"{where}: missing field {key!r}")
+    v = obj[key]
+    if not _is_int(v):
+        raise exc(f"{where}: {key} must be an integer, got {json.dumps(v)}")
+    if v < 0:
+        raise exc(f"{where}: {key} = {v} is negative")
+    return v
+
+
+def parse_case(case) -> tuple:
+    """Validate one decoded case; returns (id, unit_size, MemoryMap, ops)."""
+    if not isinstance(case, dict):
+        raise InvalidTrace(f"a case must be a JSON object, got {type(case).__name__}")
+    if "id" not in case:
+        raise InvalidTrace("missing field 'id'")
+    if not isinstance(case["id"], str):
+        raise InvalidTrace(f"id must be a string, got {json.dumps(case['id'])}")
+
+    unit_size = case.get("unit_size", DEFAULT_UNIT_SIZE)
+    if not _is_int(unit_size) or not (MIN_UNIT <= unit_size <= MAX_UNIT) or \
+            unit_size & (unit_size - 1):
+        raise InvalidUnitSize(
+            f"unit_size = {json.dumps(unit_size)} is not a power of two from 4096 to 2^31")
+
+    if "memory_map" not in case:
+        raise InvalidTrace("missing field 'memory_map'")
+    raw_map = case["memory_map"]
+    if not isinstance(raw_map, list):
+        raise InvalidMemoryMap(f"memory_map must be a list, got {type(raw_map).__name__}")
+    descs = []
+    for i, d in enumerate(raw_map):
+        where = f"memory_map[{i}]"
+        if not isinstance(d, dict):
+            raise InvalidMemoryMap(f"{where}: must be an object, got {json.dumps(d)}")
+        t = _uint(d, "type", where, InvalidMemoryMap)
+        start = _uint(d, "start", where, InvalidMemoryMap)
+        pages = _uint(d, "pages", where, InvalidMemoryMap)
+        if t >= 1 << 32:
+            raise InvalidMemoryMap(f"{where}: type = {t} does not fit EFI_MEMORY_TYPE (u32)")
+        if start % 4096:
+            raise InvalidMemoryMap(f"{where}: start = {start} is not 4 KiB aligned")
+        if pages == 0:
+            raise InvalidMemoryMap(f"{where}: pages = 0 (at least one page)")
+        if start + pages * 4096 > ADDRESS_LIMIT:
+            raise InvalidMemoryMap(
+                f"{where}: end = start + pages * 4096 = {start + pages * 4096} is past 2^52")
+        descs.append(MemoryDescriptor(t, start, pages))
+    memory_map = MemoryMap(descs).validate(limit=ADDRESS_LIMIT)
+
+    if "ops" not in case:
+        raise InvalidTrace("missing field 'ops'")
+    raw_ops = case["ops"]
+    if not isinstance(raw_ops, list):
+        raise InvalidOp(f"ops must be a list, got {type(raw_ops).__name__}")
+    ops = []
+    for i, o in enumerate(raw_ops):
+        where = f"ops[{i}]"
+        if not isinstance(o, dict):
+            raise InvalidOp(f"{where}: must be an object, got {json.dumps(o)}")
+        if "op" not in o:
+            raise InvalidOp(f"{where}: missing field 'op'")
+        if o["op"] not in OPS:
+            raise InvalidOp(f"{where}: unknown op {json.dumps(o['op'])} (accept, contains)")
+        start = _uint(o, "start", where, InvalidOp)
+        size = _uint(o, "size", where, InvalidOp)
+        if start + size > ADDRESS_LIMIT:
+            raise InvalidOp(f"{where}: start + size = {start + size} is past 2^52")
+        ops.append((o["op"], start, size))
+    return case["id"], unit_size, memory_map, ops
+
+
+def run_case(case_id: str, unit_size: int, memory_map: MemoryMap, ops: list) -> dict:
+    stub_rec = Recorder()
+    table = Table.from_memory_map(memory_map, unit_size)
+    out = {"id": case_id, "table": None, "stub_accepted": [], "results": [], "bitmap": None}
+    if table is None:
+        # No table: every address is accepted, accept does nothing.
+        out["results"] = [{"accepted": []} if kind == "accept" else {"contains": False}
+                          for kind, _, _ in ops]
+        return out
+    stub_accepted = table.process_memory_map(memory_map, accept=stub_rec)
+    out["table"] = {"version": table.version, "unit_size": table.unit_size,
+                    "phys_base": table.phys_base, "size": table.size,
+                    "bitmap": table.bitmap.hex()}
+    out["stub_accepted"] = [[s, e] for s, e in stub_accepted]
+    rec = Recorder()
+    table.set_accept(rec)
+    results = table.run(OpBatch(ops))
+    ranges = rec.ranges()
+    pos = 0
+    for r in results:
+        if r.kind == "accept":
+            out["results"].append({"accepted": [[s, e] for s, e in ranges[pos:pos + r.runs]]})
+            pos += r.runs
+        else:
+            out["results"].append({"contains": r.contains})
+    out["bitmap"] = table.bitmap.hex()
+    return out
+
+
+def error_line(case_id, exc: BaseException) -> dict:
+    kind = type(exc).__name__ if isinstance(exc, UnacceptedError) else "InvalidTrace"
+    return {"id": case_id, "error": {"kind": kind, "message": str(exc)}}
+
+
+def replay_line(line: str) -> dict:
+    try:
+        case = json.loads(line)
+    except ValueError as exc:
+        return error_line(None, InvalidTrace(f"not JSON: {exc}"))
+    case_id = case.get("id") if isinstance(case, dict) else None
+    try:
+        return run_case(*parse_case(case))
+    except UnacceptedError as exc:
+        return error_line(case_id, exc)
+    except (TypeError, OverflowError, RecursionError) as exc:  # malformed shapes
+        return error_line(case_id, InvalidTrace(str(exc)))
+
+
+def replay(lines: Iterable[str]) -> Iterator[str]:
+    """One output line (without newline) per input line."""
+    for line in lines:
+        yield json.dumps(replay_line(line.rstrip("\r\n")))
+
+
+def replay_stream(inp: TextIO, out: TextIO) -> None:
+    for text in replay(inp):
+        out.write(text)
+        out.write("\n")

@@ -1,0 +1,302 @@
+"""The EFI unaccepted-memory table and the kernel's accept path, over the C core.
+
+    table, accepted = stub_build_table(memory_map)      # what the EFI stub does
+    table.accept(start, size)                            # accept_memory()
+    table.contains(start, size)                          # range_contains_unaccepted_memory()
+    table.run(OpBatch([...]))                            # many ops in one C call
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, NamedTuple, Optional, Sequence
+
+from ._core import ffi, lib
+from .errors import InvalidOp, check, error_for
+from .memmap import MemoryMap
+from .primitives import as_primitive, raise_callback_error
+
+DEFAULT_UNIT_SIZE = lib.UA_DEFAULT_UNIT_SIZE
+HEADER_SIZE = lib.UA_TABLE_HEADER_SIZE
+MAX_BITMAP_BYTES = lib.UA_MAX_BITMAP_BYTES
+U64 = 1 << 64
+
+
+def _u64(value, name):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidOp(f"{name} must be an integer, got {value!r}")
+    if not 0 <= value < U64:
+        raise InvalidOp(f"{name} = {value} is outside [0, 2^64)")
+    return value
+
+
+def _unit(unit_size):
+    if isinstance(unit_size, bool) or not isinstance(unit_size, int) or \
+            not 0 < unit_size < 1 << 32:
+        raise error_for(lib.UA_E_UNIT_SIZE, f"unit_size = {unit_size!r}")
+    return unit_size
+
+
+class AcceptResult(NamedTuple):
+    runs: int    # calls made to the accept primitive
+    units: int   # units accepted
+    waits: int   # times the caller waited for another accepter
+
+
+class OpResult(NamedTuple):
+    kind: str
+    contains: Optional[bool]
+    runs: int
+    units: int
+
+
+@dataclass(frozen=True)
+class Op:
+    kind: str          # "accept" or "contains"
+    start: int
+    size: int
+    vcpu: int = 0
+
+
+_KINDS = {"accept": lib.UA_OP_ACCEPT, "contains": lib.UA_OP_CONTAINS}
+_KIND_NAMES = {v: k for k, v in _KINDS.items()}
+
+
+class OpBatch:
+    """Operations packed once into a C array, to be run many times."""
+
+    def __init__(self, ops: Iterable):
+        ops = list(ops)
+        self._n = len(ops)
+        self._ops = ffi.new("ua_op[]", max(self._n, 1))
+        for i, op in enumerate(ops):
+            kind, start, size, vcpu = (op.kind, op.start, op.size, op.vcpu) if isinstance(
+                op, Op) else (tuple(op) + (0,))[:4]
+            if kind not in _KINDS:
+                raise InvalidOp(f"op {i}: unknown kind {kind!r} (expected accept or contains)")
+            c = self._ops[i]
+            c.kind = _KINDS[kind]
+            c.start = _u64(start, f"op {i}: start")
+            c.size = _u64(size, f"op {i}: size")
+            if isinstance(vcpu, bool) or not isinstance(vcpu, int) or not 0 <= vcpu < 1 << 32:
+                raise InvalidOp(f"op {i}: vcpu = {vcpu!r} is not a u32")
+            c.vcpu = vcpu
+        self._results = ffi.new("ua_op_result[]", max(self._n, 1))
+
+    def __len__(self):
+        return self._n
+
+
+class Table:
+    """LINUX_EFI_UNACCEPTED_MEM_TABLE plus the accept path that owns it.
+
+    Bit i set = unit i unaccepted.  Addresses outside
+    [phys_base, coverage_end) count as accepted."""
+
+    def __init__(self, unit_size: int = DEFAULT_UNIT_SIZE, phys_base: int = 0, size: int = 0,
+                 *, accept=None):
+        out = ffi.new("ua_table **")
+        for name, v, hi in (("unit_size", unit_size, 1 << 32), ("phys_base", phys_base, U64),
+                            ("size", size, U64)):
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < hi:
+                raise error_for(lib.UA_E_INVAL, f"{name} = {v!r} is not a valid integer")
+        check(lib.ua_table_create(unit_size, phys_base, size, out),
+              f"table(unit_size={unit_size:#x}, phys_base={phys_base:#x}, size={size})")
+        self._adopt(out[0])
+        self.set_accept(accept)
+
+    @classmethod
+    def _wrap(cls, handle, accept=None):
+        self = cls.__new__(cls)
+        self._adopt(handle)
+        self.set_accept(accept)
+        return self
+
+    def _adopt(self, handle):
+        self._handle = ffi.gc(handle, lib.ua_table_destroy)
+        info = ffi.new("ua_table_info *")
+        check(lib.ua_table_info_get(self._handle, info))
+        self.version = info.version
+        self.unit_size = info.unit_size
+        self.phys_base = info.phys_base
+        self.size = info.size
+        self.nbits = info.nbits
+        self.coverage_end = info.coverage_end
+
+    def __repr__(self):
+        return (f"Table(unit_size={self.unit_size:#x}, phys_base={self.phys_base:#x}, "
+                f"size={self.size}, unaccepted_units={self.unaccepted_units})")
+
+    # ---- construction from a memory map ------------------------------------
+    @classmethod
+    def from_memory_map(cls, memory_map: MemoryMap, unit_size: int = DEFAULT_UNIT_SIZE,
+                        *, accept=None) -> Optional["Table"]:
+        """allocate_unaccepted_bitmap(): an empty table sized from the map's
+        type-15 descriptors, or None when there are none."""
+        memory_map.validate()
+        arr, n = memory_map._c_array()
+        out = ffi.new("ua_table **")
+        check(lib.ua_table_from_memmap(arr, n, _unit(unit_size), out),
+              f"cannot size a table with unit_size = {unit_size:#x}")
+        if out[0] == ffi.NULL:
+            return None
+        return cls._wrap(out[0], accept)
+
+    def process_memory_map(self, memory_map: MemoryMap, *, accept=None, vcpu: int = 0) -> list:
+        """process_unaccepted_memory() for every type-15 descriptor, in map
+        order.  Returns the ranges accepted at once, in the stub's order."""
+        memory_map.validate()
+        arr, n = memory_map._c_array()
+        prim = None if accept is None else as_primitive(accept)
+        fn, ctx = prim._c_accept if prim is not None else (ffi.NULL, ffi.NULL)
+        cap = 4 * len(memory_map.unaccepted)
+        out = ffi.new("ua_range[]", max(cap, 1))
+        n_out = ffi.new("size_t *")
+        status = lib.ua_table_process_memmap(self._handle, arr, n, fn, ctx, vcpu, out, cap,
+                                             n_out)
+        if status:
+            raise_callback_error(prim, status, "stub accept failed")
+            check(status, "process_unaccepted_memory failed")
+        return [(out[i].start, out[i].end) for i in range(n_out[0])]
+
+    def process_range(self, start: int, end: int, *, accept=None, vcpu: int = 0) -> list:
+        prim = None if accept is None else as_primitive(accept)
+        fn, ctx = prim._c_accept if prim is not None else (ffi.NULL, ffi.NULL)
+        out = ffi.new("ua_range[]", 4)
+        n_out = ffi.new("size_t *")
+        status = lib.ua_table_process_range(self._handle, _u64(start, "start"),
+                                            _u64(end, "end"), fn, ctx, vcpu, out, 4, n_out)
+        if status:
+            raise_callback_error(prim, status, "stub accept failed")
+            check(status, f"process_unaccepted_memory({start:#x}, {end:#x})")
+        return [(out[i].start, out[i].end) for i in range(n_out[0])]
+
+    # ---- binary form --------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        n = lib.ua_table_serialized_size(self._handle)
+        buf = ffi.new("uint8_t[]", n)
+        check(lib.ua_table_serialize(self._handle, buf, n, ffi.NULL))
+        return ffi.buffer(buf, n)[:]
+
+    @classmethod
+    def parse(cls, data: bytes, *, accept=None) -> "Table":
+        """A table from its binary form; rejects an unknown version."""
+        data = bytes(data)
+        out = ffi.new("ua_table **")
+        check(lib.ua_table_parse(data, len(data), out),
+              f"cannot parse a {len(data)}-byte unaccepted-memory table")
+        return cls._wrap(out[0], accept)
+
+    @property
+    def bitmap(self) -> bytes:
+        buf = ffi.new("uint8_t[]", max(self.size, 1))
+        check(lib.ua_table_bitmap_read(self._handle, 0, self.size, buf))
+        return ffi.buffer(buf, self.size)[:]
+
+    @bitmap.setter
+    def bitmap(self, data: bytes):
+        data = bytes(data)
+        if len(data) != self.size:
+            raise error_for(lib.UA_E_RANGE, f"bitmap must be {self.size} bytes, got {len(data)}")
+        check(lib.ua_table_bitmap_write(self._handle, data, len(data)), "bitmap write")
+
+    @property
+    def unaccepted_units(self) -> int:
+        return lib.ua_table_count_unaccepted(self._handle)
+
+    def mark(self, first: int, last: int, unaccepted: bool = True) -> None:
+        """Set (unaccepted) or clear units [first, last) without accepting."""
+        check(lib.ua_table_mark(self._handle, _u64(first, "first"), _u64(last, "last"),
+                                1 if unaccepted else 0),
+              f"mark units [{first}, {last}) of {self.nbits}")
+
+    def unaccepted_ranges(self) -> list:
+        """[start, end) byte ranges the table still marks unaccepted (one C
+        scan; the list has one entry per run)."""
+        return _runs(self)
+
+    # ---- the accept path ------------------------------------------------
+    def set_accept(self, accept) -> None:
+        """Install arch_accept_memory(): None (no-op), a primitive object, or
+        a Python callable fn(start, end, vcpu)."""
+        prim = as_primitive(accept)
+        fn, ctx = prim._c_accept
+        check(lib.ua_table_set_accept(self._handle, fn, ctx), "cannot change the primitive")
+        self._accept = prim
+
+    @property
+    def accept_primitive(self):
+        return self._accept
+
+    def accept(self, start: int, size: int, vcpu: int = 0) -> AcceptResult:
+        """accept_memory(start, size) as mainline Linux does it."""
+        res = ffi.new("ua_accept_result *")
+        status = lib.ua_accept_memory(self._handle, _u64(start, "start"), _u64(size, "size"),
+                                      vcpu, res)
+        if status:
+            raise_callback_error(self._accept, status, "accept_memory")
+            check(status, f"accept_memory({start:#x}, {size:#x})")
+        return AcceptResult(res.runs, res.units, res.waits)
+
+    def contains(self, start: int, size: int) -> bool:
+        """range_contains_unaccepted_memory(start, size), Linux's answer."""
+        out = ffi.new("int *")
+        check(lib.ua_range_contains_unaccepted(self._handle, _u64(start, "start"),
+                                               _u64(size, "size"), out),
+              f"range_contains_unaccepted_memory({start:#x}, {size:#x})")
+        return bool(out[0])
+
+    def run(self, batch, *, results: bool = True) -> list:
+        """Run an OpBatch (or an iterable of Op / (kind, start, size[, vcpu]))
+        in one C call.  Stops at the first failing op and raises; the ops
+        before it have taken effect (exc.completed says how many)."""
+        if not isinstance(batch, OpBatch):
+            batch = OpBatch(batch)
+        cursor = ffi.new("size_t *")
+        status = lib.ua_run_ops(self._handle, batch._ops, batch._n,
+                                batch._results if results else ffi.NULL, cursor)
+        if status:
+            raise_callback_error(self._accept, status, f"op {cursor[0]}")
+            exc = error_for(status, f"op {cursor[0]}")
+            exc.completed = cursor[0]
+            raise exc
+        if not results:
+            return []
+        out = []
+        for i in range(batch._n):
+            r = batch._results[i]
+            kind = _KIND_NAMES[batch._ops[i].kind]
+            out.append(OpResult(kind, bool(r.contains) if kind == "contains" else None,
+                                r.runs, r.units))
+        return out
+
+
+def _runs(table: Table) -> list:
+    words = lib.ua_table_words(table._handle)
+    pos = ffi.new("uint64_t *", 0)
+    a = ffi.new("uint64_t *")
+    b = ffi.new("uint64_t *")
+    out = []
+    while lib.ua_bitmap_next_run(words, table.nbits, pos, table.nbits, a, b):
+        out.append((table.phys_base + a[0] * table.unit_size,
+                    table.phys_base + b[0] * table.unit_size))
+    return out
+
+
+class StubResult(NamedTuple):
+    table: Optional[Table]
+    accepted: list   # ranges the stub accepted at once, in its order
+
+
+def stub_build_table(memory_map: MemoryMap, *, unit_size: int = DEFAULT_UNIT_SIZE,
+                     final_map: Optional[MemoryMap] = None, accept=None,
+                     vcpu: int = 0) -> StubResult:
+    """The EFI stub's two steps: size the table from `memory_map` (pre
+    ExitBootServices), then process every type-15 descriptor of `final_map`
+    (post ExitBootServices; defaults to the same map).  `accept` receives the
+    ranges accepted at once."""
+    table = Table.from_memory_map(memory_map, unit_size)
+    if table is None:
+        return StubResult(None, [])
+    accepted = table.process_memory_map(final_map if final_map is not None else memory_map,
+                                        accept=accept, vcpu=vcpu)
+    return StubResult(table, accepted)

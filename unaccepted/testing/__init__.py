@@ -1,0 +1,6 @@
+"""Testing toolkit: pure-Python reference models and Hypothesis strategies.
+
+The reference models restate the specification in the plainest Python
+possible (one bit per unit in a Python int, no cleverness) so they can serve
+as oracles for the C core and for other implementations.
+"""
