@@ -939,12 +939,27 @@ ua_status ua_snp_access(ua_snp *s, uint32_t vcpu, uint64_t gpa, uint32_t kind, u
 /* ------------------------------------------------------------------------ */
 /* hypervisor: Page State Change                                             */
 
+/* Is entry e assigned to this guest for gpa (and not immutable)? */
+static inline int ours(const ua_snp *s, uint64_t e, int is2m, uint64_t gpa, uint64_t spa)
+{
+    uint64_t egpa = (e & E_GPA_MASK) + (is2m ? (spa & (SNP_2M - 1) & ~0xfffull) : 0);
+    return (e & (E_ASSIGNED | E_IMMUTABLE)) == E_ASSIGNED && e_asid(e) == s->cfg.asid &&
+           egpa == gpa;
+}
+
 /* Make one 4 KiB GFN private or shared the way KVM does: PSMASH an assigned
  * 2 MiB entry first, then RMPUPDATE the 4 KiB page.  0 on success. */
 static int host_set_4k(ua_snp *s, uint32_t vcpu, uint64_t gfn, int private_)
 {
     uint64_t spa = snp_npt(s, gfn << 12);
     struct snp_region *rg = snp_region_peek(s, spa >> SNP_REGION_SHIFT);
+    /* KVM converts on a change of the page's memory attribute only: a page
+     * already in the requested state is left alone (no RMPUPDATE, so a
+     * validated page stays validated and a PVALIDATE then reports CF=1). */
+    int is2m;
+    uint64_t cur = snp_entry(s, spa, &is2m);
+    if (private_ ? ours(s, cur, is2m, gfn << 12, spa) : !(cur & E_ASSIGNED))
+        return 0;
     if (rg && (rg->e & (E_PAGESIZE | E_ASSIGNED)) == (E_PAGESIZE | E_ASSIGNED)) {
         if (snp_psmash(s, vcpu, spa & ~(SNP_2M - 1)) != UA_SNP_RMP_SUCCESS)
             return -1;
@@ -967,6 +982,10 @@ static int host_set_2m(ua_snp *s, uint32_t vcpu, uint64_t gfn, int private_)
         uint64_t spa = gfn << 12;
         struct snp_region *rg = snp_region_peek(s, spa >> SNP_REGION_SHIFT);
         if (!rg || !rg->split) {
+            uint64_t cur = rg ? rg->e : 0;
+            if (private_ ? ((cur & E_PAGESIZE) && ours(s, cur, 1, spa, spa))
+                         : !(cur & E_ASSIGNED))
+                return 0; /* already in the requested state */
             ua_snp_rmp_state st = {0};
             st.page_size = 1;
             if (private_) {
