@@ -178,10 +178,10 @@ ua_status ua_snp_set_host_policy(ua_snp *s, const ua_snp_host_policy *p)
     if (!s || !p)
         return UA_E_INVAL;
     if (p->backing > UA_SNP_BACKING_4K || p->psc_fault > UA_SNP_PSCF_STALL ||
-        p->msr_fault > UA_SNP_MSRF_BAD_CODE || p->skip_rmpupdate > 1 || p->npf_psmash > 1)
+        p->msr_fault > UA_SNP_MSRF_BAD_CODE || p->skip_rmpupdate > 1 || p->npf_psmash > 1 ||
+        p->ghcb_error > UA_SNP_GHCB_ERR_INVALID_EVENT)
         return UA_E_INVAL;
     s->pol = *p;
-    s->pol.reserved = 0;
     return UA_OK;
 }
 
@@ -1058,6 +1058,11 @@ void snp_psc_ghcb(ua_snp *s, uint32_t vcpu, uint64_t *hdr, uint64_t *ent, size_t
         return;
     }
     const ua_snp_host_policy *p = &s->pol;
+    if (p->ghcb_error) {
+        out->sw_exitinfo1 = UA_SNP_GHCB_EXITINFO1_ERROR;
+        out->sw_exitinfo2 = p->ghcb_error;
+        return;
+    }
     if (p->psc_fault == UA_SNP_PSCF_STALL)
         return;
     if (p->psc_fault == UA_SNP_PSCF_REWIND) {

@@ -176,6 +176,27 @@ def test_linux_terminates_on_bad_psc(fault):
         p.accept(16 << 20, 18 << 20)
 
 
+@pytest.mark.parametrize("code", [1, 2, 3, 4, 5, 6])
+@pytest.mark.parametrize("kind, term", [("linux", (1, 1)), ("ovmf", (0, 0))])
+def test_ghcb_level_errors_terminate(code, kind, term):
+    g = SnpGuest(64 << 20, ghcb_error=code)
+    r = g.psc_ghcb(psc_buffer([PscEntry(0)]))
+    assert (r.sw_exitinfo1, r.sw_exitinfo2) == (2, code)
+    with pytest.raises(GuestTerminated):
+        g.accept_path(kind).accept(0, M2)
+    t = g.termination
+    assert (t.reason_set, t.reason_code) == term
+
+
+def test_policy_validation():
+    with pytest.raises(InvalidArgument):
+        SnpGuest(M2, ghcb_error=7)
+    with pytest.raises(InvalidArgument):
+        SnpGuest(M2, backing="1G")
+    g = SnpGuest(M2, psc_max_entries=3, ghcb_error=2)
+    assert g.policy.psc_max_entries == 3 and g.policy.ghcb_error == 2
+
+
 @pytest.mark.parametrize("fault", [PscFault.REWIND, PscFault.STALL])
 def test_linux_spins_on_a_hypervisor_that_never_progresses(fault):
     g = SnpGuest(64 << 20, psc_fault=fault)

@@ -246,6 +246,7 @@ class HostPolicy:
     psc_fault: PscFault = PscFault.NONE
     msr_fault: MsrFault = MsrFault.NONE
     npf_psmash: bool = True           # PSMASH and resume on an NPF with SIZEM (KVM)
+    ghcb_error: int = 0               # 1-6: every NAE PSC fails with this GHCB_ERR_* code
 
 
 @dataclass(frozen=True)
@@ -382,7 +383,8 @@ class SnpGuest:
         return HostPolicy(backing="4K" if p.backing == lib.UA_SNP_BACKING_4K else "2M",
                           psc_max_entries=p.psc_max_entries, psc_max_pages=p.psc_max_pages,
                           skip_rmpupdate=bool(p.skip_rmpupdate), psc_fault=PscFault(p.psc_fault),
-                          msr_fault=MsrFault(p.msr_fault), npf_psmash=bool(p.npf_psmash))
+                          msr_fault=MsrFault(p.msr_fault), npf_psmash=bool(p.npf_psmash),
+                          ghcb_error=p.ghcb_error)
 
     def set_policy(self, policy: Optional[HostPolicy] = None, **changes) -> None:
         """Replace the host policy, or change some of its fields."""
@@ -398,6 +400,7 @@ class SnpGuest:
         p.psc_fault = PscFault(policy.psc_fault)
         p.msr_fault = MsrFault(policy.msr_fault)
         p.npf_psmash = bool(policy.npf_psmash)
+        p.ghcb_error = _int(policy.ghcb_error, "ghcb_error", 0, 1 << 32)
         check(lib.ua_snp_set_host_policy(self._handle, p), "host policy")
 
     def set_coherency_sfw_no(self, on: bool) -> None:

@@ -158,7 +158,8 @@ typedef struct ua_snp_host_policy {
     uint32_t psc_fault;         /* ua_snp_psc_fault */
     uint32_t msr_fault;         /* ua_snp_msr_fault */
     uint32_t npf_psmash;        /* 1: on an NPF with SIZEM, PSMASH and resume (KVM) */
-    uint32_t reserved;
+    uint32_t ghcb_error;        /* 1-6: answer every NAE PSC with SW_EXITINFO1 = 2 and
+                                 * SW_EXITINFO2 = this GHCB_ERR_* code; 0 = off */
 } ua_snp_host_policy;
 
 typedef struct ua_snp_config {
