@@ -122,7 +122,16 @@ ua_status ua_snp_create(const ua_snp_config *cfg, ua_snp **out)
         free(s);
         return UA_E_NOMEM;
     }
-    s->bytes_allocated = sizeof(*s) + s->nchunks * sizeof(*s->chunks);
+    uint64_t gregions = cfg->memory_bytes >> SNP_REGION_SHIFT;
+    s->nattr_chunks = (gregions + SNP_CHUNK_REGIONS - 1) >> SNP_CHUNK_SHIFT;
+    s->attr = calloc(s->nattr_chunks, sizeof(*s->attr));
+    if (!s->attr) {
+        free(s->chunks);
+        free(s);
+        return UA_E_NOMEM;
+    }
+    s->bytes_allocated = sizeof(*s) + s->nchunks * sizeof(*s->chunks) +
+                         s->nattr_chunks * sizeof(*s->attr);
     s->pol.backing = UA_SNP_BACKING_2M;
     s->pol.npf_psmash = 1;
     pthread_mutex_init(&s->lock, NULL);
@@ -149,6 +158,16 @@ void ua_snp_destroy(ua_snp *s)
         free(ch);
     }
     free(s->chunks);
+    for (uint64_t c = 0; c < s->nattr_chunks; c++) {
+        uintptr_t *ch = s->attr[c];
+        if (!ch)
+            continue;
+        for (uint64_t i = 0; i < SNP_CHUNK_REGIONS; i++)
+            if (ch[i] > 1)
+                free((void *)ch[i]);
+        free(ch);
+    }
+    free(s->attr);
     free(s->remaps);
     free(s->in_use);
     pthread_mutex_destroy(&s->lock);
@@ -179,7 +198,7 @@ ua_status ua_snp_set_host_policy(ua_snp *s, const ua_snp_host_policy *p)
         return UA_E_INVAL;
     if (p->backing > UA_SNP_BACKING_4K || p->psc_fault > UA_SNP_PSCF_STALL ||
         p->msr_fault > UA_SNP_MSRF_BAD_CODE || p->skip_rmpupdate > 1 || p->npf_psmash > 1 ||
-        p->ghcb_error > UA_SNP_GHCB_ERR_INVALID_EVENT)
+        p->ghcb_error > UA_SNP_GHCB_ERR_INVALID_EVENT || p->lazy_rmpupdate > 1 || p->reserved)
         return UA_E_INVAL;
     s->pol = *p;
     return UA_OK;
@@ -539,10 +558,11 @@ ua_status ua_snp_launch_update(ua_snp *s, uint64_t gpa, uint64_t size)
         int is2m;
         uint64_t spa = snp_npt(s, a);
         uint64_t e = snp_entry(s, spa, &is2m);
-        if (e & E_ASSIGNED)
+        if ((e & E_ASSIGNED) || (UA_UNLIKELY(s->nin_use) && in_use_any(s, spa, SNP_4K)))
             return UA_E_STATE;
         if (!snp_region_peek(s, spa >> SNP_REGION_SHIFT) && !(a & (SNP_2M - 1)) &&
-            end - a >= SNP_2M && !snp_range_remapped(s, a >> 12, 512))
+            end - a >= SNP_2M && !snp_range_remapped(s, a >> 12, 512) &&
+            !(s->nin_use && in_use_any(s, a, SNP_2M)))
             a += SNP_2M; /* an untouched region is all hypervisor-owned */
         else
             a += SNP_4K;
@@ -551,11 +571,8 @@ ua_status ua_snp_launch_update(ua_snp *s, uint64_t gpa, uint64_t size)
         int whole = !(a & (SNP_2M - 1)) && end - a >= SNP_2M &&
                     s->pol.backing == UA_SNP_BACKING_2M && !snp_range_remapped(s, a >> 12, 512);
         uint64_t spa = snp_npt(s, a);
-        if (whole) {
-            struct snp_region *rg = snp_region_peek(s, spa >> SNP_REGION_SHIFT);
-            if (rg && rg->split && !(rg->split->e[0] | rg->split->e[511]))
-                whole = 1; /* a split region of hypervisor pages merges back */
-        }
+        /* (a split region of hypervisor-owned pages merges back into one
+         * 2 MiB entry: snp_rmpupdate frees its 4 KiB array) */
         ua_snp_rmp_state st = {.gpa = a, .asid = s->cfg.asid, .assigned = 1,
                                .page_size = whole ? 1 : 0};
         uint32_t rc = snp_rmpupdate(s, SNP_NO_VCPU, spa, &st);
@@ -939,6 +956,82 @@ ua_status ua_snp_access(ua_snp *s, uint32_t vcpu, uint64_t gpa, uint32_t kind, u
 /* ------------------------------------------------------------------------ */
 /* hypervisor: Page State Change                                             */
 
+/* ---- memory attributes (lazy mode) ---- */
+static uintptr_t *attr_slot(ua_snp *s, uint64_t gregion, int alloc)
+{
+    uintptr_t **slot = &s->attr[gregion >> SNP_CHUNK_SHIFT];
+    uintptr_t *c = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+    if (!c) {
+        if (!alloc)
+            return NULL;
+        pthread_mutex_lock(&s->lock);
+        c = *slot;
+        if (!c) {
+            c = calloc(SNP_CHUNK_REGIONS, sizeof(*c));
+            if (c) {
+                __atomic_add_fetch(&s->bytes_allocated, SNP_CHUNK_REGIONS * sizeof(*c),
+                                   __ATOMIC_RELAXED);
+                __atomic_store_n(slot, c, __ATOMIC_RELEASE);
+            }
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (!c)
+            return NULL;
+    }
+    return &c[gregion & (SNP_CHUNK_REGIONS - 1)];
+}
+
+static int attr_private(ua_snp *s, uint64_t gfn)
+{
+    uintptr_t *a = attr_slot(s, gfn >> 9, 0);
+    if (!a || *a == 0)
+        return 0;
+    if (*a == 1)
+        return 1;
+    return (int)((((const uint64_t *)*a)[(gfn & 511) >> 6] >> (gfn & 63)) & 1);
+}
+
+static int attr_all_private(ua_snp *s, uint64_t gfn2m)
+{
+    uintptr_t *a = attr_slot(s, gfn2m >> 9, 0);
+    return a && *a == 1;
+}
+
+/* Set the attribute of n GFNs from gfn (all in one 2 MiB region). */
+static int attr_set(ua_snp *s, uint64_t gfn, unsigned n, int priv)
+{
+    uintptr_t *a = attr_slot(s, gfn >> 9, 1);
+    if (!a)
+        return -1;
+    if (n == 512 || *a == (uintptr_t)priv) {
+        if (n == 512 && *a > 1) {
+            free((void *)*a);
+            __atomic_sub_fetch(&s->bytes_allocated, 64, __ATOMIC_RELAXED);
+        }
+        if (n == 512)
+            *a = (uintptr_t)priv;
+        return 0;
+    }
+    uint64_t *bits;
+    if (*a <= 1) {
+        bits = malloc(64);
+        if (!bits)
+            return -1;
+        __atomic_add_fetch(&s->bytes_allocated, 64, __ATOMIC_RELAXED);
+        memset(bits, *a ? 0xff : 0, 64);
+        *a = (uintptr_t)bits;
+    }
+    bits = (uint64_t *)*a;
+    for (unsigned i = 0; i < n; i++) {
+        unsigned b = (unsigned)((gfn + i) & 511);
+        if (priv)
+            bits[b >> 6] |= 1ull << (b & 63);
+        else
+            bits[b >> 6] &= ~(1ull << (b & 63));
+    }
+    return 0;
+}
+
 /* Is entry e assigned to this guest for gpa (and not immutable)? */
 static inline int ours(const ua_snp *s, uint64_t e, int is2m, uint64_t gpa, uint64_t spa)
 {
@@ -951,6 +1044,12 @@ static inline int ours(const ua_snp *s, uint64_t e, int is2m, uint64_t gpa, uint
  * 2 MiB entry first, then RMPUPDATE the 4 KiB page.  0 on success. */
 static int host_set_4k(ua_snp *s, uint32_t vcpu, uint64_t gfn, int private_)
 {
+    if (s->pol.lazy_rmpupdate) {
+        if (attr_set(s, gfn, 1, private_))
+            return -1;
+        if (private_)
+            return 0; /* RMPUPDATE at the guest's first NPF on the page */
+    }
     uint64_t spa = snp_npt(s, gfn << 12);
     struct snp_region *rg = snp_region_peek(s, spa >> SNP_REGION_SHIFT);
     /* KVM converts on a change of the page's memory attribute only: a page
@@ -978,6 +1077,12 @@ static int host_set_4k(ua_snp *s, uint32_t vcpu, uint64_t gfn, int private_)
  * forces 4 KiB entries; else page by page. */
 static int host_set_2m(ua_snp *s, uint32_t vcpu, uint64_t gfn, int private_)
 {
+    if (s->pol.lazy_rmpupdate) {
+        if (attr_set(s, gfn, 512, private_))
+            return -1;
+        if (private_)
+            return 0;
+    }
     if (s->pol.backing == UA_SNP_BACKING_2M && !snp_range_remapped(s, gfn, 512)) {
         uint64_t spa = gfn << 12;
         struct snp_region *rg = snp_region_peek(s, spa >> SNP_REGION_SHIFT);
@@ -1191,6 +1296,27 @@ int ua_snp_psc_guest_check(uint16_t start_cur, uint16_t start_end, const uint8_t
  * re-execute forever. */
 int snp_host_npf(ua_snp *s, uint32_t vcpu, uint64_t gpa, uint64_t exitinfo1, uint64_t *psmashes)
 {
+    uint64_t gfn = gpa >> 12;
+    if (s->pol.lazy_rmpupdate && !(exitinfo1 & UA_SNP_NPF_SIZEM) && gfn < s->guest_pages &&
+        attr_private(s, gfn)) {
+        /* Lazy mode: the first fault on a private GFN makes the host map it
+         * (kvm_gmem fault-in -> rmp_make_private) at the largest level the
+         * backing and the attributes allow, then resume the guest. */
+        uint64_t spa = snp_npt(s, gpa & ~0xfffull);
+        int is2m;
+        if (snp_entry(s, spa, &is2m) & E_ASSIGNED)
+            return 0; /* assigned to something else: not a missing mapping */
+        uint64_t g2 = gfn & ~511ull;
+        if (s->pol.backing == UA_SNP_BACKING_2M && attr_all_private(s, g2) &&
+            !snp_range_remapped(s, g2, 512)) {
+            ua_snp_rmp_state st = {.gpa = g2 << 12, .asid = s->cfg.asid, .assigned = 1,
+                                   .page_size = 1};
+            if (snp_rmpupdate(s, vcpu, g2 << 12, &st) == UA_SNP_RMP_SUCCESS)
+                return 1;
+        }
+        ua_snp_rmp_state st = {.gpa = gpa & ~0xfffull, .asid = s->cfg.asid, .assigned = 1};
+        return snp_rmpupdate(s, vcpu, spa, &st) == UA_SNP_RMP_SUCCESS;
+    }
     if ((exitinfo1 & UA_SNP_NPF_SIZEM) && s->pol.npf_psmash) {
         uint64_t spa = snp_npt(s, gpa) & ~(SNP_2M - 1);
         if (snp_psmash(s, vcpu, spa) == UA_SNP_RMP_SUCCESS) {

@@ -61,6 +61,10 @@ struct ua_snp {
     uint64_t nregions;
     uint64_t nchunks;
     struct snp_region **chunks;
+    /* Lazy mode: the private memory attribute per GPA 2 MiB region: 0 = all
+     * shared, 1 = all private, else a pointer to a 512-bit bitmap. */
+    uintptr_t **attr;
+    uint64_t nattr_chunks;
     pthread_mutex_t lock;       /* chunk allocation, termination record */
     uint64_t bytes_allocated;   /* atomic */
     struct snp_remap *remaps;   /* sorted by gfn; host-side configuration */

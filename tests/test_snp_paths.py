@@ -394,3 +394,41 @@ def test_threads_accept_disjoint_halves_through_the_table():
     assert not g.termination.terminated
     assert cost.counts(0).get(Event.PVALIDATE_4K, 0) > 0 and \
         cost.counts(1).get(Event.PVALIDATE_4K, 0) > 0
+
+
+# ---------------------------------------------------------------- lazy host (fault-in)
+@pytest.mark.parametrize("backing, npf_per_2m", [("4K", 512), ("2M", 1)])
+def test_lazy_rmpupdate_costs_one_npf_per_mapping(backing, npf_per_2m):
+    """numbers.md #31: with 4 KiB-only guest_memfd and no pre-faulting, every
+    validated 4 KiB page takes an NPF exit: 1024 extra exits per 4 MiB."""
+    cost = Cost("count")
+    g = SnpGuest(G1, backing=backing, lazy_rmpupdate=True, cost=cost)
+    p = g.accept_path("linux")
+    p.accept(0, 4 << 20)
+    c = counts(cost)
+    assert p.stats().npf_exits == c[Event.NPF_EXIT] == 2 * npf_per_2m
+    assert c[Event.RMPUPDATE_4K if backing == "4K" else Event.RMPUPDATE_2M] == \
+        (1024 if backing == "4K" else 2)
+    assert g.count(0, 4 << 20) == (1024, 0)
+    # the PSC alone assigns nothing
+    buf = psc_buffer([PscEntry((16 << 20) // K4, PscOp.PRIVATE, 1)])
+    g.psc_ghcb(buf)
+    assert not g.rmp(16 << 20).assigned
+    assert g.pvalidate(16 << 20, PageSize.SIZE_2M).fault == Fault.NPF
+
+
+def test_lazy_early_path_and_double_accept():
+    g = SnpGuest(64 << 20, lazy_rmpupdate=True)
+    p = g.accept_path("linux-early")
+    p.accept(0, 8 * K4)
+    assert p.stats().npf_exits == 8 and g.count() == (8, 0)
+    with pytest.raises(GuestTerminated):     # attribute already private: CF=1
+        g.accept_path("linux").accept(0, M2)
+    assert g.termination.msr == 0x21100
+
+
+def test_lazy_fault_in_only_for_private_attribute():
+    g = SnpGuest(64 << 20, lazy_rmpupdate=True, skip_rmpupdate=True)
+    with pytest.raises(GuestHung):            # PSC ignored: no attribute, no fault-in
+        g.accept_path("linux", hang_limit=3).accept(0, M2)
+    assert g.count() == (0, 0)

@@ -78,9 +78,9 @@ class SnpMachine(RuleBasedStateMachine):
         else:
             self.r.npt[gpa // K4] = spa // K4
 
-    @rule(skip=st.booleans())
-    def host_policy(self, skip):
-        self.c.set_policy(skip_rmpupdate=skip)
+    @rule(skip=st.booleans(), lazy=st.booleans())
+    def host_policy(self, skip, lazy):
+        self.c.set_policy(skip_rmpupdate=skip, lazy_rmpupdate=lazy)
 
     # ---- guest instructions ----
     @rule(va=st.sampled_from(GUEST_PAGES + [MEM, 5]), size=st.sampled_from([0, 1]),

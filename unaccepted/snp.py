@@ -247,6 +247,7 @@ class HostPolicy:
     msr_fault: MsrFault = MsrFault.NONE
     npf_psmash: bool = True           # PSMASH and resume on an NPF with SIZEM (KVM)
     ghcb_error: int = 0               # 1-6: every NAE PSC fails with this GHCB_ERR_* code
+    lazy_rmpupdate: bool = False      # PSC records the attribute; RMPUPDATE at the first NPF
 
 
 @dataclass(frozen=True)
@@ -384,7 +385,7 @@ class SnpGuest:
                           psc_max_entries=p.psc_max_entries, psc_max_pages=p.psc_max_pages,
                           skip_rmpupdate=bool(p.skip_rmpupdate), psc_fault=PscFault(p.psc_fault),
                           msr_fault=MsrFault(p.msr_fault), npf_psmash=bool(p.npf_psmash),
-                          ghcb_error=p.ghcb_error)
+                          ghcb_error=p.ghcb_error, lazy_rmpupdate=bool(p.lazy_rmpupdate))
 
     def set_policy(self, policy: Optional[HostPolicy] = None, **changes) -> None:
         """Replace the host policy, or change some of its fields."""
@@ -401,6 +402,7 @@ class SnpGuest:
         p.msr_fault = MsrFault(policy.msr_fault)
         p.npf_psmash = bool(policy.npf_psmash)
         p.ghcb_error = _int(policy.ghcb_error, "ghcb_error", 0, 1 << 32)
+        p.lazy_rmpupdate = bool(policy.lazy_rmpupdate)
         check(lib.ua_snp_set_host_policy(self._handle, p), "host policy")
 
     def set_coherency_sfw_no(self, on: bool) -> None:

@@ -160,6 +160,11 @@ typedef struct ua_snp_host_policy {
     uint32_t npf_psmash;        /* 1: on an NPF with SIZEM, PSMASH and resume (KVM) */
     uint32_t ghcb_error;        /* 1-6: answer every NAE PSC with SW_EXITINFO1 = 2 and
                                  * SW_EXITINFO2 = this GHCB_ERR_* code; 0 = off */
+    uint32_t lazy_rmpupdate;    /* 0: RMPUPDATE when serving the PSC (QEMU pre-faults);
+                                 * 1: the PSC only records the private attribute and the
+                                 * host RMPUPDATEs at the guest's first NPF on the page
+                                 * (KVM guest_memfd without pre-faulting) */
+    uint32_t reserved;          /* must be 0 */
 } ua_snp_host_policy;
 
 typedef struct ua_snp_config {
