@@ -178,14 +178,22 @@ static int validate_entry(ua_snp_path *p, uint32_t vcpu, uint64_t gpa, int big, 
         return UA_E_GUEST_HUNG;
     if (big && r->fault == UA_SNP_FAULT_NONE && r->eax == UA_SNP_FAIL_SIZEMISMATCH) {
         c->st.fallbacks++;
-        for (unsigned i = 0; i < 512; i++) {
+        for (unsigned i = 0; i < 512;) {
+            /* the common case in one pass; anything else page by page */
+            unsigned k = snp_pvalidate_run4k(p->s, gpa + (uint64_t)i * SNP_4K, 512 - i, 1);
+            c->st.pvalidate_4k += k;
+            i += k;
+            if (i == 512)
+                break;
             uint64_t a = gpa + (uint64_t)i * SNP_4K;
             *bad = a;
             if (guest_pvalidate(p, vcpu, a, 0, r, c))
                 return UA_E_GUEST_HUNG;
             if (UA_UNLIKELY(pv_failed(r)))
                 return -1;
+            i++;
         }
+        memset(r, 0, sizeof(*r));
         return UA_OK;
     }
     return pv_failed(r) ? -1 : UA_OK;

@@ -760,6 +760,29 @@ void snp_pvalidate(ua_snp *s, uint64_t gpa, uint32_t size, uint32_t validate, ua
         rg->split->e[idx] = (e & ~E_VALIDATED) | want;
 }
 
+unsigned snp_pvalidate_run4k(ua_snp *s, uint64_t gpa, unsigned n, uint32_t validate)
+{
+    if (s->nremaps)
+        return 0;
+    struct snp_region *rg = snp_region_peek(s, gpa >> SNP_REGION_SHIFT);
+    if (!rg || !rg->split)
+        return 0;
+    uint64_t *ent = rg->split->e;
+    const uint64_t key = E_ASSIGNED | ((uint64_t)s->cfg.asid << E_ASID_SHIFT);
+    const uint64_t mask = E_ASSIGNED | E_IMMUTABLE | E_ASID_MASK | E_GPA_MASK;
+    const uint64_t want = validate ? E_VALIDATED : 0;
+    unsigned idx = (unsigned)((gpa >> 12) & 511), i;
+    if (n > 512 - idx)
+        n = 512 - idx;
+    for (i = 0; i < n; i++, gpa += SNP_4K) {
+        uint64_t e = ent[idx + i];
+        if ((e & mask) != (key | gpa) || (e & E_VALIDATED) == want)
+            break;
+        ent[idx + i] = e ^ E_VALIDATED;
+    }
+    return i;
+}
+
 ua_status ua_snp_pvalidate(ua_snp *s, uint32_t vcpu, uint64_t va, uint32_t size,
                            uint32_t validate, ua_snp_result *out)
 {
@@ -1072,6 +1095,44 @@ static int host_set_4k(ua_snp *s, uint32_t vcpu, uint64_t gfn, int private_)
     return snp_rmpupdate(s, vcpu, spa, &st) == UA_SNP_RMP_SUCCESS ? 0 : -1;
 }
 
+/* host_set_4k for n consecutive GFNs of one 2 MiB region, in one pass when
+ * nothing needs the general path (no remaps, in-use pages or lazy mode, and
+ * the region is not a 2 MiB entry): the same checks and entries as n
+ * single-page calls, with the RMPUPDATEs charged at once. */
+static int host_set_run_4k(ua_snp *s, uint32_t vcpu, uint64_t gfn, unsigned n, int private_)
+{
+    struct snp_region *rg = NULL;
+    if (!s->nremaps && !s->nin_use && !s->pol.lazy_rmpupdate)
+        rg = snp_region_get(s, gfn >> 9);
+    if (!rg || (rg->e & E_PAGESIZE) || (!rg->split && !region_split(s, rg))) {
+        for (unsigned i = 0; i < n; i++)
+            if (host_set_4k(s, vcpu, gfn + i, private_))
+                return -1;
+        return 0;
+    }
+    struct snp_split *sp = rg->split;
+    const uint64_t key = E_ASSIGNED | ((uint64_t)s->cfg.asid << E_ASID_SHIFT);
+    const uint64_t mask = E_ASSIGNED | E_IMMUTABLE | E_ASID_MASK | E_GPA_MASK;
+    uint64_t done = 0;
+    int rc = 0;
+    for (unsigned i = 0; i < n; i++) {
+        unsigned idx = (unsigned)((gfn + i) & 511);
+        uint64_t e = sp->e[idx], gpa = (gfn + i) << 12;
+        if (private_ ? (e & mask) == (key | gpa) : !(e & E_ASSIGNED))
+            continue; /* already in the requested state */
+        done++;
+        if (e & E_IMMUTABLE) {
+            rc = -1;
+            break;
+        }
+        sp->e[idx] = private_ ? (key | E_PERM0 | gpa) : E_PERM0;
+        if (sp->perm)
+            sp->perm[idx] = 0;
+    }
+    snp_charge(s, vcpu, UA_EV_RMPUPDATE_4K, done);
+    return rc;
+}
+
 /* Make a 2 MiB-aligned run of 512 GFNs private or shared with one 2 MiB
  * RMPUPDATE when the host backs with 2 MiB pages and nothing in the region
  * forces 4 KiB entries; else page by page. */
@@ -1101,10 +1162,7 @@ static int host_set_2m(ua_snp *s, uint32_t vcpu, uint64_t gfn, int private_)
             return snp_rmpupdate(s, vcpu, spa, &st) == UA_SNP_RMP_SUCCESS ? 0 : -1;
         }
     }
-    for (unsigned i = 0; i < 512; i++)
-        if (host_set_4k(s, vcpu, gfn + i, private_))
-            return -1;
-    return 0;
+    return host_set_run_4k(s, vcpu, gfn, 512, private_);
 }
 
 uint64_t snp_psc_msr(ua_snp *s, uint32_t vcpu, uint64_t req)
@@ -1199,8 +1257,7 @@ void snp_psc_ghcb(ua_snp *s, uint32_t vcpu, uint64_t *hdr, uint64_t *ent, size_t
             if (npages == 512 && cur_page == 0 && todo == 512) {
                 bad = host_set_2m(s, vcpu, gfn, priv);
             } else {
-                for (unsigned i = 0; i < todo && !bad; i++)
-                    bad = host_set_4k(s, vcpu, gfn + cur_page + i, priv);
+                bad = host_set_run_4k(s, vcpu, gfn + cur_page, todo, priv);
             }
             if (bad) {
                 out->sw_exitinfo2 = UA_SNP_PSC_ERROR_GENERIC;

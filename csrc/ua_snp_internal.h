@@ -108,6 +108,10 @@ int snp_range_remapped(const ua_snp *s, uint64_t gfn, uint64_t npages);
 uint32_t snp_rmpupdate(ua_snp *s, uint32_t vcpu, uint64_t spa, const ua_snp_rmp_state *st);
 uint32_t snp_psmash(ua_snp *s, uint32_t vcpu, uint64_t spa);
 void snp_pvalidate(ua_snp *s, uint64_t gpa, uint32_t size, uint32_t validate, ua_snp_result *r);
+/* PVALIDATE 4K of consecutive pages from gpa (inside one region) while each
+ * would succeed with CF=0; returns how many were done (0..n).  The first
+ * page not done must go through snp_pvalidate. */
+unsigned snp_pvalidate_run4k(ua_snp *s, uint64_t gpa, unsigned n, uint32_t validate);
 
 /* Hypervisor handlers (charge their events to vcpu). */
 uint64_t snp_psc_msr(ua_snp *s, uint32_t vcpu, uint64_t req);
