@@ -40,11 +40,9 @@ struct snp_region *snp_region_get(ua_snp *s, uint64_t r)
 
 static struct snp_split *split_alloc(ua_snp *s)
 {
-    struct snp_split *sp = malloc(sizeof(*sp));
-    if (sp) {
-        sp->perm = NULL;
+    struct snp_split *sp = calloc(1, sizeof(*sp));
+    if (sp)
         __atomic_add_fetch(&s->bytes_allocated, sizeof(*sp), __ATOMIC_RELAXED);
-    }
     return sp;
 }
 
@@ -52,10 +50,52 @@ static void split_free(ua_snp *s, struct snp_split *sp)
 {
     if (!sp)
         return;
-    uint64_t bytes = sizeof(*sp) + (sp->perm ? 512 * sizeof(uint16_t) : 0);
+    uint64_t bytes = sizeof(*sp) + (sp->perm ? 512 * sizeof(uint16_t) : 0) +
+                     (sp->e ? 512 * sizeof(uint64_t) : 0);
     __atomic_sub_fetch(&s->bytes_allocated, bytes, __ATOMIC_RELAXED);
+    free(sp->e);
     free(sp->perm);
     free(sp);
+}
+
+int split_put(ua_snp *s, struct snp_split *sp, unsigned i, uint64_t e)
+{
+    if (UA_LIKELY(!sp->e)) {
+        uint64_t rest = e & ~E_FLAGS;
+        if (!(e & E_ASSIGNED)) {
+            if (!rest) {
+                sp->f[i] = (uint8_t)e;
+                return 0;
+            }
+            if (rest == ((sp->ubase + ((uint64_t)i << 12)) & E_GPA_MASK)) {
+                sp->f[i] = (uint8_t)((e & E_FLAGS) | F_UCONS);
+                return 0;
+            }
+        } else {
+            uint64_t gpa = e & E_GPA_MASK;
+            uint32_t asid = e_asid(e);
+            if (!sp->have_base) {
+                sp->base = gpa - ((uint64_t)i << 12);
+                sp->asid = asid;
+                sp->have_base = 1;
+            }
+            if (((sp->base + ((uint64_t)i << 12)) & E_GPA_MASK) == gpa && sp->asid == asid &&
+                !(rest & ~(E_GPA_MASK | E_ASID_MASK))) {
+                sp->f[i] = (uint8_t)(e & E_FLAGS);
+                return 0;
+            }
+        }
+        /* does not fit the pattern: switch to full entries */
+        uint64_t *full = malloc(512 * sizeof(uint64_t));
+        if (!full)
+            return -1;
+        __atomic_add_fetch(&s->bytes_allocated, 512 * sizeof(uint64_t), __ATOMIC_RELAXED);
+        for (unsigned j = 0; j < 512; j++)
+            full[j] = split_get(sp, j);
+        sp->e = full;
+    }
+    sp->e[i] = e;
+    return 0;
 }
 
 /* Turn a region into 512 4 KiB entries.  A 2 MiB entry is copied to every
@@ -69,10 +109,16 @@ static int region_split(ua_snp *s, struct snp_region *rg)
         return 0;
     uint64_t e = rg->e;
     if (e & E_PAGESIZE) {
-        uint64_t base = e & ~(E_PAGESIZE | E_GPA_MASK);
-        uint64_t gpa = e & E_GPA_MASK;
-        for (unsigned i = 0; i < 512; i++)
-            sp->e[i] = base | ((gpa + (uint64_t)i * SNP_4K) & E_GPA_MASK);
+        if (e & E_ASSIGNED) {
+            memset(sp->f, (int)(e & E_FLAGS & ~E_PAGESIZE), sizeof(sp->f));
+            sp->base = e & E_GPA_MASK;
+            sp->asid = e_asid(e);
+            sp->have_base = 1;
+        } else {
+            /* hypervisor-owned: ASID 0, consecutive GPAs from the entry's */
+            memset(sp->f, (int)((e & E_FLAGS & ~E_PAGESIZE) | F_UCONS), sizeof(sp->f));
+            sp->ubase = e & E_GPA_MASK;
+        }
         if (rg->perm) {
             sp->perm = malloc(512 * sizeof(uint16_t));
             if (!sp->perm) {
@@ -83,8 +129,6 @@ static int region_split(ua_snp *s, struct snp_region *rg)
             for (unsigned i = 0; i < 512; i++)
                 sp->perm[i] = rg->perm;
         }
-    } else {
-        memset(sp->e, 0, sizeof(sp->e));
     }
     rg->e = 0;
     rg->perm = 0;
@@ -152,6 +196,7 @@ void ua_snp_destroy(ua_snp *s)
             n = SNP_CHUNK_REGIONS;
         for (uint64_t i = 0; i < n; i++)
             if (ch[i].split) {
+                free(ch[i].split->e);
                 free(ch[i].split->perm);
                 free(ch[i].split);
             }
@@ -246,7 +291,7 @@ ua_status ua_snp_stats_get(const ua_snp *s, ua_snp_stats *out)
             } else if (rg->split) {
                 out->split_regions++;
                 for (unsigned j = 0; j < 512; j++) {
-                    uint64_t e = rg->split->e[j];
+                    uint64_t e = split_get(rg->split, j);
                     out->assigned_4k += e & E_ASSIGNED;
                     out->validated_4k += (e & (E_ASSIGNED | E_VALIDATED)) ==
                                          (E_ASSIGNED | E_VALIDATED);
@@ -472,7 +517,7 @@ uint32_t snp_rmpupdate(ua_snp *s, uint32_t vcpu, uint64_t spa, const ua_snp_rmp_
         } else if (rg->split) {
             uint64_t any = 0;
             for (unsigned i = 0; i < 512; i++)
-                any |= rg->split->e[i];
+                any |= split_get(rg->split, i);
             if (any & E_IMMUTABLE)
                 return UA_SNP_RMP_FAIL_PERMISSION;
             if (any & E_ASSIGNED)
@@ -489,13 +534,14 @@ uint32_t snp_rmpupdate(ua_snp *s, uint32_t vcpu, uint64_t spa, const ua_snp_rmp_
             return UA_SNP_RMP_FAIL_PERMISSION;
         if (rg->e & E_ASSIGNED)
             return UA_SNP_RMP_FAIL_OVERLAP;
-    } else if (rg->split && (rg->split->e[(spa >> 12) & 511] & E_IMMUTABLE)) {
+    } else if (rg->split && (split_get(rg->split, (spa >> 12) & 511) & E_IMMUTABLE)) {
         return UA_SNP_RMP_FAIL_PERMISSION;
     }
     if (!region_split(s, rg))
         return UA_SNP_RMP_FAIL_INUSE;
     unsigned idx = (spa >> 12) & 511;
-    rg->split->e[idx] = ne;
+    if (split_put(s, rg->split, idx, ne))
+        return UA_SNP_RMP_FAIL_INUSE; /* out of simulator memory */
     if (rg->split->perm)
         rg->split->perm[idx] = 0;
     return UA_SNP_RMP_SUCCESS;
@@ -583,8 +629,9 @@ ua_status ua_snp_launch_update(ua_snp *s, uint64_t gpa, uint64_t size)
         struct snp_region *rg = snp_region_peek(s, spa >> SNP_REGION_SHIFT);
         if (whole)
             rg->e |= E_VALIDATED;
-        else
-            rg->split->e[(spa >> 12) & 511] |= E_VALIDATED;
+        else if (split_put(s, rg->split, (spa >> 12) & 511,
+                           split_get(rg->split, (spa >> 12) & 511) | E_VALIDATED))
+            return UA_E_NOMEM;
         a += whole ? SNP_2M : SNP_4K;
     }
     return UA_OK;
@@ -729,7 +776,7 @@ void snp_pvalidate(ua_snp *s, uint64_t gpa, uint32_t size, uint32_t validate, ua
     struct snp_region *rg = snp_region_peek(s, spa >> SNP_REGION_SHIFT);
     unsigned idx = (spa >> 12) & 511;
     int is2m = rg && (rg->e & E_PAGESIZE);
-    uint64_t e = !rg ? 0 : is2m ? rg->e : rg->split ? rg->split->e[idx] : 0;
+    uint64_t e = !rg ? 0 : is2m ? rg->e : rg->split ? split_get(rg->split, idx) : 0;
     memset(r, 0, sizeof(*r));
     if (rmp_owner_fault(e, is2m, gpa, spa, s->cfg.asid)) {
         r->fault = UA_SNP_FAULT_NPF;
@@ -756,6 +803,8 @@ void snp_pvalidate(ua_snp *s, uint64_t gpa, uint32_t size, uint32_t validate, ua
     }
     if (is2m)
         rg->e = (rg->e & ~E_VALIDATED) | want;
+    else if (!rg->split->e)
+        rg->split->f[idx] ^= (uint8_t)E_VALIDATED; /* the pattern still fits */
     else
         rg->split->e[idx] = (e & ~E_VALIDATED) | want;
 }
@@ -767,13 +816,28 @@ unsigned snp_pvalidate_run4k(ua_snp *s, uint64_t gpa, unsigned n, uint32_t valid
     struct snp_region *rg = snp_region_peek(s, gpa >> SNP_REGION_SHIFT);
     if (!rg || !rg->split)
         return 0;
-    uint64_t *ent = rg->split->e;
+    struct snp_split *sp = rg->split;
+    uint64_t *ent = sp->e;
     const uint64_t key = E_ASSIGNED | ((uint64_t)s->cfg.asid << E_ASID_SHIFT);
     const uint64_t mask = E_ASSIGNED | E_IMMUTABLE | E_ASID_MASK | E_GPA_MASK;
     const uint64_t want = validate ? E_VALIDATED : 0;
     unsigned idx = (unsigned)((gpa >> 12) & 511), i;
     if (n > 512 - idx)
         n = 512 - idx;
+    if (!ent) {
+        /* compact: the pattern decides GPA and ASID for every assigned page */
+        if (!sp->have_base || sp->asid != s->cfg.asid ||
+            ((sp->base + ((uint64_t)idx << 12)) & E_GPA_MASK) != gpa)
+            return 0;
+        uint8_t *f = &sp->f[idx];
+        const uint8_t fw = (uint8_t)want;
+        for (i = 0; i < n; i++) {
+            if ((f[i] & (E_ASSIGNED | E_IMMUTABLE)) != E_ASSIGNED || (f[i] & E_VALIDATED) == fw)
+                break;
+            f[i] ^= (uint8_t)E_VALIDATED;
+        }
+        return i;
+    }
     for (i = 0; i < n; i++, gpa += SNP_4K) {
         uint64_t e = ent[idx + i];
         if ((e & mask) != (key | gpa) || (e & E_VALIDATED) == want)
@@ -854,7 +918,7 @@ ua_status ua_snp_rmpadjust(ua_snp *s, uint32_t vcpu, uint64_t va, uint32_t size,
     struct snp_region *rg = snp_region_peek(s, spa >> SNP_REGION_SHIFT);
     unsigned idx = (spa >> 12) & 511;
     int is2m = rg && (rg->e & E_PAGESIZE);
-    uint64_t e = !rg ? 0 : is2m ? rg->e : rg->split ? rg->split->e[idx] : 0;
+    uint64_t e = !rg ? 0 : is2m ? rg->e : rg->split ? split_get(rg->split, idx) : 0;
     const uint64_t npf = UA_SNP_NPF_RMP | UA_SNP_NPF_ENC | UA_SNP_NPF_PRESENT;
     if (rmp_owner_fault(e, is2m, va, spa, s->cfg.asid) || (size == 0 && is2m)) {
         out->fault = UA_SNP_FAULT_NPF;
@@ -898,8 +962,9 @@ ua_status ua_snp_rmpadjust(ua_snp *s, uint32_t vcpu, uint64_t va, uint32_t size,
         }
         rg->split->perm[idx] = next;
     vmsa4k:
-        if (s->cfg.vmpl == 0)
-            rg->split->e[idx] = (rg->split->e[idx] & ~E_VMSA) | (vmsa ? E_VMSA : 0);
+        if (s->cfg.vmpl == 0 &&
+            split_put(s, rg->split, idx, (e & ~E_VMSA) | (vmsa ? E_VMSA : 0)))
+            return UA_E_NOMEM;
     }
     return UA_OK;
 }
@@ -1111,13 +1176,42 @@ static int host_set_run_4k(ua_snp *s, uint32_t vcpu, uint64_t gfn, unsigned n, i
         return 0;
     }
     struct snp_split *sp = rg->split;
-    const uint64_t key = E_ASSIGNED | ((uint64_t)s->cfg.asid << E_ASID_SHIFT);
-    const uint64_t mask = E_ASSIGNED | E_IMMUTABLE | E_ASID_MASK | E_GPA_MASK;
     uint64_t done = 0;
     int rc = 0;
+    unsigned idx0 = (unsigned)(gfn & 511);
+    uint64_t gpa0 = gfn << 12;
+    if (!sp->e && (!private_ || !sp->have_base ||
+                   (sp->asid == s->cfg.asid &&
+                    ((sp->base + ((uint64_t)idx0 << 12)) & E_GPA_MASK) == gpa0))) {
+        /* compact, and the new entries fit the pattern: flags only */
+        if (private_ && !sp->have_base) {
+            sp->base = gpa0 - ((uint64_t)idx0 << 12);
+            sp->asid = s->cfg.asid;
+            sp->have_base = 1;
+        }
+        uint8_t *f = &sp->f[idx0];
+        const uint8_t nf = (uint8_t)(private_ ? (E_ASSIGNED | E_PERM0) : E_PERM0);
+        for (unsigned i = 0; i < n; i++) {
+            if (private_ ? (f[i] & (E_ASSIGNED | E_IMMUTABLE)) == E_ASSIGNED
+                         : !(f[i] & E_ASSIGNED))
+                continue; /* already in the requested state */
+            done++;
+            if (f[i] & E_IMMUTABLE) {
+                rc = -1;
+                break;
+            }
+            f[i] = nf;
+            if (sp->perm)
+                sp->perm[idx0 + i] = 0;
+        }
+        snp_charge(s, vcpu, UA_EV_RMPUPDATE_4K, done);
+        return rc;
+    }
+    const uint64_t key = E_ASSIGNED | ((uint64_t)s->cfg.asid << E_ASID_SHIFT);
+    const uint64_t mask = E_ASSIGNED | E_IMMUTABLE | E_ASID_MASK | E_GPA_MASK;
     for (unsigned i = 0; i < n; i++) {
-        unsigned idx = (unsigned)((gfn + i) & 511);
-        uint64_t e = sp->e[idx], gpa = (gfn + i) << 12;
+        unsigned idx = idx0 + i;
+        uint64_t e = split_get(sp, idx), gpa = gpa0 + ((uint64_t)i << 12);
         if (private_ ? (e & mask) == (key | gpa) : !(e & E_ASSIGNED))
             continue; /* already in the requested state */
         done++;
@@ -1125,7 +1219,10 @@ static int host_set_run_4k(ua_snp *s, uint32_t vcpu, uint64_t gfn, unsigned n, i
             rc = -1;
             break;
         }
-        sp->e[idx] = private_ ? (key | E_PERM0 | gpa) : E_PERM0;
+        if (split_put(s, sp, idx, private_ ? (key | E_PERM0 | gpa) : E_PERM0)) {
+            rc = -1;
+            break;
+        }
         if (sp->perm)
             sp->perm[idx] = 0;
     }

@@ -32,12 +32,37 @@
 
 static inline uint32_t e_asid(uint64_t e) { return (uint32_t)((e & E_ASID_MASK) >> E_ASID_SHIFT); }
 
-/* 512 4 KiB entries of a split region; perm (VMPL1-3 masks) only once some
- * RMPADJUST granted a non-zero mask in this region. */
+#define E_FLAGS 0x3full
+#define F_UCONS 0x40u   /* compact flag byte only: unassigned page with GPA ubase + i * 4 KiB */
+
+/* 512 4 KiB entries of a split region.  Compact form (e == NULL): one flag
+ * byte per page plus a pattern shared by the assigned pages - the GPA of
+ * page i is base + i * 4 KiB and the ASID is asid - which is what PSMASH
+ * and the host's 4 KiB conversions produce; an unassigned page's ASID is 0
+ * and its GPA 0 (or ubase + i * 4 KiB with F_UCONS).  The first entry that does not fit the pattern switches the
+ * region to 512 full 8-byte entries (e).  perm (VMPL1-3 masks) exists only
+ * once some RMPADJUST granted a non-zero mask in this region. */
 struct snp_split {
-    uint64_t e[512];
+    uint64_t *e;
     uint16_t *perm;
+    uint64_t base;              /* GPA of page 0 (mod 2^64), when have_base */
+    uint64_t ubase;             /* GPA of page 0 for F_UCONS pages (an unassigned 2 MiB
+                                 * entry's GPAs after the split) */
+    uint32_t asid;
+    uint8_t have_base;
+    uint8_t f[512];
 };
+
+static inline uint64_t split_get(const struct snp_split *sp, unsigned i)
+{
+    if (sp->e)
+        return sp->e[i];
+    uint64_t f = sp->f[i];
+    if (!(f & E_ASSIGNED))
+        return (f & E_FLAGS) | ((f & F_UCONS) ? ((sp->ubase + ((uint64_t)i << 12)) & E_GPA_MASK) : 0);
+    return f | ((sp->base + ((uint64_t)i << 12)) & E_GPA_MASK) |
+           ((uint64_t)sp->asid << E_ASID_SHIFT);
+}
 
 /* A 2 MiB SPA region.  Invariant: with split == NULL, either E_PAGESIZE is
  * set in e (one 2 MiB entry) or e == 0 (512 zeroed 4 KiB entries). */
@@ -84,6 +109,9 @@ static inline struct snp_region *snp_region_peek(const ua_snp *s, uint64_t r)
 }
 
 struct snp_region *snp_region_get(ua_snp *s, uint64_t r); /* allocates; NULL on ENOMEM */
+/* Store entry i of a split region (expanding a compact one if the entry
+ * does not fit its pattern); -1 when out of memory (nothing changed). */
+int split_put(ua_snp *s, struct snp_split *sp, unsigned i, uint64_t e);
 
 /* The governing entry for a 4 KiB SPA (covered).  *is2m says whether it is
  * the region's 2 MiB entry. */
@@ -97,7 +125,7 @@ static inline uint64_t snp_entry(const ua_snp *s, uint64_t spa, int *is2m)
         *is2m = 1;
         return rg->e;
     }
-    return rg->split ? rg->split->e[(spa >> 12) & 511] : 0;
+    return rg->split ? split_get(rg->split, (spa >> 12) & 511) : 0;
 }
 
 /* NPT: GPA -> SPA (identity unless remapped). */

@@ -246,3 +246,22 @@ def test_big_guests_are_sparse():
     assert g.pvalidate((64 << 40) - M2, PageSize.SIZE_2M).ok
     st = g.stats()
     assert st.chunks_allocated == 1 and st.validated_4k == 512
+
+
+def test_compact_4k_storage_expands_only_for_entries_off_the_pattern():
+    g = guest()
+    g.make_private(M2, M2)                        # pattern: GPA == SPA, our ASID
+    g.make_private(M2 + K4, M2 + K4)
+    small = g.stats().bytes_allocated
+    assert g.make_private(M2 + 2 * K4, 5 * M2) == RmpCode.SUCCESS   # off the pattern
+    assert g.rmpupdate(M2 + 3 * K4, gpa=M2 + 3 * K4, asid=ASID + 1, assigned=True) == 0
+    assert g.stats().bytes_allocated == small + 4096              # 512 full 8-byte entries
+    got = [(g.rmp(M2 + i * K4).gpa, g.rmp(M2 + i * K4).asid) for i in range(5)]
+    assert got == [(M2, ASID), (M2 + K4, ASID), (5 * M2, ASID), (M2 + 3 * K4, ASID + 1), (0, 0)]
+    assert g.pvalidate(M2 + K4).ok and g.rmp(M2 + K4).validated
+    # PSMASH of a hypervisor-owned 2M entry keeps its (consecutive) GPAs compactly
+    g.rmpupdate(2 * M2, page_size=1)
+    before = g.stats().bytes_allocated
+    g.psmash(2 * M2)
+    assert g.rmp(2 * M2 + 3 * K4).gpa == 3 * K4
+    assert g.stats().bytes_allocated - before < 1024
