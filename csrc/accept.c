@@ -20,6 +20,28 @@
 
 int ua_accept_noop(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu) { return UA_OK; }
 
+/* The steps accept_memory() and range_contains_unaccepted_memory() share:
+ * clamp [start, end) to phys_base, make it relative, add the guard unit when
+ * the end is unit aligned, clamp to the bitmap.  Returns 0 when the range
+ * ends below phys_base (nothing to do), else 1 with the offsets. */
+static int linux_offsets(const ua_table *t, uint64_t start, ua_u128 end, ua_u128 *so,
+                         ua_u128 *eo)
+{
+    if (end < t->phys_base)
+        return 0;
+    if (start < t->phys_base)
+        start = t->phys_base;
+    *so = start - t->phys_base;
+    *eo = end - t->phys_base;
+    /* Guard unit: load_unaligned_zeropad() may touch the next unit. */
+    if ((*eo & (t->unit_size - 1)) == 0)
+        *eo += t->unit_size;
+    ua_u128 cov = (ua_u128)t->nbits << t->unit_shift;
+    if (*eo > cov)
+        *eo = cov;
+    return 1;
+}
+
 /* Unit range [*first, *last) that accept_memory(start, size) works on, or
  * first == last when there is nothing to do. */
 static ua_status accept_units(const ua_table *t, uint64_t start, uint64_t size, uint64_t *first,
@@ -29,21 +51,11 @@ static ua_status accept_units(const ua_table *t, uint64_t start, uint64_t size, 
     ua_u128 end = (ua_u128)start + size;
     if (end >= UA_U64_LIMIT)
         return UA_E_RANGE;
-    /* Page widening: unaligned callers get whole pages, so the guard test
-     * below sees the real end. */
+    /* Page widening first, so the guard test sees the real end. */
     end = (end + UA_PAGE_SIZE - 1) & ~(ua_u128)(UA_PAGE_SIZE - 1);
-    uint64_t s = start & ~(uint64_t)(UA_PAGE_SIZE - 1);
-    if (end < t->phys_base)
+    ua_u128 so, eo;
+    if (!linux_offsets(t, start & ~(uint64_t)(UA_PAGE_SIZE - 1), end, &so, &eo))
         return UA_OK;
-    if (s < t->phys_base)
-        s = t->phys_base;
-    ua_u128 so = s - t->phys_base, eo = end - t->phys_base;
-    ua_u128 cov = (ua_u128)t->nbits << t->unit_shift;
-    /* Guard unit: load_unaligned_zeropad() may touch the next unit. */
-    if ((eo & (t->unit_size - 1)) == 0)
-        eo += t->unit_size;
-    if (eo > cov)
-        eo = cov;
     uint64_t f = (uint64_t)(so >> t->unit_shift);
     uint64_t l = (uint64_t)((eo + t->unit_size - 1) >> t->unit_shift);
     if (f < l) {
@@ -121,23 +133,23 @@ ua_status ua_accept_memory(ua_table *t, uint64_t start, uint64_t size, uint32_t 
     return st;
 }
 
+int64_t ua_accept_memory_units(ua_table *t, uint64_t start, uint64_t size, uint32_t vcpu)
+{
+    ua_accept_result r;
+    ua_status st = ua_accept_memory(t, start, size, vcpu, &r);
+    return st ? -(int64_t)st : (int64_t)r.units;
+}
+
 ua_status ua_range_contains_unaccepted(const ua_table *t, uint64_t start, uint64_t size, int *out)
 {
     if (!t || !out)
         return UA_E_INVAL;
     *out = 0;
-    ua_u128 end = (ua_u128)start + size;
+    ua_u128 end = (ua_u128)start + size, so, eo;
     if (end >= UA_U64_LIMIT)
         return UA_E_RANGE;
-    if (end < t->phys_base)
+    if (!linux_offsets(t, start, end, &so, &eo))
         return UA_OK;
-    uint64_t s = start < t->phys_base ? t->phys_base : start;
-    ua_u128 so = s - t->phys_base, eo = end - t->phys_base;
-    ua_u128 cov = (ua_u128)t->nbits << t->unit_shift;
-    if ((eo & (t->unit_size - 1)) == 0)
-        eo += t->unit_size;
-    if (eo > cov)
-        eo = cov;
     if (so >= eo)
         return UA_OK;
     /* Linux tests bit (so + k*unit) / unit for every k with so + k*unit < eo:

@@ -11,55 +11,58 @@ static inline uint64_t clamp(uint64_t v, uint64_t nbits) { return v > nbits ? nb
  * on other threads clear neighbouring bits of the same word concurrently. */
 static inline uint64_t load(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 
-void ua_bitmap_set(uint64_t *words, uint64_t nbits, uint64_t first, uint64_t last)
+enum write_op { OP_SET, OP_CLEAR, OP_CLEAR_ATOMIC };
+
+/* Apply one masked write to a word. */
+static inline void write_word(uint64_t *w, uint64_t mask, enum write_op op)
+{
+    switch (op) {
+    case OP_SET: *w |= mask; break;
+    case OP_CLEAR: *w &= ~mask; break;
+    case OP_CLEAR_ATOMIC:
+        /* Whole inner words belong to the caller alone: a store is enough. */
+        if (mask == ~0ull)
+            __atomic_store_n(w, 0, __ATOMIC_RELEASE);
+        else
+            __atomic_fetch_and(w, ~mask, __ATOMIC_RELEASE);
+        break;
+    }
+}
+
+/* Walk [first, last) word by word: partial first and last words get masks,
+ * inner words are written whole.  Inlined per op, so each loop stays tight. */
+static inline void write_range(uint64_t *words, uint64_t nbits, uint64_t first, uint64_t last,
+                               enum write_op op)
 {
     last = clamp(last, nbits);
     if (first >= last)
         return;
     uint64_t fw = first / 64, lw = (last - 1) / 64;
+    uint64_t lo_mask = ua_word_mask(first % 64, 64);
+    uint64_t hi_mask = ua_word_mask(0, (unsigned)((last - 1) % 64) + 1);
     if (fw == lw) {
-        words[fw] |= ua_word_mask(first % 64, (unsigned)((last - 1) % 64) + 1);
+        write_word(&words[fw], lo_mask & hi_mask, op);
         return;
     }
-    words[fw] |= ua_word_mask(first % 64, 64);
+    write_word(&words[fw], lo_mask, op);
     for (uint64_t w = fw + 1; w < lw; w++)
-        words[w] = ~0ull;
-    words[lw] |= ua_word_mask(0, (unsigned)((last - 1) % 64) + 1);
+        write_word(&words[w], ~0ull, op);
+    write_word(&words[lw], hi_mask, op);
+}
+
+void ua_bitmap_set(uint64_t *words, uint64_t nbits, uint64_t first, uint64_t last)
+{
+    write_range(words, nbits, first, last, OP_SET);
 }
 
 void ua_bitmap_clear(uint64_t *words, uint64_t nbits, uint64_t first, uint64_t last)
 {
-    last = clamp(last, nbits);
-    if (first >= last)
-        return;
-    uint64_t fw = first / 64, lw = (last - 1) / 64;
-    if (fw == lw) {
-        words[fw] &= ~ua_word_mask(first % 64, (unsigned)((last - 1) % 64) + 1);
-        return;
-    }
-    words[fw] &= ~ua_word_mask(first % 64, 64);
-    for (uint64_t w = fw + 1; w < lw; w++)
-        words[w] = 0;
-    words[lw] &= ~ua_word_mask(0, (unsigned)((last - 1) % 64) + 1);
+    write_range(words, nbits, first, last, OP_CLEAR);
 }
 
 void ua_bitmap_clear_atomic(uint64_t *words, uint64_t nbits, uint64_t first, uint64_t last)
 {
-    last = clamp(last, nbits);
-    if (first >= last)
-        return;
-    uint64_t fw = first / 64, lw = (last - 1) / 64;
-    if (fw == lw) {
-        __atomic_fetch_and(&words[fw], ~ua_word_mask(first % 64, (unsigned)((last - 1) % 64) + 1),
-                           __ATOMIC_RELEASE);
-        return;
-    }
-    __atomic_fetch_and(&words[fw], ~ua_word_mask(first % 64, 64), __ATOMIC_RELEASE);
-    /* Whole words inside the range belong to the caller alone. */
-    for (uint64_t w = fw + 1; w < lw; w++)
-        __atomic_store_n(&words[w], 0, __ATOMIC_RELEASE);
-    __atomic_fetch_and(&words[lw], ~ua_word_mask(0, (unsigned)((last - 1) % 64) + 1),
-                       __ATOMIC_RELEASE);
+    write_range(words, nbits, first, last, OP_CLEAR_ATOMIC);
 }
 
 /* Shared scanner: next bit equal to `want` in [from, nbits). */

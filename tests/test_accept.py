@@ -34,7 +34,7 @@ def test_ops_match_reference(case):
     for kind, start, size in op_list:
         if kind == "accept":
             before = len(rec)
-            res = table.accept(start, size)
+            res = table.accept_detailed(start, size)
             got = rec.ranges(before)
             assert got == ref.accept(start, size)
             assert res.runs == len(got)
@@ -55,7 +55,7 @@ def test_batch_equals_single_calls(case):
     a.set_accept(ra)
     b.set_accept(rb)
     results = a.run(OpBatch(op_list))
-    singles = [b.accept(s, n).runs if k == "accept" else b.contains(s, n)
+    singles = [b.accept_detailed(s, n).runs if k == "accept" else b.contains(s, n)
                for k, s, n in op_list]
     assert [r.runs if r.kind == "accept" else r.contains for r in results] == singles
     assert ra.ranges() == rb.ranges() and a.bitmap == b.bitmap
@@ -72,20 +72,20 @@ def test_guard_unit_and_page_widening():
     rec = Recorder()
     t.set_accept(rec)
     base = 4 * GiB
-    t.accept(base, 2 * MiB)                   # ends on a unit boundary: +1 guard unit
+    t.accept_detailed(base, 2 * MiB)                   # ends on a unit boundary: +1 guard unit
     assert rec.ranges() == [(base, base + 4 * MiB)]
-    t.accept(base + 5 * MiB - 1, 1)           # widened to one page, end not unit aligned
+    t.accept_detailed(base + 5 * MiB - 1, 1)           # widened to one page, end not unit aligned
     assert rec.ranges(1) == [(base + 4 * MiB, base + 6 * MiB)]
     # an unaligned caller whose page-aligned end is unit aligned gets the guard
     # (the 2026 fix: widen first, then test the end)
-    t.accept(base + 8 * MiB - 100, 50)
+    t.accept_detailed(base + 8 * MiB - 100, 50)
     assert rec.ranges(2) == [(base + 6 * MiB, base + 10 * MiB)]
 
 
 def test_contains_uses_linux_stepping_and_no_widening():
     t = full_table(units=8)
     base = 4 * GiB
-    t.accept(base, 2 * MiB - 4096)            # accepts unit 0 only (end not aligned)
+    t.accept_detailed(base, 2 * MiB - 4096)            # accepts unit 0 only (end not aligned)
     assert not t.contains(base + 1 * MiB, 1 * MiB - 4096)
     # [1 MiB, 2.5 MiB): Linux tests bits at offsets 1 MiB only (1 + 2 > 2.5),
     # so it misses unit 1 even though the range reaches into it.
@@ -102,10 +102,10 @@ def test_range_ending_at_phys_base():
     assert t.contains(base - 4096, 4096)
     rec = Recorder()
     t.set_accept(rec)
-    t.accept(base - 4096, 4096)
+    t.accept_detailed(base - 4096, 4096)
     assert rec.ranges() == [(base, base + 2 * MiB)]
     assert not t.contains(base - 8192, 4096)
-    assert t.accept(base - 8192, 4096).runs == 0
+    assert t.accept_detailed(base - 8192, 4096).runs == 0
 
 
 def test_size_zero():
@@ -113,10 +113,10 @@ def test_size_zero():
     base = 4 * GiB
     # Linux rounds the empty range's end up to whole units: the unit holding
     # `start` is accepted even for size 0.
-    assert t.accept(base + 4096, 0).units == 1
+    assert t.accept_detailed(base + 4096, 0).units == 1
     assert not t.contains(base + 4096, 0)
     assert t.contains(base + 2 * MiB, 0)               # unit aligned: guard unit
-    assert t.accept(base + 2 * MiB, 0).units == 1
+    assert t.accept_detailed(base + 2 * MiB, 0).units == 1
     assert not t.contains(base + 2 * MiB, 0)
 
 
@@ -131,7 +131,7 @@ def test_primitive_failure_leaves_bits_set_and_reports():
 
     t.set_accept(flaky)
     with pytest.raises(AcceptFailed):
-        t.accept(4 * GiB, 16 * MiB)
+        t.accept_detailed(4 * GiB, 16 * MiB)
     assert t.bitmap == bytes([0b11111000])              # first run cleared, rest kept
     assert len(seen) == 2
 
@@ -140,7 +140,7 @@ def test_primitive_can_report_a_typed_death():
     t = full_table(units=8)
     t.set_accept(lambda s, e, v: 34)                   # UA_E_GUEST_PANIC
     with pytest.raises(GuestPanic):
-        t.accept(4 * GiB, 4096)
+        t.accept_detailed(4 * GiB, 4096)
     assert t.unaccepted_units == 8
 
 
@@ -152,7 +152,7 @@ def test_callback_exception_is_not_lost():
 
     t.set_accept(boom)
     with pytest.raises(CallbackError) as exc:
-        t.accept(4 * GiB, 4096)
+        t.accept_detailed(4 * GiB, 4096)
     assert isinstance(exc.value.__cause__, RuntimeError)
     assert t.unaccepted_units == 8
 
@@ -161,7 +161,7 @@ def test_bits_clear_only_after_the_primitive_returns():
     t = full_table(units=8)
     observed = []
     t.set_accept(lambda s, e, v: observed.append(t.contains(s, 4096)))
-    t.accept(4 * GiB, 4096)
+    t.accept_detailed(4 * GiB, 4096)
     assert observed == [True] and not t.contains(4 * GiB, 4096)
 
 
@@ -169,7 +169,7 @@ def test_vcpu_is_passed_through():
     t = full_table(units=8)
     got = []
     t.set_accept(lambda s, e, v: got.append(v))
-    t.accept(4 * GiB, 4096, vcpu=7)
+    t.accept_detailed(4 * GiB, 4096, vcpu=7)
     t.run([Op("accept", 4 * GiB + 6 * MiB, 4096, vcpu=3)])
     assert got == [7, 3]
 
@@ -179,11 +179,11 @@ def test_bad_ops():
     with pytest.raises(InvalidOp, match="unknown kind"):
         OpBatch([("evict", 0, 1)])
     with pytest.raises(InvalidOp, match="start"):
-        t.accept(-1, 1)
+        t.accept_detailed(-1, 1)
     with pytest.raises(InvalidOp, match="size"):
         t.contains(0, 1.5)
     with pytest.raises(OutOfRange):
-        t.accept((1 << 64) - 4096, 8192)
+        t.accept_detailed((1 << 64) - 4096, 8192)
 
 
 def test_batch_stops_at_the_failing_op_and_can_resume():
@@ -213,7 +213,7 @@ def test_no_table_primitive_swap_while_accepting():
             errors.append(exc)
 
     t.set_accept(prim)
-    t.accept(4 * GiB, 4096)
+    t.accept_detailed(4 * GiB, 4096)
     assert len(errors) == 1
 
 
@@ -229,7 +229,7 @@ def test_disjoint_callers_run_in_parallel():
     t.set_accept(prim)
     results = []
     threads = [threading.Thread(target=lambda v=v: results.append(
-        t.accept(4 * GiB + v * 32 * MiB, 4 * MiB - 4096, vcpu=v))) for v in range(2)]
+        t.accept_detailed(4 * GiB + v * 32 * MiB, 4 * MiB - 4096, vcpu=v))) for v in range(2)]
     for th in threads:
         th.start()
     for th in threads:
@@ -251,12 +251,12 @@ def test_caller_touching_a_unit_in_flight_waits():
             assert release.wait(10)
 
     t.set_accept(prim)
-    a = threading.Thread(target=lambda: t.accept(base, 1 * MiB, vcpu=0))      # unit 0
+    a = threading.Thread(target=lambda: t.accept_detailed(base, 1 * MiB, vcpu=0))      # unit 0
     a.start()
     assert inside.wait(10)
     res = []
     # byte-disjoint from A's request but in the same unit: must wait
-    b = threading.Thread(target=lambda: res.append(t.accept(base + 1536 * 1024, 4096, vcpu=1)))
+    b = threading.Thread(target=lambda: res.append(t.accept_detailed(base + 1536 * 1024, 4096, vcpu=1)))
     b.start()
     time.sleep(0.2)
     assert order == [(0, base, base + 2 * MiB)]          # B has not accepted anything
@@ -289,10 +289,28 @@ def test_many_threads_never_accept_a_unit_twice(unit):
         th.start()
     for th in threads:
         th.join()
-    t.accept(0, units * unit)                 # sweep whatever is left
+    t.accept_detailed(0, units * unit)                 # sweep whatever is left
     seen = set()
     for s, e in rec.ranges():
         for k in range(s // unit, e // unit):
             assert k not in seen, f"unit {k} accepted twice"
             seen.add(k)
     assert seen == set(range(units)) and t.unaccepted_units == 0
+
+
+def test_accept_fast_call_returns_units_and_checks_arguments():
+    t = full_table(units=8)
+    assert t.accept(4 * GiB, 2 * MiB) == 2              # unit 0 + guard unit 1
+    assert t.accept(4 * GiB, 2 * MiB) == 0
+    with pytest.raises(InvalidOp, match="start"):
+        t.accept(-5, 1)
+    with pytest.raises(InvalidOp, match="size"):
+        t.accept(0, 2.0)
+    with pytest.raises(InvalidOp, match="vcpu"):
+        t.accept(0, 1, vcpu=1 << 32)
+    with pytest.raises(OutOfRange):
+        t.accept((1 << 64) - 1, 1)
+    t.set_accept(lambda s, e, v: False)
+    with pytest.raises(AcceptFailed):
+        t.accept(4 * GiB + 8 * MiB, 4096)
+    assert t.unaccepted_units == 6

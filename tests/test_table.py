@@ -91,7 +91,7 @@ def test_bitmap_bytes_not_a_multiple_of_eight():
     assert table.size == 4 and table.bitmap == b"\xff\xff\xff\x03"
     assert table.unaccepted_units == 26
     # accepting past the end never reads or writes beyond the 4 bytes
-    assert table.accept(0, 1 << 40).units == 26
+    assert table.accept_detailed(0, 1 << 40).units == 26
     assert table.bitmap == bytes(4)
 
 
@@ -176,8 +176,34 @@ def test_table_near_the_top_of_the_address_space():
     t.mark(0, 8)
     assert t.contains(top - 32 * MiB, 4096)
     with pytest.raises(OutOfRange):
-        t.accept(top - 4096, 4096)                      # end == 2^64 is not representable
-    r = t.accept(top - 18 * MiB, 4096)                  # last unit only, clamped
+        t.accept_detailed(top - 4096, 4096)                      # end == 2^64 is not representable
+    r = t.accept_detailed(top - 18 * MiB, 4096)                  # last unit only, clamped
     assert (r.runs, r.units) == (1, 1)
     assert t.bitmap == b"\x7f"
-    assert t.accept(top - 8192, 4096).units == 0        # past coverage
+    assert t.accept_detailed(top - 8192, 4096).units == 0        # past coverage
+
+
+@given(st.binary(max_size=64), st.binary(max_size=40))
+def test_parse_arbitrary_bytes_never_crashes(head, tail):
+    raw = head + tail
+    try:
+        t = Table.parse(raw)
+    except (InvalidTable, InvalidUnitSize, TableTooLarge, OutOfRange, Misaligned):
+        return
+    # whatever parsed serializes back to its own prefix of the input
+    assert raw.startswith(t.to_bytes())
+
+
+@given(st.integers(0, 40), st.integers(0, (1 << 64) - 1), st.integers(0, (1 << 64) - 1))
+def test_accept_and_contains_anywhere_never_crash(size_bytes, start, size):
+    t = Table(4096, 0, size_bytes)
+    t.mark(0, size_bytes * 8)
+    before = t.unaccepted_units
+    try:
+        n = t.accept(start, size)
+    except OutOfRange:
+        assert start + size >= 1 << 64
+        assert t.unaccepted_units == before
+        return
+    assert t.unaccepted_units == before - n
+    assert isinstance(t.contains(start, min(size, (1 << 64) - 1 - start)), bool)

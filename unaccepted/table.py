@@ -16,6 +16,7 @@ from .memmap import MemoryMap
 from .primitives import as_primitive, raise_callback_error
 
 DEFAULT_UNIT_SIZE = lib.UA_DEFAULT_UNIT_SIZE
+_accept_units = lib.ua_accept_memory_units
 HEADER_SIZE = lib.UA_TABLE_HEADER_SIZE
 MAX_BITMAP_BYTES = lib.UA_MAX_BITMAP_BYTES
 U64 = 1 << 64
@@ -227,8 +228,22 @@ class Table:
     def accept_primitive(self):
         return self._accept
 
-    def accept(self, start: int, size: int, vcpu: int = 0) -> AcceptResult:
-        """accept_memory(start, size) as mainline Linux does it."""
+    def accept(self, start: int, size: int, vcpu: int = 0) -> int:
+        """accept_memory(start, size) as mainline Linux does it; returns the
+        number of units accepted.  One C call: this is the per-call fast path."""
+        try:
+            n = _accept_units(self._handle, start, size, vcpu)
+        except (TypeError, OverflowError):
+            _u64(start, "start")
+            _u64(size, "size")
+            raise InvalidOp(f"vcpu = {vcpu!r} is not a u32") from None
+        if n < 0:
+            raise_callback_error(self._accept, -n, "accept_memory")
+            check(-n, f"accept_memory({start:#x}, {size:#x})")
+        return n
+
+    def accept_detailed(self, start: int, size: int, vcpu: int = 0) -> AcceptResult:
+        """accept_memory(start, size), reporting runs, units and waits."""
         res = ffi.new("ua_accept_result *")
         status = lib.ua_accept_memory(self._handle, _u64(start, "start"), _u64(size, "size"),
                                       vcpu, res)

@@ -210,6 +210,9 @@ typedef struct ua_accept_result {
  * be NULL.  Safe to call from many threads on one table. */
 UA_API ua_status ua_accept_memory(ua_table *t, uint64_t start, uint64_t size, uint32_t vcpu,
                                   ua_accept_result *result);
+/* The same, for callers that cross an FFI per call: returns the number of
+ * units accepted (>= 0), or -status on failure. */
+UA_API int64_t ua_accept_memory_units(ua_table *t, uint64_t start, uint64_t size, uint32_t vcpu);
 /* range_contains_unaccepted_memory(start, size): *out = 1 or 0, Linux's
  * answer (no page widening; guard unit; one bit per unit step from start). */
 UA_API ua_status ua_range_contains_unaccepted(const ua_table *t, uint64_t start, uint64_t size,
