@@ -193,6 +193,8 @@ def test_policy_validation():
         SnpGuest(M2, ghcb_error=7)
     with pytest.raises(InvalidArgument):
         SnpGuest(M2, backing="1G")
+    with pytest.raises(InvalidArgument):
+        SnpGuest(M2, psc_max=3)
     g = SnpGuest(M2, psc_max_entries=3, ghcb_error=2)
     assert g.policy.psc_max_entries == 3 and g.policy.ghcb_error == 2
 
@@ -346,7 +348,7 @@ def test_table_accept_memory_drives_linux_path():
     t = Table(size=(G1 // M2) // 8)
     t.mark(4, G1 // M2)                                # [8 MiB, 1 GiB) unaccepted
     t.set_accept(g.accept_path("linux"))
-    res = t.accept(8 << 20, 4 << 20)                   # end aligned -> guard unit: 3 units
+    res = t.accept_detailed(8 << 20, 4 << 20)          # end aligned -> guard unit: 3 units
     assert res.units == 3 and res.runs == 1
     assert g.count() == (3 * 512, 0)
     t.accept(0, G1)                                    # everything else

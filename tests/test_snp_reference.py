@@ -47,6 +47,9 @@ RECIPES = {
     "priv-4k-mixed": PRIV4K + [("pvalidate", B, 0, 1)],
     "priv-4k-adj": PRIV4K + [("pvalidate", B, 0, 1), ("rmpadjust", B, 0, 1 | 1 << 8)],
     "priv-4k-vmsa": PRIV4K + [("pvalidate", B, 0, 1), ("rmpadjust", B, 0, 1 | 0x10000)],
+    # a region in full-entry form (an entry off the compact GPA/ASID pattern)
+    "priv-4k-full": PRIV4K + [R(B + 2 * K4, gpa=3 * M2, asid=ASID, assigned=True),
+                              ("pvalidate", B, 0, 1)],
     "other-asid-4k": [R(B, gpa=B, asid=ASID + 1, assigned=True)],
     "wrong-gpa-4k": [R(B, gpa=B + K4, asid=ASID, assigned=True)],
     "fw-4k": [R(B, assigned=True, immutable=True)],

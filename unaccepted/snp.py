@@ -360,6 +360,9 @@ class SnpGuest:
         self.vmpl = vmpl
         self.nvcpus = nvcpus
         self._cost = None
+        unknown = set(policy) - {f.name for f in fields(HostPolicy)}
+        if unknown:
+            raise InvalidArgument(f"unknown host policy setting(s): {', '.join(sorted(unknown))}")
         self.set_policy(HostPolicy(backing=backing, **policy))
         if cost is not None:
             self.set_cost(cost)
@@ -390,6 +393,9 @@ class SnpGuest:
     def set_policy(self, policy: Optional[HostPolicy] = None, **changes) -> None:
         """Replace the host policy, or change some of its fields."""
         import dataclasses
+        unknown = set(changes) - {f.name for f in fields(HostPolicy)}
+        if unknown:
+            raise InvalidArgument(f"unknown host policy setting(s): {', '.join(sorted(unknown))}")
         policy = dataclasses.replace(policy or self.policy, **changes)
         if policy.backing not in _BACKING:
             raise InvalidArgument(f"backing = {policy.backing!r} must be '2M' or '4K'")
