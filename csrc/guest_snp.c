@@ -15,9 +15,10 @@
  *                  terminates with reason set 0, code 0.
  *
  * A guest instruction that takes an NPF is re-executed once the hypervisor
- * fixed the cause (PSMASH for SIZEM); if it cannot, the real guest would
- * spin forever and the path returns UA_E_GUEST_HUNG.  A hypervisor that
- * makes no progress on a PSC is re-asked hang_limit times, then the same.
+ * fixed the cause (PSMASH for SIZEM, or a lazy host faulting the page in);
+ * if it cannot, the real guest would spin forever and the path returns
+ * UA_E_GUEST_HUNG.  A hypervisor that makes no progress on a PSC is
+ * re-asked hang_limit times, then the same.
  * Behaviour and sources: docs/snp.md. */
 #include <stdlib.h>
 #include <string.h>

@@ -15,9 +15,11 @@
  * memory_bytes is not mapped (#PF).
  *
  * Storage is sparse: one 24-byte record per 2 MiB region, allocated in
- * chunks on first write; a region that holds 4 KiB entries gets a 4 KiB
- * array of 8-byte entries.  Different threads may drive different vCPUs on
- * disjoint 2 MiB-aligned ranges concurrently.
+ * chunks on first write; a region that holds 4 KiB entries gets one flag
+ * byte per page while its entries follow one GPA/ASID pattern, and 512
+ * 8-byte entries otherwise.  Different threads may drive different vCPUs
+ * on disjoint 2 MiB-aligned ranges concurrently; host configuration calls
+ * (policy, NPT, in-use marks) must not race with guest calls.
  */
 #ifndef UA_SNP_H
 #define UA_SNP_H
