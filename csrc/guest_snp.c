@@ -137,14 +137,14 @@ static ua_status prologue(ua_snp_path *p, uint64_t start, uint64_t end, uint32_t
     return UA_OK;
 }
 
-/* PVALIDATE(validate=1) as a guest executes it: NPFs go to the host and the
- * instruction re-executes when the host fixed the cause.  Returns 1 if the
- * guest would spin forever. */
+/* PVALIDATE as a guest executes it: NPFs go to the host and the instruction
+ * re-executes when the host fixed the cause.  Returns 1 if the guest would
+ * spin forever. */
 static inline int guest_pvalidate(ua_snp_path *p, uint32_t vcpu, uint64_t gpa, uint32_t size,
-                                  ua_snp_result *r, struct ctr *c)
+                                  int validate, ua_snp_result *r, struct ctr *c)
 {
     for (uint32_t tries = 0;; tries++) {
-        snp_pvalidate(p->s, gpa, size, 1, r);
+        snp_pvalidate(p->s, gpa, size, (uint32_t)validate, r);
         if (size)
             c->st.pvalidate_2m++;
         else
@@ -169,26 +169,28 @@ static uint32_t pv_code(const ua_snp_result *r)
 }
 
 /* PVALIDATE one PSC entry with the 2M -> 512 x 4K fallback shared by Linux
- * (pval_pages) and EDK2 (BasePvalidate).  Returns UA_OK, UA_E_GUEST_HUNG,
- * or -1 with bad and r describing the failing PVALIDATE. */
-static int validate_entry(ua_snp_path *p, uint32_t vcpu, uint64_t gpa, int big, struct ctr *c,
-                          ua_snp_result *r, uint64_t *bad)
+ * (pval_pages) and EDK2 (BasePvalidate), validating or rescinding.  Returns
+ * UA_OK, UA_E_GUEST_HUNG, or -1 with bad and r describing the failing
+ * PVALIDATE. */
+static int validate_entry(ua_snp_path *p, uint32_t vcpu, uint64_t gpa, int big, int validate,
+                          struct ctr *c, ua_snp_result *r, uint64_t *bad)
 {
     *bad = gpa;
-    if (guest_pvalidate(p, vcpu, gpa, big ? 1 : 0, r, c))
+    if (guest_pvalidate(p, vcpu, gpa, big ? 1 : 0, validate, r, c))
         return UA_E_GUEST_HUNG;
     if (big && r->fault == UA_SNP_FAULT_NONE && r->eax == UA_SNP_FAIL_SIZEMISMATCH) {
         c->st.fallbacks++;
         for (unsigned i = 0; i < 512;) {
             /* the common case in one pass; anything else page by page */
-            unsigned k = snp_pvalidate_run4k(p->s, gpa + (uint64_t)i * SNP_4K, 512 - i, 1);
+            unsigned k = snp_pvalidate_run4k(p->s, gpa + (uint64_t)i * SNP_4K, 512 - i,
+                                             (uint32_t)validate);
             c->st.pvalidate_4k += k;
             i += k;
             if (i == 512)
                 break;
             uint64_t a = gpa + (uint64_t)i * SNP_4K;
             *bad = a;
-            if (guest_pvalidate(p, vcpu, a, 0, r, c))
+            if (guest_pvalidate(p, vcpu, a, 0, validate, r, c))
                 return UA_E_GUEST_HUNG;
             if (UA_UNLIKELY(pv_failed(r)))
                 return -1;
@@ -202,19 +204,16 @@ static int validate_entry(ua_snp_path *p, uint32_t vcpu, uint64_t gpa, int big, 
 
 #define PSC_CUR(h) ((uint16_t)((h) & 0xffff))
 #define PSC_END(h) ((uint16_t)(((h) >> 16) & 0xffff))
-
-static inline uint64_t psc_entry(uint64_t gpa, int big)
-{
-    return ((gpa >> 12) << 12) | ((uint64_t)UA_SNP_PSC_OP_PRIVATE << 52) | ((uint64_t)big << 56);
-}
+#define ENT_GPA(x) ((((x) >> 12) & ((1ull << 40) - 1)) << 12)
+#define ENT_BIG(x) ((int)(((x) >> 56) & 1))
 
 /* Build entries for [*a, end): 2M where 2 MiB-aligned with >= 2 MiB left. */
-static uint32_t build(uint64_t *ent, uint32_t max, uint64_t *a, uint64_t end)
+static uint32_t build(uint64_t *ent, uint32_t max, uint64_t *a, uint64_t end, unsigned op)
 {
     uint32_t n = 0;
     while (*a < end && n < max) {
         int big = !(*a & (SNP_2M - 1)) && end - *a >= SNP_2M;
-        ent[n++] = psc_entry(*a, big);
+        ent[n++] = ((*a >> 12) << 12) | ((uint64_t)op << 52) | ((uint64_t)big << 56);
         *a += big ? SNP_2M : SNP_4K;
     }
     return n;
@@ -232,16 +231,32 @@ static uint64_t entries_bytes(const uint64_t *ent, uint32_t n)
 {
     uint64_t b = 0;
     for (uint32_t i = 0; i < n; i++)
-        b += (ent[i] >> 56) & 1 ? SNP_2M : SNP_4K;
+        b += ENT_BIG(ent[i]) ? SNP_2M : SNP_4K;
     return b;
 }
 
-int ua_snp_accept_linux(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu)
+/* PVALIDATE every entry of a descriptor; on failure record the termination
+ * (set, code) and return its status. */
+static int validate_all(ua_snp_path *p, uint32_t vcpu, const uint64_t *ent, uint32_t n,
+                        int validate, struct ctr *c, uint32_t set, uint32_t code)
 {
-    ua_snp_path *p = ctx;
-    ua_status st = prologue(p, start, end, vcpu);
-    if (st || start == end)
-        return st;
+    for (uint32_t i = 0; i < n; i++) {
+        ua_snp_result r;
+        uint64_t bad;
+        int v = validate_entry(p, vcpu, ENT_GPA(ent[i]), ENT_BIG(ent[i]), validate, c, &r, &bad);
+        if (v == UA_E_GUEST_HUNG)
+            return v;
+        if (v)
+            return snp_record_termination(p->s, vcpu, set, code, bad, pv_code(&r), r.fault, 0);
+    }
+    return UA_OK;
+}
+
+/* Linux set_pages_state(): for each descriptor of <= psc_max_entries
+ * entries, (shared: rescind first) GHCB PSC re-issued until done with the
+ * guest's checks after every exit, (private: then validate and touch). */
+static int linux_set_state(ua_snp_path *p, uint64_t start, uint64_t end, uint32_t vcpu, int priv)
+{
     ua_snp *s = p->s;
     struct ctr c;
     memset(&c, 0, sizeof(c));
@@ -252,12 +267,19 @@ int ua_snp_accept_linux(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu)
                                     0, 0, 0);
         goto out;
     }
+    unsigned op = priv ? UA_SNP_PSC_OP_PRIVATE : UA_SNP_PSC_OP_SHARED;
     uint64_t ent[UA_SNP_PSC_MAX_ENTRIES];
     uint64_t a = start;
     while (a < end) {
         uint64_t first = a;
-        uint32_t n = build(ent, p->o.psc_max_entries, &a, end);
+        uint32_t n = build(ent, p->o.psc_max_entries, &a, end, op);
         c.st.psc_requests++;
+        if (!priv) { /* "validation must be rescinded before changing to shared" */
+            rc = validate_all(p, vcpu, ent, n, 0, &c, UA_SNP_TERM_SET_LINUX,
+                              UA_SNP_TERM_PVALIDATE);
+            if (rc)
+                goto out;
+        }
         /* vmgexit_psc(): re-issue until cur_entry > end_entry; after each
          * exit check ret/SW_EXITINFO2, the reserved word, and that end did
          * not grow nor cur fall below the values the guest started with. */
@@ -284,39 +306,25 @@ int ua_snp_accept_linux(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu)
                 stuck = 0;
             }
         }
-        /* pval_pages() */
-        for (uint32_t i = 0; i < n; i++) {
-            ua_snp_result r;
-            uint64_t bad;
-            int big = (ent[i] >> 56) & 1;
-            int v = validate_entry(p, vcpu, (ent[i] >> 12 & ((1ull << 40) - 1)) << 12, big, &c, &r,
-                                   &bad);
-            if (v == UA_E_GUEST_HUNG) {
-                rc = v;
+        if (priv) {
+            rc = validate_all(p, vcpu, ent, n, 1, &c, UA_SNP_TERM_SET_LINUX,
+                              UA_SNP_TERM_PVALIDATE);
+            if (rc)
                 goto out;
-            }
-            if (v) {
-                rc = snp_record_termination(s, vcpu, UA_SNP_TERM_SET_LINUX, UA_SNP_TERM_PVALIDATE,
-                                            bad, pv_code(&r), r.fault, 0);
-                goto out;
-            }
+            if (!s->cfg.coherency_sfw_no)
+                c.st.cache_touch_4k += (a - first) >> 12;
         }
-        uint64_t bytes = a - first;
-        if (!s->cfg.coherency_sfw_no)
-            c.st.cache_touch_4k += bytes >> 12;
-        c.st.bytes += bytes;
+        c.st.bytes += a - first;
     }
 out:
     publish(p, vcpu, &c);
     return rc;
 }
 
-int ua_snp_accept_linux_early(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu)
+/* Linux early_set_pages_state(): per 4 KiB page, MSR-protocol PSC and a
+ * 4 KiB PVALIDATE (rescind before the PSC when making pages shared). */
+static int early_set_state(ua_snp_path *p, uint64_t start, uint64_t end, uint32_t vcpu, int priv)
 {
-    ua_snp_path *p = ctx;
-    ua_status st = prologue(p, start, end, vcpu);
-    if (st || start == end)
-        return st;
     ua_snp *s = p->s;
     struct ctr c;
     memset(&c, 0, sizeof(c));
@@ -328,8 +336,20 @@ int ua_snp_accept_linux_early(void *ctx, uint64_t start, uint64_t end, uint32_t 
         goto out;
     }
     for (uint64_t a = start; a < end; a += SNP_4K) {
+        ua_snp_result r;
+        if (!priv) {
+            if (guest_pvalidate(p, vcpu, a, 0, 0, &r, &c)) {
+                rc = UA_E_GUEST_HUNG;
+                goto out;
+            }
+            if (pv_failed(&r)) {
+                rc = snp_record_termination(s, vcpu, UA_SNP_TERM_SET_LINUX,
+                                            UA_SNP_TERM_PVALIDATE, a, pv_code(&r), r.fault, 0);
+                goto out;
+            }
+        }
         uint64_t req = UA_SNP_GHCB_MSR_PSC_REQ | ((a >> 12) << 12) |
-                       ((uint64_t)UA_SNP_PSC_OP_PRIVATE << 52);
+                       ((uint64_t)(priv ? UA_SNP_PSC_OP_PRIVATE : UA_SNP_PSC_OP_SHARED) << 52);
         uint64_t resp = snp_psc_msr(s, vcpu, req);
         c.st.msr_exits++;
         if ((resp & 0xfff) != UA_SNP_GHCB_MSR_PSC_RESP || (resp >> 32)) {
@@ -337,18 +357,19 @@ int ua_snp_accept_linux_early(void *ctx, uint64_t start, uint64_t end, uint32_t 
                                         resp);
             goto out;
         }
-        ua_snp_result r;
-        if (guest_pvalidate(p, vcpu, a, 0, &r, &c)) {
-            rc = UA_E_GUEST_HUNG;
-            goto out;
+        if (priv) {
+            if (guest_pvalidate(p, vcpu, a, 0, 1, &r, &c)) {
+                rc = UA_E_GUEST_HUNG;
+                goto out;
+            }
+            if (pv_failed(&r)) {
+                rc = snp_record_termination(s, vcpu, UA_SNP_TERM_SET_LINUX,
+                                            UA_SNP_TERM_PVALIDATE, a, pv_code(&r), r.fault, 0);
+                goto out;
+            }
+            if (!s->cfg.coherency_sfw_no)
+                c.st.cache_touch_4k++;
         }
-        if (pv_failed(&r)) {
-            rc = snp_record_termination(s, vcpu, UA_SNP_TERM_SET_LINUX, UA_SNP_TERM_PVALIDATE, a,
-                                        pv_code(&r), r.fault, 0);
-            goto out;
-        }
-        if (!s->cfg.coherency_sfw_no)
-            c.st.cache_touch_4k++;
         c.st.bytes += SNP_4K;
     }
 out:
@@ -356,12 +377,11 @@ out:
     return rc;
 }
 
-int ua_snp_accept_ovmf(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu)
+/* EDK2 InternalSetPageState(): buffer fills, (shared: rescind first), PSC in
+ * batches of <= 253 with only the status/SwExitInfo2 check, (private: then
+ * validate).  Every failure: termination set 0, code 0. */
+static int ovmf_set_state(ua_snp_path *p, uint64_t start, uint64_t end, uint32_t vcpu, int priv)
 {
-    ua_snp_path *p = ctx;
-    ua_status st = prologue(p, start, end, vcpu);
-    if (st || start == end)
-        return st;
     ua_snp *s = p->s;
     struct ctr c;
     memset(&c, 0, sizeof(c));
@@ -372,13 +392,19 @@ int ua_snp_accept_ovmf(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu)
                                     0, 0);
         goto out;
     }
+    unsigned op = priv ? UA_SNP_PSC_OP_PRIVATE : UA_SNP_PSC_OP_SHARED;
     uint64_t fill[OVMF_MAX_BUFFER / 8];
     uint64_t ghcb[UA_SNP_PSC_MAX_ENTRIES];
     uint64_t a = start;
     while (a < end) {
         uint64_t first = a;
-        uint32_t n = build(fill, p->fill, &a, end);
+        uint32_t n = build(fill, p->fill, &a, end, op);
         c.st.psc_requests++;
+        if (!priv) {
+            rc = validate_all(p, vcpu, fill, n, 0, &c, UA_SNP_TERM_SET_GEN, UA_SNP_TERM_GEN_REQ);
+            if (rc)
+                goto out;
+        }
         /* PageStateChange(): batches of <= 253 copied into the GHCB shared
          * buffer; loop while CurrentEntry <= EndEntry; terminate on a
          * non-zero VMGEXIT status or SwExitInfo2.  No reserved/progress
@@ -411,32 +437,37 @@ int ua_snp_accept_ovmf(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu)
             }
             idx += cnt;
         }
-        /* BasePvalidate(): any non-zero AsmPvalidate result (255 for CF=1)
-         * after the size-mismatch fallback terminates (set 0, code 0). */
-        for (uint32_t i = 0; i < n; i++) {
-            ua_snp_result r;
-            uint64_t bad;
-            int big = (fill[i] >> 56) & 1;
-            int v = validate_entry(p, vcpu, (fill[i] >> 12 & ((1ull << 40) - 1)) << 12, big, &c,
-                                   &r, &bad);
-            if (v == UA_E_GUEST_HUNG) {
-                rc = v;
+        if (priv) {
+            /* BasePvalidate(): any non-zero AsmPvalidate result (255 for
+             * CF=1) after the size-mismatch fallback terminates. */
+            rc = validate_all(p, vcpu, fill, n, 1, &c, UA_SNP_TERM_SET_GEN, UA_SNP_TERM_GEN_REQ);
+            if (rc)
                 goto out;
-            }
-            if (v) {
-                rc = snp_record_termination(s, vcpu, UA_SNP_TERM_SET_GEN, UA_SNP_TERM_GEN_REQ, bad,
-                                            pv_code(&r), r.fault, 0);
-                goto out;
-            }
+            if (!s->cfg.coherency_sfw_no)
+                c.st.cache_touch_4k += (a - first) >> 12;
         }
-        if (!s->cfg.coherency_sfw_no)
-            c.st.cache_touch_4k += (a - first) >> 12;
         c.st.bytes += entries_bytes(fill, n);
     }
 out:
     publish(p, vcpu, &c);
     return rc;
 }
+
+#define PATH_FN(name, impl, priv)                                                  \
+    int name(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu)              \
+    {                                                                              \
+        ua_status st = prologue(ctx, start, end, vcpu);                            \
+        if (st || start == end)                                                    \
+            return st;                                                             \
+        return impl(ctx, start, end, vcpu, priv);                                  \
+    }
+
+PATH_FN(ua_snp_accept_linux, linux_set_state, 1)
+PATH_FN(ua_snp_accept_linux_early, early_set_state, 1)
+PATH_FN(ua_snp_accept_ovmf, ovmf_set_state, 1)
+PATH_FN(ua_snp_unaccept_linux, linux_set_state, 0)
+PATH_FN(ua_snp_unaccept_linux_early, early_set_state, 0)
+PATH_FN(ua_snp_unaccept_ovmf, ovmf_set_state, 0)
 
 int ua_snp_accept(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu)
 {
@@ -447,5 +478,17 @@ int ua_snp_accept(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu)
     case UA_SNP_PATH_LINUX_EARLY: return ua_snp_accept_linux_early(ctx, start, end, vcpu);
     case UA_SNP_PATH_OVMF: return ua_snp_accept_ovmf(ctx, start, end, vcpu);
     default: return ua_snp_accept_linux(ctx, start, end, vcpu);
+    }
+}
+
+int ua_snp_unaccept(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu)
+{
+    ua_snp_path *p = ctx;
+    if (!p)
+        return UA_E_INVAL;
+    switch (p->o.kind) {
+    case UA_SNP_PATH_LINUX_EARLY: return ua_snp_unaccept_linux_early(ctx, start, end, vcpu);
+    case UA_SNP_PATH_OVMF: return ua_snp_unaccept_ovmf(ctx, start, end, vcpu);
+    default: return ua_snp_unaccept_linux(ctx, start, end, vcpu);
     }
 }

@@ -790,9 +790,11 @@ void snp_pvalidate(ua_snp *s, uint64_t gpa, uint32_t size, uint32_t validate, ua
         r->exitinfo2 = gpa;
         return;
     }
-    if (size == UA_SNP_PAGE_2M && (!is2m || (spa & (SNP_2M - 1)))) {
-        /* RMP holds 4 KiB entries (or the NPT maps the 2 MiB GPA onto a
-         * non-2 MiB-aligned SPA, which cannot be a 2 MiB page). */
+    if (size == UA_SNP_PAGE_2M &&
+        (!is2m || (spa & (SNP_2M - 1)) || snp_range_remapped(s, gpa >> 12, 512))) {
+        /* RMP holds 4 KiB entries, or the NPT cannot map the 2 MiB GPA range
+         * as one 2 MiB page (a 4 KiB remap inside it, or a target SPA that
+         * is not 2 MiB aligned): the APM compares with the NPT size. */
         r->eax = UA_SNP_FAIL_SIZEMISMATCH;
         return;
     }
@@ -934,7 +936,7 @@ ua_status ua_snp_rmpadjust(ua_snp *s, uint32_t vcpu, uint64_t va, uint32_t size,
         snp_charge(s, vcpu, UA_EV_VC, 1);
         return UA_OK;
     }
-    if (size == 1 && (!is2m || (spa & (SNP_2M - 1)))) {
+    if (size == 1 && (!is2m || (spa & (SNP_2M - 1)) || snp_range_remapped(s, va >> 12, 512))) {
         out->eax = UA_SNP_FAIL_SIZEMISMATCH;
         return UA_OK;
     }

@@ -9,7 +9,7 @@ import pytest
 from unaccepted import Cost, Event, Table
 from unaccepted.errors import (GuestHung, GuestTerminated, InvalidArgument, Misaligned,
                                OutOfRange)
-from unaccepted.snp import (MSR_PSC_RESP, MSR_PSC_RESP_ERROR, PSC_ERROR_GENERIC,
+from unaccepted.snp import (MSR_PSC_RESP, Access, MSR_PSC_RESP_ERROR, PSC_ERROR_GENERIC,
                             PSC_ERROR_INVALID_ENTRY, PSC_ERROR_INVALID_HDR, Fault, MsrFault,
                             PageSize, PscCheck, PscEntry, PscFault, PscOp, SnpGuest,
                             msr_psc_request, parse_psc_buffer, psc_buffer, psc_guest_check)
@@ -434,3 +434,33 @@ def test_lazy_fault_in_only_for_private_attribute():
     with pytest.raises(GuestHung):            # PSC ignored: no attribute, no fault-in
         g.accept_path("linux", hang_limit=3).accept(0, M2)
     assert g.count() == (0, 0)
+
+
+# ---------------------------------------------------------------- unaccept (E.1 item 14)
+@pytest.mark.parametrize("kind", ["linux", "linux-early", "ovmf"])
+@pytest.mark.parametrize("backing", ["2M", "4K"])
+def test_unaccept_rescinds_then_makes_shared(kind, backing):
+    cost = Cost("count")
+    g = SnpGuest(64 << 20, backing=backing, cost=cost)
+    p = g.accept_path(kind)
+    p.accept(M2, 4 * M2 + 3 * K4)
+    p.reset_stats()
+    p.unaccept(M2, 4 * M2 + 3 * K4)
+    assert g.count() == (0, 0)
+    e = g.rmp(2 * M2)
+    assert not e.assigned and not e.validated
+    assert g.access(2 * M2).fault == Fault.NPF                      # private access: gone
+    assert g.access(2 * M2, Access.WRITE, c_bit=False).fault == Fault.NONE   # shared write ok
+    st = p.stats()
+    assert st.cache_touch_4k == 0 and st.bytes == 3 * M2 + 3 * K4
+    p.accept(M2, 4 * M2 + 3 * K4)                                   # and back: no CF=1
+    assert g.count() == ((3 * M2 + 3 * K4) // K4, 0) and not g.termination.terminated
+
+
+def test_unaccept_of_unvalidated_memory_terminates_with_cf1():
+    g = SnpGuest(64 << 20)
+    g.make_private(0, 0, PageSize.SIZE_2M)                         # assigned, never validated
+    with pytest.raises(GuestTerminated):
+        g.accept_path("linux").unaccept(0, M2)
+    t = g.termination
+    assert (t.reason_set, t.reason_code, t.eax) == (1, 2, 255)

@@ -140,6 +140,29 @@ class SnpMachine(RuleBasedStateMachine):
                     assert self.c.access(p).fault == Fault.NONE
             assert self.c.count(start, end)[0] >= (end - start) // K4 - len(al)
 
+    @rule(kind=st.sampled_from(["linux", "linux-early", "ovmf"]),
+          unit=st.integers(0, MEM // M2 - 1))
+    def guest_unaccept(self, kind, unit):
+        """PVALIDATE(0) then PSC(SHARED) of a unit the guest accepted."""
+        start, end = unit * M2, (unit + 1) * M2
+        pages = range(start, end, K4)
+        if not all(p in self.accepted for p in pages):
+            return
+        try:
+            self.c.accept_path(kind, hang_limit=5).unaccept(start, end)
+            ok = True
+        except (GuestTerminated, GuestHung) as exc:
+            note(f"unaccept {kind} [{start:#x}, {end:#x}) -> {type(exc).__name__}")
+            ok = False
+            self.c.clear_termination()
+        self.resync({self.c.npt_lookup(p) for p in pages} | set(pages))
+        if ok:
+            self.accepted.difference_update(pages)
+            if not self.aliased_pages(start, end):
+                v, u = self.c.count(start, end)
+                # rescinded; and unassigned too unless the host ignored the PSC
+                assert v == 0 and (u == 0 or self.c.policy.skip_rmpupdate)
+
     def aliased_pages(self, start, end):
         """GPA pages in [start, end) whose SPA is also the NPT target of another GPA."""
         targets = {}

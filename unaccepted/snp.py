@@ -159,6 +159,8 @@ _PATHS = {"linux": lib.UA_SNP_PATH_LINUX, "linux-early": lib.UA_SNP_PATH_LINUX_E
           "ovmf": lib.UA_SNP_PATH_OVMF}
 _PATH_FNS = {"linux": "ua_snp_accept_linux", "linux-early": "ua_snp_accept_linux_early",
              "ovmf": "ua_snp_accept_ovmf"}
+_UNACCEPT_FNS = {"linux": "ua_snp_unaccept_linux",
+                 "linux-early": "ua_snp_unaccept_linux_early", "ovmf": "ua_snp_unaccept_ovmf"}
 
 
 def _int(value, name, lo=0, hi=1 << 64):
@@ -570,6 +572,7 @@ class SnpAcceptPath:
         self.guest = guest          # keeps the model alive as long as the path
         self.kind = kind
         self._fn = getattr(lib, _PATH_FNS[kind])
+        self._unfn = getattr(lib, _UNACCEPT_FNS[kind])
 
     def __repr__(self):
         return f"SnpAcceptPath({self.guest!r}, {self.kind!r})"
@@ -583,6 +586,12 @@ class SnpAcceptPath:
         status = self._fn(ffi.cast("void *", self._handle), _int(start, "start"), _int(end, "end"),
                           _int(vcpu, "vcpu", 0, 1 << 32))
         check(status, f"{self.kind} accept [{start:#x}, {end:#x})")
+
+    def unaccept(self, start: int, end: int, vcpu: int = 0) -> None:
+        """Make [start, end) shared again: PVALIDATE(0) first, then PSC(SHARED)."""
+        status = self._unfn(ffi.cast("void *", self._handle), _int(start, "start"),
+                            _int(end, "end"), _int(vcpu, "vcpu", 0, 1 << 32))
+        check(status, f"{self.kind} unaccept [{start:#x}, {end:#x})")
 
     def stats(self) -> PathStats:
         st = ffi.new("ua_snp_path_stats *")

@@ -349,6 +349,13 @@ UA_API int ua_snp_accept(void *path, uint64_t start, uint64_t end, uint32_t vcpu
 UA_API int ua_snp_accept_linux(void *path, uint64_t start, uint64_t end, uint32_t vcpu);
 UA_API int ua_snp_accept_linux_early(void *path, uint64_t start, uint64_t end, uint32_t vcpu);
 UA_API int ua_snp_accept_ovmf(void *path, uint64_t start, uint64_t end, uint32_t vcpu);
+/* The reverse conversion (vendors.md E.1 item 14): rescind validation with
+ * PVALIDATE(0) first, then PSC(SHARED); same batching, checks and
+ * terminations as the accept direction, no cache touch. */
+UA_API int ua_snp_unaccept(void *path, uint64_t start, uint64_t end, uint32_t vcpu);
+UA_API int ua_snp_unaccept_linux(void *path, uint64_t start, uint64_t end, uint32_t vcpu);
+UA_API int ua_snp_unaccept_linux_early(void *path, uint64_t start, uint64_t end, uint32_t vcpu);
+UA_API int ua_snp_unaccept_ovmf(void *path, uint64_t start, uint64_t end, uint32_t vcpu);
 
 /* UA_CDEF_END */
 

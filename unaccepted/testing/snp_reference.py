@@ -179,6 +179,12 @@ class RefSnp:
         return (not e.assigned or e.asid != self.asid or egpa != gpa - gpa % K4
                 or e.immutable)
 
+    def _remapped_2m(self, va: int) -> bool:
+        """Some 4 KiB page of the 2 MiB GPA range at va is remapped in the
+        NPT, so the NPT cannot map that range as one 2 MiB page."""
+        first = va // K4
+        return any(first <= g < first + 512 for g in self.npt)
+
     def pvalidate(self, va: int, size: int, validate: bool) -> Outcome:
         if self.vmpl != 0:
             return Outcome(fault=GP)
@@ -192,7 +198,7 @@ class RefSnp:
             return Outcome(fault=NPF, exitinfo1=RMP | ENC | P)
         if size == 0 and big:
             return Outcome(fault=NPF, exitinfo1=RMP | ENC | P | SIZEM)
-        if size == 1 and (not big or spa % M2):
+        if size == 1 and (not big or spa % M2 or self._remapped_2m(va)):
             return Outcome(eax=FAIL_SIZEMISMATCH)
         if e.validated == bool(validate):
             return Outcome(cf=1)
@@ -214,7 +220,7 @@ class RefSnp:
             return Outcome(fault=NPF, exitinfo1=RMP | ENC | P | (SIZEM if size == 0 and big else 0))
         if not e.validated:
             return Outcome(fault=VC, error_code=VC_NOT_VALIDATED)
-        if size == 1 and (not big or spa % M2):
+        if size == 1 and (not big or spa % M2 or self._remapped_2m(va)):
             return Outcome(eax=FAIL_SIZEMISMATCH)
         if perms & ~e.perm[self.vmpl]:
             return Outcome(eax=FAIL_PERMISSION)
