@@ -174,6 +174,13 @@ static void test_paths(void)
         uint64_t v, u;
         CHECK_EQ(ua_snp_count_gpa(s, 0, GiB, &v, &u), UA_OK);
         CHECK(v == 65536 && u == 0);
+        /* unaccept: rescind, then shared; accept again works */
+        CHECK_EQ(ua_snp_unaccept(p, 0, 4 * MiB2, 0), UA_OK);
+        CHECK_EQ(ua_snp_count_gpa(s, 0, 4 * MiB2, &v, &u), UA_OK);
+        CHECK(v == 0 && u == 0);
+        CHECK_EQ(ua_snp_accept(p, 0, 4 * MiB2, 0), UA_OK);
+        CHECK_EQ(ua_snp_count_gpa(s, 0, GiB, &v, &u), UA_OK);
+        CHECK(v == 65536 && u == 0);
         /* double accept: the PSC is a no-op, PVALIDATE reports CF=1 -> terminate */
         CHECK_EQ(ua_snp_accept_linux(p, 0, MiB2, 0), UA_E_GUEST_TERMINATED);
         ua_snp_termination t;
