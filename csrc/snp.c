@@ -734,6 +734,19 @@ ua_status ua_snp_count_gpa(const ua_snp *s, uint64_t start, uint64_t end, uint64
                 a += SNP_2M;
                 continue;
             }
+            const struct snp_split *sp = rg->split;
+            if (!sp->e && (!sp->have_base || (sp->asid == s->cfg.asid && sp->base == a))) {
+                /* compact and its pattern is this region's GPAs: flags decide */
+                for (unsigned i = 0; i < 512; i++) {
+                    unsigned f = sp->f[i];
+                    if ((f & (E_ASSIGNED | E_IMMUTABLE)) == E_ASSIGNED) {
+                        v += (f >> 3) & 1;          /* E_VALIDATED */
+                        u += !((f >> 3) & 1);
+                    }
+                }
+                a += SNP_2M;
+                continue;
+            }
         }
         uint64_t spa = snp_npt(s, a);
         int is2m;
