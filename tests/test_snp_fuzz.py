@@ -119,3 +119,47 @@ def test_random_instruction_sequences_match_reference(ops):
         assert (e.entry_spa, e.assigned, e.validated, e.gpa, e.asid, int(e.page_size), e.vmsa,
                 e.perm) == (espa, w.assigned, w.validated, w.gpa, w.asid, w.page_size, w.vmsa,
                             w.perm)
+
+
+def ref_count(r, start, end):
+    v = u = 0
+    for gpa in range(start, end, 4096):
+        spa = r.translate(gpa)
+        e, big = r.governing(spa)
+        egpa = e.gpa + (spa % (2 << 20) if big else 0)
+        if e.assigned and not e.immutable and e.asid == r.asid and egpa == gpa:
+            v += e.validated
+            u += not e.validated
+    return v, u
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops=st.lists(st.tuples(st.sampled_from(["private", "shared", "foreign", "firmware",
+                                               "psmash", "validate", "rescind", "remap"]),
+                              st.integers(0, MEM // 4096 - 1), st.booleans()), max_size=40))
+def test_count_matches_reference(ops):
+    g = SnpGuest(MEM, spare_bytes=SPARE, asid=3)
+    r = ref.RefSnp(MEM, SPARE, 3)
+    for op, page, big in ops:
+        a = page * 4096
+        if big:
+            a -= a % (2 << 20)
+        size = int(big)
+        if op in ("private", "shared", "foreign", "firmware"):
+            kw = {"private": dict(gpa=a, asid=3, assigned=True),
+                  "shared": dict(),
+                  "foreign": dict(gpa=a, asid=4, assigned=True),
+                  "firmware": dict(assigned=True, immutable=True)}[op]
+            assert g.rmpupdate(a, page_size=size, **kw) == r.rmpupdate(a, page_size=size, **kw)
+        elif op == "psmash":
+            assert g.psmash(a) == r.psmash(a)
+        elif op in ("validate", "rescind"):
+            res = g.pvalidate(a, size, op == "validate")
+            want = r.pvalidate(a, size, op == "validate")
+            assert (res.eax, int(res.cf), int(res.fault)) == (want.eax, want.cf, want.fault)
+        else:
+            spa = MEM + (page % (SPARE // 4096)) * 4096
+            g.npt_map(page * 4096, spa)
+            r.npt[page] = spa // 4096
+    assert g.count(0, MEM) == ref_count(r, 0, MEM)
+    assert g.count(4096, MEM - 8192) == ref_count(r, 4096, MEM - 8192)
