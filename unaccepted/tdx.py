@@ -1,0 +1,669 @@
+"""Intel TDX model (csrc/tdx.c, csrc/guest_tdx.c): Secure EPT, host SEAMCALLs,
+guest TDCALLs, #VE / TD exits, MapGPA, the VMM policy and the guest accept
+paths.
+
+    guest = TdxGuest(1 << 30, backing="4K")
+    r = guest.accept(0x200000, Level.L2M)      # one TDCALL execution
+    r.exited, r.req_level, r.err_state          # -> True, 1, SeptState.FREE
+    guest.vmm_handle_exit(r)                    # the VMM AUGs
+    guest.accept(0x200000, Level.L2M).status    # -> TdxStatus.PAGE_SIZE_MISMATCH
+    path = guest.accept_path("linux")           # for Table(accept=path)
+
+Architectural values (status words, states, levels, exit qualifications)
+are the TDX module's numbers; simulator errors raise the package's
+exceptions (unaccepted.errors).  No method loops over pages in Python.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+from ._core import ffi, lib
+from .errors import InvalidArgument, Misaligned, check
+
+U64 = 1 << 64
+PAGE_4K = 4096
+PAGE_2M = 2 << 20
+PAGE_1G = 1 << 30
+
+
+class Level(enum.IntEnum):
+    """SEPT / ACCEPT level (RCX bits 2:0)."""
+
+    L4K = lib.UA_TDX_LEVEL_4K
+    L2M = lib.UA_TDX_LEVEL_2M
+    L1G = lib.UA_TDX_LEVEL_1G
+
+    @property
+    def size(self) -> int:
+        return PAGE_4K << (9 * int(self))
+
+
+class SeptState(enum.IntEnum):
+    """Public SEPT entry states (TDX module sept_state_lookup)."""
+
+    FREE = lib.UA_TDX_SEPT_FREE
+    BLOCKED = lib.UA_TDX_SEPT_BLOCKED
+    PENDING = lib.UA_TDX_SEPT_PENDING
+    PENDING_BLOCKED = lib.UA_TDX_SEPT_PENDING_BLOCKED
+    MAPPED = lib.UA_TDX_SEPT_MAPPED
+    REMOVED = lib.UA_TDX_SEPT_REMOVED
+    BLOCKEDW = lib.UA_TDX_SEPT_BLOCKEDW
+    EXPORTED_BLOCKEDW = lib.UA_TDX_SEPT_EXPORTED_BLOCKEDW
+    EXPORTED_DIRTY = lib.UA_TDX_SEPT_EXPORTED_DIRTY
+    EXPORTED_DIRTY_BLOCKEDW = lib.UA_TDX_SEPT_EXPORTED_DIRTY_BLOCKEDW
+    PENDING_BLOCKEDW = lib.UA_TDX_SEPT_PENDING_BLOCKEDW
+    PENDING_EXPORTED_BLOCKEDW = lib.UA_TDX_SEPT_PENDING_EXPORTED_BLOCKEDW
+    PENDING_EXPORTED_DIRTY = lib.UA_TDX_SEPT_PENDING_EXPORTED_DIRTY
+    PENDING_EXPORTED_DIRTY_BLOCKEDW = lib.UA_TDX_SEPT_PENDING_EXPORTED_DIRTY_BLOCKEDW
+    NL_BLOCKED = lib.UA_TDX_SEPT_NL_BLOCKED
+    NL_MAPPED = lib.UA_TDX_SEPT_NL_MAPPED
+
+
+class TdxStatus(enum.IntEnum):
+    """TDX status words without their operand id / level (bits 31:0)."""
+
+    SUCCESS = lib.UA_TDX_SUCCESS
+    OPERAND_INVALID = lib.UA_TDX_OPERAND_INVALID
+    OPERAND_BUSY = lib.UA_TDX_OPERAND_BUSY
+    OPERAND_BUSY_HOST_PRIORITY = lib.UA_TDX_OPERAND_BUSY_HOST_PRIORITY
+    HOST_PRIORITY_BUSY_TIMEOUT = lib.UA_TDX_HOST_PRIORITY_BUSY_TIMEOUT
+    INTERRUPTED_RESUMABLE = lib.UA_TDX_INTERRUPTED_RESUMABLE
+    OP_STATE_INCORRECT = lib.UA_TDX_OP_STATE_INCORRECT
+    NO_VALID_VE_INFO = lib.UA_TDX_NO_VALID_VE_INFO
+    EPT_WALK_FAILED = lib.UA_TDX_EPT_WALK_FAILED
+    EPT_ENTRY_FREE = lib.UA_TDX_EPT_ENTRY_FREE
+    EPT_ENTRY_NOT_FREE = lib.UA_TDX_EPT_ENTRY_NOT_FREE
+    EPT_ENTRY_NOT_LEAF = lib.UA_TDX_EPT_ENTRY_NOT_LEAF
+    GPA_RANGE_NOT_BLOCKED = lib.UA_TDX_GPA_RANGE_NOT_BLOCKED
+    GPA_RANGE_ALREADY_BLOCKED = lib.UA_TDX_GPA_RANGE_ALREADY_BLOCKED
+    TLB_TRACKING_NOT_DONE = lib.UA_TDX_TLB_TRACKING_NOT_DONE
+    EPT_INVALID_PROMOTE_CONDITIONS = lib.UA_TDX_EPT_INVALID_PROMOTE_CONDITIONS
+    PAGE_ALREADY_ACCEPTED = lib.UA_TDX_PAGE_ALREADY_ACCEPTED
+    PAGE_SIZE_MISMATCH = lib.UA_TDX_PAGE_SIZE_MISMATCH
+    GPA_RANGE_BLOCKED = lib.UA_TDX_GPA_RANGE_BLOCKED
+    EPT_ENTRY_STATE_INCORRECT = lib.UA_TDX_EPT_ENTRY_STATE_INCORRECT
+    METADATA_FIELD_ID_INCORRECT = lib.UA_TDX_METADATA_FIELD_ID_INCORRECT
+    METADATA_FIELD_NOT_WRITABLE = lib.UA_TDX_METADATA_FIELD_NOT_WRITABLE
+    METADATA_FIELD_VALUE_NOT_VALID = lib.UA_TDX_METADATA_FIELD_VALUE_NOT_VALID
+
+    @classmethod
+    def of(cls, word: int) -> "TdxStatus | None":
+        """The status class of a 64-bit status word (None if unknown)."""
+        try:
+            return cls(word & lib.UA_TDX_STATUS_CLASS_MASK)
+        except ValueError:
+            return None
+
+    @property
+    def is_error(self) -> bool:
+        return bool(self.value >> 63)
+
+
+class VmcallStatus(enum.IntEnum):
+    """TDG.VP.VMCALL status in R10."""
+
+    SUCCESS = lib.UA_TDX_VMCALL_SUCCESS
+    RETRY = lib.UA_TDX_VMCALL_RETRY
+    INVALID_OPERAND = lib.UA_TDX_VMCALL_INVALID_OPERAND
+    ALIGN_ERROR = lib.UA_TDX_VMCALL_ALIGN_ERROR
+    SUBFUNC_UNSUPPORTED = lib.UA_TDX_VMCALL_SUBFUNC_UNSUPPORTED
+
+
+class VmmPolicy(enum.IntEnum):
+    AUG_REQUESTED = lib.UA_TDX_VMM_AUG_REQUESTED  # AUG at the accept's level, capped by backing
+    AUG_4K = lib.UA_TDX_VMM_AUG_4K
+    REFUSE = lib.UA_TDX_VMM_REFUSE
+
+
+class VmmAction(enum.IntEnum):
+    NOTHING = lib.UA_TDX_VMM_DID_NOTHING
+    AUG_4K = lib.UA_TDX_VMM_DID_AUG_4K
+    AUG_2M = lib.UA_TDX_VMM_DID_AUG_2M
+    DEMOTE = lib.UA_TDX_VMM_DID_DEMOTE
+    RELEASE_HP = lib.UA_TDX_VMM_DID_RELEASE_HP
+
+
+class AccessOutcome(enum.IntEnum):
+    OK = lib.UA_TDX_ACCESS_OK
+    VE = lib.UA_TDX_ACCESS_VE
+    DF = lib.UA_TDX_ACCESS_DF
+    EXIT = lib.UA_TDX_ACCESS_EXIT
+
+
+TDCS_CONFIG_FLAGS = lib.UA_TDX_TDCS_CONFIG_FLAGS
+TDCS_TD_CTLS = lib.UA_TDX_TDCS_TD_CTLS
+EXIT_REASON_EPT_VIOLATION = lib.UA_TDX_EXIT_REASON_EPT_VIOLATION
+EEQ_TYPE_ACCEPT = lib.UA_TDX_EEQ_TYPE_ACCEPT
+EEQ_TYPE_PENDING_EPT_VIOLATION = lib.UA_TDX_EEQ_TYPE_PENDING_EPT_VIOLATION
+VECTOR_VE = lib.UA_TDX_VECTOR_VE
+VECTOR_DF = lib.UA_TDX_VECTOR_DF
+MAP_GPA = lib.UA_TDX_VMCALL_MAP_GPA
+ACCEPT_RAX = lib.UA_TDX_TDCALL_MEM_PAGE_ACCEPT
+
+
+def _u64(name, v):
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < U64:
+        raise InvalidArgument(f"{name} = {v!r} is not a 64-bit unsigned integer")
+    return v
+
+
+def _v(vcpu):
+    if isinstance(vcpu, bool) or not isinstance(vcpu, int) or not 0 <= vcpu < 1 << 32:
+        raise InvalidArgument(f"vcpu = {vcpu!r} is not a vCPU index")
+    return vcpu
+
+
+def page_info(gpa: int, level: int = 0) -> int:
+    """RCX for ACCEPT and the host SEAMCALLs: GPA | level.  A level above 7
+    sets reserved bits (the model answers OPERAND_INVALID); pass a raw RCX
+    for other malformed operands."""
+    if _u64("gpa", gpa) % PAGE_4K:
+        raise Misaligned(f"gpa = {gpa:#x} is not 4 KiB aligned (pass a raw RCX to test that)")
+    if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level < PAGE_4K:
+        raise InvalidArgument(f"level = {level!r} does not fit RCX bits 11:0")
+    return gpa | level
+
+
+@dataclass(frozen=True)
+class TdcallResult:
+    """One execution of TDG.MEM.PAGE.ACCEPT."""
+
+    rax: int
+    exited: bool
+    interrupted: bool
+    exit_reason: int
+    eeq_type: int
+    exit_qualification: int
+    exit_status: int
+    gpa: int
+    chunks_zeroed: int
+    accept_counter: int
+
+    @property
+    def returned(self) -> bool:
+        """The TDCALL returned to the guest with a status in RAX."""
+        return not (self.exited or self.interrupted)
+
+    @property
+    def status(self) -> Optional[TdxStatus]:
+        return TdxStatus.of(self.rax) if self.returned else None
+
+    @property
+    def operand(self) -> int:
+        """Bits 31:0 of RAX: the operand id, or the level of ACCEPT answers."""
+        return self.rax & 0xFFFFFFFF
+
+    # extended exit qualification of an ACCEPT exit (bits 63:32)
+    @property
+    def _info(self) -> int:
+        return self.exit_qualification >> 32
+
+    @property
+    def req_level(self) -> int:
+        return self._info & 7
+
+    @property
+    def err_level(self) -> int:
+        return (self._info >> 3) & 7
+
+    @property
+    def err_state(self) -> int:
+        return (self._info >> 6) & 0xFF
+
+    @property
+    def err_is_leaf(self) -> bool:
+        return bool((self._info >> 14) & 1)
+
+
+@dataclass(frozen=True)
+class HostResult:
+    status: int   # the 64-bit TDX status word (RAX)
+    hpa: int
+    level: int
+    state: int
+
+    @property
+    def code(self) -> Optional[TdxStatus]:
+        return TdxStatus.of(self.status)
+
+    @property
+    def operand(self) -> int:
+        return self.status & 0xFFFFFFFF
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 0
+
+
+@dataclass(frozen=True)
+class EntryInfo:
+    state: SeptState
+    level: int
+    is_leaf: bool
+    locked: bool
+    host_priority: bool
+    accept_counter: int
+    shared: bool
+    data_nonzero: bool
+    hpa: int
+
+
+@dataclass(frozen=True)
+class AccessResult:
+    outcome: AccessOutcome
+    vector: int
+    exit_reason: int
+    eeq_type: int
+    exit_qualification: int           # bit 0 read, bit 1 write
+    extended_exit_qualification: int  # exits: EEQ (type in 3:0), what the VMM reads
+    state: int
+    data_nonzero: bool
+    gpa: int = 0   # the address accessed (what the VMM sees with an exit)
+
+
+@dataclass(frozen=True)
+class VeInfo:
+    status: int
+    exit_reason: int
+    valid: int
+    exit_qualification: int
+    gla: int
+    gpa: int
+
+
+@dataclass(frozen=True)
+class VmcallResult:
+    rax: int
+    r10: int
+    r11: int
+    chunks: int
+
+    @property
+    def status(self) -> Optional[VmcallStatus]:
+        try:
+            return VmcallStatus(self.r10)
+        except ValueError:
+            return None
+
+
+_BACKING = {"2M": lib.UA_TDX_LEVEL_2M, "4K": lib.UA_TDX_LEVEL_4K}
+_INITIAL = {"free": lib.UA_TDX_INIT_FREE, "pending": lib.UA_TDX_INIT_PENDING}
+_PATHS = {"linux": lib.UA_TDX_PATH_LINUX, "ovmf": lib.UA_TDX_PATH_OVMF}
+
+
+def _policy(p) -> int:
+    if isinstance(p, str):
+        try:
+            return int(VmmPolicy[p.upper()])
+        except KeyError:
+            raise InvalidArgument(f"unknown VMM policy {p!r}; use one of "
+                                  f"{[m.name.lower() for m in VmmPolicy]}") from None
+    return int(VmmPolicy(p))
+
+
+class TdxGuest:
+    """A TD: its Secure EPT, the host that drives it and the guest that runs
+    in it.  `memory_bytes` of private RAM at GPA 0.
+
+    backing: "2M" (the host maps 2 MiB pages when asked) or "4K" (4 KiB only).
+    initial: "free" (the VMM AUGs on demand, through ACCEPT exits) or
+    "pending" (pre-AUGed at the backing level).  pending_ve_disable sets
+    ATTRIBUTES.SEPT_VE_DISABLE (TD_CTLS.PENDING_VE_DISABLE at start);
+    flexible_pending_ve lets the guest change it with TDG.VM.WR.  accept_1g
+    models a module that takes 1 GiB ACCEPT operands.  finalized=False starts
+    in the build phase (TDH.MEM.PAGE.ADD allowed, call finalize()).  launch:
+    [(start, end), ...] ranges TDH.MEM.PAGE.ADDed (MAPPED, already accepted)
+    before TDH.MR.FINALIZE."""
+
+    def __init__(self, memory_bytes: int, *, vcpus: int = 1, backing: str = "2M",
+                 initial: str = "free", vmm_policy="aug_requested",
+                 pending_ve_disable: bool = True, flexible_pending_ve: bool = False,
+                 accept_1g: bool = False, gpaw: int = 52, hp_busy_limit: int = 0,
+                 finalized: bool = True, debug: bool = False, cost=None, launch=()):
+        cfg = ffi.new("ua_tdx_config *")
+        lib.ua_tdx_config_default(cfg)
+        cfg.memory_bytes = _u64("memory_bytes", memory_bytes)
+        if isinstance(vcpus, bool) or not isinstance(vcpus, int) or not 1 <= vcpus <= lib.UA_MAX_VCPUS:
+            raise InvalidArgument(f"vcpus = {vcpus!r} must be in [1, {lib.UA_MAX_VCPUS}]")
+        cfg.nvcpus = vcpus
+        if backing not in _BACKING:
+            raise InvalidArgument(f"backing = {backing!r}; use '2M' or '4K'")
+        if initial not in _INITIAL:
+            raise InvalidArgument(f"initial = {initial!r}; use 'free' or 'pending'")
+        cfg.backing = _BACKING[backing]
+        cfg.initial = _INITIAL[initial]
+        cfg.vmm_policy = _policy(vmm_policy)
+        cfg.gpaw = gpaw if gpaw in (48, 52) else 0
+        cfg.accept_1g = bool(accept_1g)
+        cfg.attributes = ((lib.UA_TDX_ATTR_SEPT_VE_DISABLE if pending_ve_disable else 0)
+                          | (lib.UA_TDX_ATTR_DEBUG if debug else 0))
+        cfg.config_flags = lib.UA_TDX_CONFIG_FLEXIBLE_PENDING_VE if flexible_pending_ve else 0
+        if isinstance(hp_busy_limit, bool) or not isinstance(hp_busy_limit, int) \
+                or not 0 <= hp_busy_limit < 1 << 32:
+            raise InvalidArgument(f"hp_busy_limit = {hp_busy_limit!r}")
+        cfg.hp_busy_limit = hp_busy_limit
+        launch = list(launch)
+        cfg.finalized = bool(finalized) and not launch
+        out = ffi.new("ua_tdx **")
+        check(lib.ua_tdx_create(cfg, out), f"TdxGuest({memory_bytes:#x}, gpaw={gpaw})")
+        self._handle = ffi.gc(out[0], lib.ua_tdx_destroy)
+        self.memory_bytes = memory_bytes
+        self.nvcpus = vcpus
+        self.backing = backing
+        self.initial = initial
+        self.gpaw = gpaw
+        self.shared_bit = 1 << (gpaw - 1)
+        self._cost = None
+        self.cost = cost
+        for start, end in launch:
+            res = self.add_range(start, end, data_nonzero=True)
+            if not res.ok:
+                raise InvalidArgument(f"launch range [{start:#x}, {end:#x}): TDH.MEM.PAGE.ADD "
+                                      f"failed with {res.status:#x}")
+        if launch and finalized:
+            self.finalize()
+
+    def __repr__(self):
+        return (f"TdxGuest({self.memory_bytes:#x}, vcpus={self.nvcpus}, backing={self.backing!r}, "
+                f"initial={self.initial!r})")
+
+    # ---- configuration -------------------------------------------------------
+    @property
+    def cost(self):
+        return self._cost
+
+    @cost.setter
+    def cost(self, cost):
+        """A unaccepted.cost.Cost (or None); events are charged to it."""
+        handle = ffi.NULL if cost is None else getattr(cost, "_handle", cost)
+        lib.ua_tdx_set_cost(self._handle, handle)
+        self._cost = cost  # keeps the C object alive
+
+    @property
+    def vmm_policy(self) -> VmmPolicy:
+        cfg = ffi.new("ua_tdx_config *")
+        check(lib.ua_tdx_config_get(self._handle, cfg))
+        return VmmPolicy(cfg.vmm_policy)
+
+    @vmm_policy.setter
+    def vmm_policy(self, policy):
+        check(lib.ua_tdx_set_vmm_policy(self._handle, _policy(policy)))
+
+    @property
+    def finalized(self) -> bool:
+        return bool(lib.ua_tdx_is_finalized(self._handle))
+
+    @property
+    def memory_usage(self) -> int:
+        """Bytes of simulator memory held by the SEPT model."""
+        return lib.ua_tdx_memory_usage(self._handle)
+
+    def set_importing(self, importing: bool = True) -> None:
+        lib.ua_tdx_set_importing(self._handle, bool(importing))
+
+    def set_map_gpa_stalls(self, count: int) -> None:
+        """The next `count` MapGPA calls answer RETRY without progress."""
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count < 1 << 32:
+            raise InvalidArgument(f"count = {count!r} is not a 32-bit count")
+        check(lib.ua_tdx_set_map_gpa_stalls(self._handle, count))
+
+    def set_interrupts(self, vcpu: int = 0, after: int = 0, period: int = 0) -> None:
+        """An interrupt arrives after `after` more interruptible work units
+        (4 KiB chunks of a 2 MiB ACCEPT, 2 MiB chunks of MapGPA), then every
+        `period` units; after=0 disarms."""
+        for name, v in (("after", after), ("period", period)):
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 1 << 32:
+                raise InvalidArgument(f"{name} = {v!r} is not a 32-bit count")
+        check(lib.ua_tdx_set_interrupts(self._handle, _v(vcpu), after, period))
+
+    # ---- host ----------------------------------------------------------------
+    def _host(self, fn, gpa, level, vcpu, raw, *extra):
+        pi = _u64("page_info", raw) if raw is not None else page_info(gpa, level)
+        out = ffi.new("ua_tdx_host_result *")
+        check(fn(self._handle, _v(vcpu), pi, *extra, out), f"{fn.__name__}({pi:#x})")
+        return HostResult(out.status, out.hpa, out.level, out.state)
+
+    def add(self, gpa, level=0, *, data_nonzero=False, vcpu=0, raw=None) -> HostResult:
+        """TDH.MEM.PAGE.ADD (build phase only)."""
+        pi = _u64("page_info", raw) if raw is not None else page_info(gpa, level)
+        out = ffi.new("ua_tdx_host_result *")
+        check(lib.ua_tdx_host_add(self._handle, _v(vcpu), pi, bool(data_nonzero), out), "TDH.MEM.PAGE.ADD")
+        return HostResult(out.status, out.hpa, out.level, out.state)
+
+    def add_range(self, start: int, end: int, *, data_nonzero=False, vcpu=0) -> HostResult:
+        """TDH.MEM.PAGE.ADD of every 4 KiB page of [start, end) (stops at the
+        first failure, whose result is returned)."""
+        out = ffi.new("ua_tdx_host_result *")
+        check(lib.ua_tdx_host_add_range(self._handle, _v(vcpu), _u64("start", start), _u64("end", end),
+                                        bool(data_nonzero), out, ffi.NULL), "add_range")
+        return HostResult(out.status, out.hpa, out.level, out.state)
+
+    def finalize(self, vcpu=0) -> HostResult:
+        """TDH.MR.FINALIZE."""
+        out = ffi.new("ua_tdx_host_result *")
+        check(lib.ua_tdx_host_finalize(self._handle, _v(vcpu), out))
+        return HostResult(out.status, out.hpa, out.level, out.state)
+
+    def aug(self, gpa, level=0, *, vcpu=0, raw=None) -> HostResult:
+        return self._host(lib.ua_tdx_host_aug, gpa, level, vcpu, raw)
+
+    def block(self, gpa, level=0, *, vcpu=0, raw=None) -> HostResult:
+        return self._host(lib.ua_tdx_host_block, gpa, level, vcpu, raw)
+
+    def track(self, vcpu=0) -> HostResult:
+        out = ffi.new("ua_tdx_host_result *")
+        check(lib.ua_tdx_host_track(self._handle, _v(vcpu), out))
+        return HostResult(out.status, out.hpa, out.level, out.state)
+
+    def remove(self, gpa, level=0, *, vcpu=0, raw=None) -> HostResult:
+        return self._host(lib.ua_tdx_host_remove, gpa, level, vcpu, raw)
+
+    def unblock(self, gpa, level=0, *, vcpu=0, raw=None) -> HostResult:
+        return self._host(lib.ua_tdx_host_unblock, gpa, level, vcpu, raw)
+
+    def demote(self, gpa, level=1, *, vcpu=0, raw=None) -> HostResult:
+        return self._host(lib.ua_tdx_host_demote, gpa, level, vcpu, raw)
+
+    def promote(self, gpa, level=1, *, vcpu=0, raw=None) -> HostResult:
+        return self._host(lib.ua_tdx_host_promote, gpa, level, vcpu, raw)
+
+    def set_lock(self, gpa, level=0, locked=True) -> None:
+        """Hold (or release) the SEPT entry lock, as a concurrent SEAMCALL would."""
+        check(lib.ua_tdx_host_set_lock(self._handle, page_info(gpa, level), bool(locked)))
+
+    def set_host_priority(self, gpa, level=0, on=True) -> None:
+        check(lib.ua_tdx_host_set_priority(self._handle, page_info(gpa, level), bool(on)))
+
+    # ---- inspection ------------------------------------------------------------
+    def entry(self, gpa: int, level: Optional[int] = None) -> EntryInfo:
+        """The SEPT entry at `level` covering gpa, or (level None) the entry
+        the walk ends at."""
+        out = ffi.new("ua_tdx_entry_info *")
+        if level is not None and (isinstance(level, bool) or level not in (0, 1, 2)):
+            raise InvalidArgument(f"level = {level!r} must be 0, 1, 2 or None")
+        check(lib.ua_tdx_entry(self._handle, _u64("gpa", gpa), -1 if level is None else level, out),
+              f"entry({gpa:#x}, {level})")
+        try:
+            state = SeptState(out.state)
+        except ValueError:  # pragma: no cover - the model only produces known states
+            state = out.state
+        return EntryInfo(state, out.level, bool(out.is_leaf), bool(out.locked),
+                         bool(out.host_priority), out.accept_counter, bool(out.shared),
+                         bool(out.data_nonzero), out.hpa)
+
+    def state(self, gpa: int, level: Optional[int] = None) -> SeptState:
+        return self.entry(gpa, level).state
+
+    def count_states(self, start: int = 0, end: Optional[int] = None) -> Dict[SeptState, int]:
+        """4 KiB pages of [start, end) by the state of their governing leaf."""
+        end = self.memory_bytes if end is None else end
+        buf = ffi.new("uint64_t[6]")
+        check(lib.ua_tdx_count_states(self._handle, _u64("start", start), _u64("end", end), buf), "count_states")
+        return {SeptState(i): buf[i] for i in range(6) if buf[i]}
+
+    def count_nonzero(self, start: int = 0, end: Optional[int] = None) -> int:
+        end = self.memory_bytes if end is None else end
+        buf = ffi.new("uint64_t *")
+        check(lib.ua_tdx_count_nonzero(self._handle, _u64("start", start), _u64("end", end), buf), "count_nonzero")
+        return buf[0]
+
+    # ---- guest -----------------------------------------------------------------
+    def accept(self, gpa: int = 0, level: int = 0, *, vcpu: int = 0, rax: int = ACCEPT_RAX,
+               rcx: Optional[int] = None) -> TdcallResult:
+        """One execution of TDG.MEM.PAGE.ACCEPT (RCX = gpa | level unless
+        rcx is given).  An exit is not serviced: see vmm_handle_exit()."""
+        rcx = page_info(gpa, level) if rcx is None else _u64("rcx", rcx)
+        out = ffi.new("ua_tdcall_result *")
+        check(lib.ua_tdx_tdcall_accept(self._handle, _v(vcpu), _u64("rax", rax), rcx, out),
+              "TDG.MEM.PAGE.ACCEPT")
+        return TdcallResult(out.rax, bool(out.exited), bool(out.interrupted), out.exit_reason,
+                            out.eeq_type, out.exit_qualification, out.exit_status, out.gpa,
+                            out.chunks_zeroed, out.accept_counter)
+
+    def vmm_handle_exit(self, result, *, vcpu: int = 0) -> VmmAction:
+        """Let the VMM service an exit (a TdcallResult or AccessResult with
+        its gpa).  Raises HostError when the VMM will not serve it."""
+        gpa = getattr(result, "gpa", 0)
+        eeq = getattr(result, "extended_exit_qualification", result.exit_qualification)
+        action = ffi.new("uint32_t *")
+        check(lib.ua_tdx_vmm_handle_exit(self._handle, _v(vcpu), gpa, eeq,
+                                         getattr(result, "exit_status", 0), action),
+              "the VMM did not serve the exit")
+        return VmmAction(action[0])
+
+    def access(self, gpa: int, write: bool = False, *, vcpu: int = 0) -> AccessResult:
+        """A guest load or store (the shared bit in gpa selects the shared EPT)."""
+        out = ffi.new("ua_tdx_access_result *")
+        check(lib.ua_tdx_guest_access(self._handle, _v(vcpu), _u64("gpa", gpa), bool(write), out),
+              f"access({gpa:#x})")
+        return AccessResult(AccessOutcome(out.outcome), out.vector, out.exit_reason, out.eeq_type,
+                            out.exit_qualification, out.extended_exit_qualification, out.state,
+                            bool(out.data_nonzero), gpa)
+
+    def veinfo_get(self, vcpu: int = 0) -> VeInfo:
+        out = ffi.new("ua_tdx_veinfo *")
+        check(lib.ua_tdx_tdcall_veinfo_get(self._handle, _v(vcpu), out))
+        return VeInfo(out.status, out.exit_reason, out.valid, out.exit_qualification, out.gla,
+                      out.gpa)
+
+    def vm_rd(self, field: int, *, vcpu: int = 0):
+        """TDG.VM.RD: (status, value)."""
+        st, val = ffi.new("uint64_t *"), ffi.new("uint64_t *")
+        check(lib.ua_tdx_tdcall_vm_rd(self._handle, _v(vcpu), _u64("field", field), st, val))
+        return st[0], val[0]
+
+    def vm_wr(self, field: int, value: int, mask: int = U64 - 1, *, vcpu: int = 0):
+        """TDG.VM.WR: (status, old value)."""
+        st, old = ffi.new("uint64_t *"), ffi.new("uint64_t *")
+        check(lib.ua_tdx_tdcall_vm_wr(self._handle, _v(vcpu), _u64("field", field),
+                                      _u64("value", value), _u64("mask", mask), st, old))
+        return st[0], old[0]
+
+    @property
+    def pending_ve_disable(self) -> bool:
+        return bool(self.vm_rd(TDCS_TD_CTLS)[1] & lib.UA_TDX_TD_CTLS_PENDING_VE_DISABLE)
+
+    def tdvmcall(self, r10: int, r11: int, r12: int, r13: int, *, vcpu: int = 0) -> VmcallResult:
+        out = ffi.new("ua_tdx_vmcall_result *")
+        check(lib.ua_tdx_tdvmcall(self._handle, _v(vcpu), _u64("r10", r10), _u64("r11", r11),
+                                  _u64("r12", r12), _u64("r13", r13), out), "TDG.VP.VMCALL")
+        return VmcallResult(out.rax, out.r10, out.r11, out.chunks)
+
+    def map_gpa(self, start: int, end: int, shared: bool, *, vcpu: int = 0) -> VmcallStatus:
+        """Linux's MapGPA loop over [start, end) (private addresses).  Raises
+        HostError when the VMM fails it; returns the final R10 status."""
+        r10 = ffi.new("uint64_t *")
+        st = lib.ua_tdx_guest_map_gpa(self._handle, _v(vcpu), _u64("start", start), _u64("end", end),
+                                      bool(shared), r10)
+        check(st, f"MapGPA [{start:#x}, {end:#x}) -> R10 = {r10[0]:#x}")
+        return VmcallStatus(r10[0])
+
+    def linux_disable_sept_ve(self, *, vcpu: int = 0) -> str:
+        """Linux's disable_sept_ve() at boot.  Returns the warning printed
+        ("" if none); raises GuestPanic for a misconfigured non-debug TD."""
+        msg = ffi.new("const char **")
+        st = lib.ua_tdx_guest_linux_disable_sept_ve(self._handle, _v(vcpu), msg)
+        text = ffi.string(msg[0]).decode()
+        check(st, text or "disable_sept_ve")
+        return text
+
+    def linux_touch(self, gpa: int, write: bool = False, *, vcpu: int = 0) -> AccessResult:
+        """A Linux kernel access: VMM exits served and retried, a #VE on
+        private memory panics (GuestPanic), a pending-page exit stops the VM
+        (HostError)."""
+        out = ffi.new("ua_tdx_access_result *")
+        msg = ffi.new("const char **")
+        st = lib.ua_tdx_guest_linux_touch(self._handle, _v(vcpu), _u64("gpa", gpa), bool(write), out, msg)
+        check(st, ffi.string(msg[0]).decode() or f"access {gpa:#x}")
+        return AccessResult(AccessOutcome(out.outcome), out.vector, out.exit_reason, out.eeq_type,
+                            out.exit_qualification, out.extended_exit_qualification, out.state,
+                            bool(out.data_nonzero), gpa)
+
+    def accept_path(self, kind: str = "linux") -> "TdxAcceptPath":
+        return TdxAcceptPath(self, kind)
+
+
+@dataclass(frozen=True)
+class PathStats:
+    calls: int
+    failures: int
+    issued_1g: int
+    issued_2m: int
+    issued_4k: int
+    executions: int
+    success_2m: int
+    success_4k: int
+    already_accepted: int
+    size_mismatch: int
+    operand_invalid: int
+    operand_busy: int
+    other_status: int
+    exits: int
+    interrupts: int
+    vmm_aug_4k: int
+    vmm_aug_2m: int
+    vmm_demote: int
+    vmm_release_hp: int
+
+
+class TdxAcceptPath:
+    """A guest accept path ("linux": tdx_accept_memory; "ovmf": TdAcceptPages)
+    as an accept primitive for Table(accept=...), or callable directly."""
+
+    def __init__(self, guest: TdxGuest, kind: str = "linux"):
+        if kind not in _PATHS:
+            raise InvalidArgument(f"unknown TDX accept path {kind!r}; use 'linux' or 'ovmf'")
+        out = ffi.new("ua_tdx_path **")
+        check(lib.ua_tdx_path_create(guest._handle, _PATHS[kind], out))
+        self._handle = ffi.gc(out[0], lib.ua_tdx_path_destroy)
+        self.guest = guest  # keeps the model alive as long as the path
+        self.kind = kind
+        self._fn = lib.ua_tdx_accept_linux if kind == "linux" else lib.ua_tdx_accept_ovmf
+
+    def __repr__(self):
+        return f"TdxAcceptPath({self.guest!r}, {self.kind!r})"
+
+    @property
+    def _c_accept(self):
+        return self._fn, ffi.cast("void *", self._handle)
+
+    def __call__(self, start: int, end: int, vcpu: int = 0) -> None:
+        """Accept [start, end) on vcpu; raises GuestPanic / AcceptFailed /
+        HostError like the table's accept would."""
+        check(self._fn(ffi.cast("void *", self._handle), _u64("start", start), _u64("end", end),
+                       _v(vcpu)), f"{self.kind} accept [{start:#x}, {end:#x})")
+
+    @property
+    def stats(self) -> PathStats:
+        out = ffi.new("ua_tdx_path_stats *")
+        check(lib.ua_tdx_path_stats_get(self._handle, out))
+        return PathStats(*(getattr(out, f) for f in PathStats.__dataclass_fields__))
+
+    @property
+    def panic_message(self) -> str:
+        return ffi.string(lib.ua_tdx_path_panic_message(self._handle)).decode()
+
+    def reset(self) -> None:
+        lib.ua_tdx_path_reset(self._handle)
