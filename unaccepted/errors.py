@@ -85,6 +85,11 @@ class ArchitecturalFault(GuestDied):
     """An unrecoverable architectural fault (#VC, #VE, #GP, ...)."""
 
 
+class GuestHung(AcceptFailed):
+    """The guest can never make progress: it re-executes an exit (an NPF, a
+    Page State Change) that the host never resolves.  Real guests spin."""
+
+
 class HostError(UnacceptedError):
     """The host refused or cannot serve the request."""
 
@@ -116,6 +121,7 @@ STATUS_EXCEPTIONS = {
     35: ArchitecturalFault,
     36: HostError,
     37: CallbackError,
+    40: GuestHung,
 }
 
 

@@ -63,7 +63,9 @@ typedef enum ua_status {
     UA_E_GUEST_PANIC = 34,   /* guest kernel panicked (e.g. TDX accept failed) */
     UA_E_FAULT = 35,         /* unrecoverable architectural fault (#VC, #VE, #GP..) */
     UA_E_HOST = 36,          /* the host/hypervisor refused or cannot serve */
-    UA_E_CALLBACK = 37       /* a user callback raised or returned an error */
+    UA_E_CALLBACK = 37,      /* a user callback raised or returned an error */
+    /* vendor-model outcomes (40-49) */
+    UA_E_GUEST_HUNG = 40     /* the guest can never progress (an exit the host never resolves) */
 } ua_status;
 
 UA_API const char *ua_strerror(int status);

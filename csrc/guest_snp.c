@@ -1,0 +1,494 @@
+/* guest_snp.c - SEV-SNP guest accept paths, each an arch_accept_memory()
+ * primitive (ua_accept_fn) over a path object:
+ *
+ *   Linux runtime  snp_accept_memory(): GHCB NAE Page State Change in
+ *                  descriptors of <= 64 entries, re-issued while the
+ *                  hypervisor completes part, with the guest's checks; then
+ *                  PVALIDATE each entry, 2 MiB falling back to 512 x 4 KiB;
+ *                  then the cache touch unless COHERENCY_SFW_NO.
+ *   Linux early    decompressor: per 4 KiB page one MSR-protocol PSC and
+ *                  one 4 KiB PVALIDATE.
+ *   OVMF           EDK2 InternalSetPageState(Private): fills of 506 (DXE,
+ *                  4 KiB buffer) or 127 (SEC, 1 KiB) entries, PSC in
+ *                  batches of <= 253 with no progress checks, then PVALIDATE
+ *                  with the same fallback; any failure (CF=1 included)
+ *                  terminates with reason set 0, code 0.
+ *
+ * A guest instruction that takes an NPF is re-executed once the hypervisor
+ * fixed the cause (PSMASH for SIZEM, or a lazy host faulting the page in);
+ * if it cannot, the real guest would spin forever and the path returns
+ * UA_E_GUEST_HUNG.  A hypervisor that makes no progress on a PSC is
+ * re-asked hang_limit times, then the same.
+ * Behaviour and sources: docs/snp.md. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ua_snp_internal.h"
+
+struct ua_snp_path {
+    ua_snp *s;
+    ua_snp_path_options o;
+    uint32_t fill;              /* OVMF entries per buffer fill */
+    ua_snp_path_stats st;       /* updated with atomic adds */
+};
+
+#define OVMF_MAX_BUFFER 16384
+
+static uint32_t ovmf_entries_per_fill(uint32_t bytes)
+{
+    /* EDK2 BuildPageStateBuffer: floor((size - 8) / 8), rounded down to a
+     * multiple of 253 (PSC) and then of 510 (SVSM PVALIDATE) when those
+     * are non-zero (numbers.md #43: 506 per 4 KiB, 127 in SEC's 1 KiB). */
+    uint32_t n = (bytes - UA_SNP_PSC_HDR_BYTES) / 8;
+    uint32_t psc = n / UA_SNP_PSC_MAX_ENTRIES * UA_SNP_PSC_MAX_ENTRIES;
+    if (psc)
+        n = psc;
+    uint32_t svsm = n / 510 * 510;
+    if (svsm)
+        n = svsm;
+    return n;
+}
+
+ua_status ua_snp_path_create(ua_snp *s, const ua_snp_path_options *opts, ua_snp_path **out)
+{
+    if (!s || !out)
+        return UA_E_INVAL;
+    *out = NULL;
+    ua_snp_path_options o = {0};
+    if (opts)
+        o = *opts;
+    if (o.kind > UA_SNP_PATH_OVMF)
+        return UA_E_INVAL;
+    if (o.psc_max_entries == 0)
+        o.psc_max_entries = UA_SNP_LINUX_PSC_MAX_ENTRIES;
+    if (o.psc_max_entries > UA_SNP_PSC_MAX_ENTRIES)
+        return UA_E_INVAL;
+    if (o.ovmf_buffer_bytes == 0)
+        o.ovmf_buffer_bytes = UA_SNP_OVMF_DXE_BUFFER_BYTES;
+    if (o.ovmf_buffer_bytes < UA_SNP_PSC_HDR_BYTES + 8 || o.ovmf_buffer_bytes > OVMF_MAX_BUFFER)
+        return UA_E_INVAL;
+    if (o.hang_limit == 0)
+        o.hang_limit = 1000;
+    ua_snp_path *p = calloc(1, sizeof(*p));
+    if (!p)
+        return UA_E_NOMEM;
+    p->s = s;
+    p->o = o;
+    p->fill = ovmf_entries_per_fill(o.ovmf_buffer_bytes);
+    *out = p;
+    return UA_OK;
+}
+
+void ua_snp_path_destroy(ua_snp_path *p) { free(p); }
+
+ua_status ua_snp_path_stats_get(const ua_snp_path *p, ua_snp_path_stats *out)
+{
+    if (!p || !out)
+        return UA_E_INVAL;
+    const uint64_t *src = (const uint64_t *)&p->st;
+    uint64_t *dst = (uint64_t *)out;
+    for (size_t i = 0; i < sizeof(*out) / 8; i++)
+        dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+    return UA_OK;
+}
+
+void ua_snp_path_stats_reset(ua_snp_path *p)
+{
+    if (!p)
+        return;
+    uint64_t *dst = (uint64_t *)&p->st;
+    for (size_t i = 0; i < sizeof(p->st) / 8; i++)
+        __atomic_store_n(&dst[i], 0, __ATOMIC_RELAXED);
+}
+
+/* Per-call counters, charged and published once at the end of the call. */
+struct ctr {
+    ua_snp_path_stats st;
+};
+
+static void publish(ua_snp_path *p, uint32_t vcpu, const struct ctr *c)
+{
+    ua_snp *s = p->s;
+    snp_charge(s, vcpu, UA_EV_ACCEPT_CALL, 1);
+    snp_charge(s, vcpu, UA_EV_PVALIDATE_2M, c->st.pvalidate_2m);
+    snp_charge(s, vcpu, UA_EV_PVALIDATE_4K, c->st.pvalidate_4k);
+    snp_charge(s, vcpu, UA_EV_NPF_EXIT, c->st.npf_exits);
+    snp_charge(s, vcpu, UA_EV_CACHE_TOUCH_4K, c->st.cache_touch_4k);
+    const uint64_t *src = (const uint64_t *)&c->st;
+    uint64_t *dst = (uint64_t *)&p->st;
+    for (size_t i = 0; i < sizeof(c->st) / 8; i++)
+        if (src[i])
+            __atomic_add_fetch(&dst[i], src[i], __ATOMIC_RELAXED);
+}
+
+static ua_status prologue(ua_snp_path *p, uint64_t start, uint64_t end, uint32_t vcpu)
+{
+    if (!p)
+        return UA_E_INVAL;
+    ua_snp *s = p->s;
+    if (vcpu >= s->cfg.nvcpus)
+        return UA_E_VCPU;
+    if ((start | end) & 0xfff)
+        return UA_E_ALIGN;
+    if (start > end || end > s->cfg.memory_bytes)
+        return UA_E_RANGE;
+    if (__atomic_load_n(&s->terminated, __ATOMIC_ACQUIRE))
+        return UA_E_GUEST_TERMINATED;
+    return UA_OK;
+}
+
+/* PVALIDATE as a guest executes it: NPFs go to the host and the instruction
+ * re-executes when the host fixed the cause.  Returns 1 if the guest would
+ * spin forever. */
+static inline int guest_pvalidate(ua_snp_path *p, uint32_t vcpu, uint64_t gpa, uint32_t size,
+                                  int validate, ua_snp_result *r, struct ctr *c)
+{
+    for (uint32_t tries = 0;; tries++) {
+        snp_pvalidate(p->s, gpa, size, (uint32_t)validate, r);
+        if (size)
+            c->st.pvalidate_2m++;
+        else
+            c->st.pvalidate_4k++;
+        if (UA_LIKELY(r->fault != UA_SNP_FAULT_NPF))
+            return 0;
+        c->st.npf_exits++;
+        if (tries >= p->o.hang_limit ||
+            !snp_host_npf(p->s, vcpu, gpa, r->exitinfo1, &c->st.psmash))
+            return 1;
+    }
+}
+
+static int pv_failed(const ua_snp_result *r)
+{
+    return r->fault != UA_SNP_FAULT_NONE || r->eax != 0 || r->cf;
+}
+
+static uint32_t pv_code(const ua_snp_result *r)
+{
+    return r->cf && !r->eax ? UA_SNP_PVALIDATE_FAIL_NOUPDATE : r->eax;
+}
+
+/* PVALIDATE one PSC entry with the 2M -> 512 x 4K fallback shared by Linux
+ * (pval_pages) and EDK2 (BasePvalidate), validating or rescinding.  Returns
+ * UA_OK, UA_E_GUEST_HUNG, or -1 with bad and r describing the failing
+ * PVALIDATE. */
+static int validate_entry(ua_snp_path *p, uint32_t vcpu, uint64_t gpa, int big, int validate,
+                          struct ctr *c, ua_snp_result *r, uint64_t *bad)
+{
+    *bad = gpa;
+    if (guest_pvalidate(p, vcpu, gpa, big ? 1 : 0, validate, r, c))
+        return UA_E_GUEST_HUNG;
+    if (big && r->fault == UA_SNP_FAULT_NONE && r->eax == UA_SNP_FAIL_SIZEMISMATCH) {
+        c->st.fallbacks++;
+        for (unsigned i = 0; i < 512;) {
+            /* the common case in one pass; anything else page by page */
+            unsigned k = snp_pvalidate_run4k(p->s, gpa + (uint64_t)i * SNP_4K, 512 - i,
+                                             (uint32_t)validate);
+            c->st.pvalidate_4k += k;
+            i += k;
+            if (i == 512)
+                break;
+            uint64_t a = gpa + (uint64_t)i * SNP_4K;
+            *bad = a;
+            if (guest_pvalidate(p, vcpu, a, 0, validate, r, c))
+                return UA_E_GUEST_HUNG;
+            if (UA_UNLIKELY(pv_failed(r)))
+                return -1;
+            i++;
+        }
+        memset(r, 0, sizeof(*r));
+        return UA_OK;
+    }
+    return pv_failed(r) ? -1 : UA_OK;
+}
+
+#define PSC_CUR(h) ((uint16_t)((h) & 0xffff))
+#define PSC_END(h) ((uint16_t)(((h) >> 16) & 0xffff))
+#define ENT_GPA(x) ((((x) >> 12) & ((1ull << 40) - 1)) << 12)
+#define ENT_BIG(x) ((int)(((x) >> 56) & 1))
+
+/* Build entries for [*a, end): 2M where 2 MiB-aligned with >= 2 MiB left. */
+static uint32_t build(uint64_t *ent, uint32_t max, uint64_t *a, uint64_t end, unsigned op)
+{
+    uint32_t n = 0;
+    while (*a < end && n < max) {
+        int big = !(*a & (SNP_2M - 1)) && end - *a >= SNP_2M;
+        ent[n++] = ((*a >> 12) << 12) | ((uint64_t)op << 52) | ((uint64_t)big << 56);
+        *a += big ? SNP_2M : SNP_4K;
+    }
+    return n;
+}
+
+/* The position a PSC has reached: entries done, then pages of the current
+ * entry; used to spot exits that made no progress. */
+static inline uint64_t psc_pos(uint64_t hdr, const uint64_t *ent, uint32_t n)
+{
+    unsigned cur = PSC_CUR(hdr);
+    return ((uint64_t)cur << 12) | (cur < n ? (ent[cur] & 0xfff) : 0);
+}
+
+static uint64_t entries_bytes(const uint64_t *ent, uint32_t n)
+{
+    uint64_t b = 0;
+    for (uint32_t i = 0; i < n; i++)
+        b += ENT_BIG(ent[i]) ? SNP_2M : SNP_4K;
+    return b;
+}
+
+/* PVALIDATE every entry of a descriptor; on failure record the termination
+ * (set, code) and return its status. */
+static int validate_all(ua_snp_path *p, uint32_t vcpu, const uint64_t *ent, uint32_t n,
+                        int validate, struct ctr *c, uint32_t set, uint32_t code)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        ua_snp_result r;
+        uint64_t bad;
+        int v = validate_entry(p, vcpu, ENT_GPA(ent[i]), ENT_BIG(ent[i]), validate, c, &r, &bad);
+        if (v == UA_E_GUEST_HUNG)
+            return v;
+        if (v)
+            return snp_record_termination(p->s, vcpu, set, code, bad, pv_code(&r), r.fault, 0);
+    }
+    return UA_OK;
+}
+
+/* Linux set_pages_state(): for each descriptor of <= psc_max_entries
+ * entries, (shared: rescind first) GHCB PSC re-issued until done with the
+ * guest's checks after every exit, (private: then validate and touch). */
+static int linux_set_state(ua_snp_path *p, uint64_t start, uint64_t end, uint32_t vcpu, int priv)
+{
+    ua_snp *s = p->s;
+    struct ctr c;
+    memset(&c, 0, sizeof(c));
+    c.st.calls = 1;
+    int rc = UA_OK;
+    if (s->cfg.vmpl != 0) { /* no SVSM in this model: Linux stops at boot */
+        rc = snp_record_termination(s, vcpu, UA_SNP_TERM_SET_LINUX, UA_SNP_TERM_NOT_VMPL0, start,
+                                    0, 0, 0);
+        goto out;
+    }
+    unsigned op = priv ? UA_SNP_PSC_OP_PRIVATE : UA_SNP_PSC_OP_SHARED;
+    uint64_t ent[UA_SNP_PSC_MAX_ENTRIES];
+    uint64_t a = start;
+    while (a < end) {
+        uint64_t first = a;
+        uint32_t n = build(ent, p->o.psc_max_entries, &a, end, op);
+        c.st.psc_requests++;
+        if (!priv) { /* "validation must be rescinded before changing to shared" */
+            rc = validate_all(p, vcpu, ent, n, 0, &c, UA_SNP_TERM_SET_LINUX,
+                              UA_SNP_TERM_PVALIDATE);
+            if (rc)
+                goto out;
+        }
+        /* vmgexit_psc(): re-issue until cur_entry > end_entry; after each
+         * exit check ret/SW_EXITINFO2, the reserved word, and that end did
+         * not grow nor cur fall below the values the guest started with. */
+        uint64_t hdr = (uint64_t)(n - 1) << 16;
+        const uint16_t cur0 = 0, end0 = (uint16_t)(n - 1);
+        uint32_t stuck = 0;
+        while (PSC_CUR(hdr) <= PSC_END(hdr)) {
+            ua_snp_ghcb_result g;
+            uint64_t before = psc_pos(hdr, ent, n);
+            snp_psc_ghcb(s, vcpu, &hdr, ent, UA_SNP_PSC_MAX_ENTRIES, &g);
+            c.st.psc_exits++;
+            if ((g.sw_exitinfo1 & 0xffffffffu) || g.sw_exitinfo2 || (hdr >> 32) ||
+                PSC_END(hdr) > end0 || PSC_CUR(hdr) < cur0) {
+                rc = snp_record_termination(s, vcpu, UA_SNP_TERM_SET_LINUX, UA_SNP_TERM_PSC, first,
+                                            0, 0, g.sw_exitinfo2 ? g.sw_exitinfo2 : g.sw_exitinfo1);
+                goto out;
+            }
+            if (psc_pos(hdr, ent, n) == before) {
+                if (++stuck >= p->o.hang_limit) {
+                    rc = UA_E_GUEST_HUNG;
+                    goto out;
+                }
+            } else {
+                stuck = 0;
+            }
+        }
+        if (priv) {
+            rc = validate_all(p, vcpu, ent, n, 1, &c, UA_SNP_TERM_SET_LINUX,
+                              UA_SNP_TERM_PVALIDATE);
+            if (rc)
+                goto out;
+            if (!s->cfg.coherency_sfw_no)
+                c.st.cache_touch_4k += (a - first) >> 12;
+        }
+        c.st.bytes += a - first;
+    }
+out:
+    publish(p, vcpu, &c);
+    return rc;
+}
+
+/* Linux early_set_pages_state(): per 4 KiB page, MSR-protocol PSC and a
+ * 4 KiB PVALIDATE (rescind before the PSC when making pages shared). */
+static int early_set_state(ua_snp_path *p, uint64_t start, uint64_t end, uint32_t vcpu, int priv)
+{
+    ua_snp *s = p->s;
+    struct ctr c;
+    memset(&c, 0, sizeof(c));
+    c.st.calls = 1;
+    int rc = UA_OK;
+    if (s->cfg.vmpl != 0) {
+        rc = snp_record_termination(s, vcpu, UA_SNP_TERM_SET_LINUX, UA_SNP_TERM_NOT_VMPL0, start,
+                                    0, 0, 0);
+        goto out;
+    }
+    for (uint64_t a = start; a < end; a += SNP_4K) {
+        ua_snp_result r;
+        if (!priv) {
+            if (guest_pvalidate(p, vcpu, a, 0, 0, &r, &c)) {
+                rc = UA_E_GUEST_HUNG;
+                goto out;
+            }
+            if (pv_failed(&r)) {
+                rc = snp_record_termination(s, vcpu, UA_SNP_TERM_SET_LINUX,
+                                            UA_SNP_TERM_PVALIDATE, a, pv_code(&r), r.fault, 0);
+                goto out;
+            }
+        }
+        uint64_t req = UA_SNP_GHCB_MSR_PSC_REQ | ((a >> 12) << 12) |
+                       ((uint64_t)(priv ? UA_SNP_PSC_OP_PRIVATE : UA_SNP_PSC_OP_SHARED) << 52);
+        uint64_t resp = snp_psc_msr(s, vcpu, req);
+        c.st.msr_exits++;
+        if ((resp & 0xfff) != UA_SNP_GHCB_MSR_PSC_RESP || (resp >> 32)) {
+            rc = snp_record_termination(s, vcpu, UA_SNP_TERM_SET_LINUX, UA_SNP_TERM_PSC, a, 0, 0,
+                                        resp);
+            goto out;
+        }
+        if (priv) {
+            if (guest_pvalidate(p, vcpu, a, 0, 1, &r, &c)) {
+                rc = UA_E_GUEST_HUNG;
+                goto out;
+            }
+            if (pv_failed(&r)) {
+                rc = snp_record_termination(s, vcpu, UA_SNP_TERM_SET_LINUX,
+                                            UA_SNP_TERM_PVALIDATE, a, pv_code(&r), r.fault, 0);
+                goto out;
+            }
+            if (!s->cfg.coherency_sfw_no)
+                c.st.cache_touch_4k++;
+        }
+        c.st.bytes += SNP_4K;
+    }
+out:
+    publish(p, vcpu, &c);
+    return rc;
+}
+
+/* EDK2 InternalSetPageState(): buffer fills, (shared: rescind first), PSC in
+ * batches of <= 253 with only the status/SwExitInfo2 check, (private: then
+ * validate).  Every failure: termination set 0, code 0. */
+static int ovmf_set_state(ua_snp_path *p, uint64_t start, uint64_t end, uint32_t vcpu, int priv)
+{
+    ua_snp *s = p->s;
+    struct ctr c;
+    memset(&c, 0, sizeof(c));
+    c.st.calls = 1;
+    int rc = UA_OK;
+    if (s->cfg.vmpl != 0) { /* SEC refuses to run below VMPL0 without an SVSM */
+        rc = snp_record_termination(s, vcpu, UA_SNP_TERM_SET_GEN, UA_SNP_TERM_GEN_REQ, start, 0,
+                                    0, 0);
+        goto out;
+    }
+    unsigned op = priv ? UA_SNP_PSC_OP_PRIVATE : UA_SNP_PSC_OP_SHARED;
+    uint64_t fill[OVMF_MAX_BUFFER / 8];
+    uint64_t ghcb[UA_SNP_PSC_MAX_ENTRIES];
+    uint64_t a = start;
+    while (a < end) {
+        uint64_t first = a;
+        uint32_t n = build(fill, p->fill, &a, end, op);
+        c.st.psc_requests++;
+        if (!priv) {
+            rc = validate_all(p, vcpu, fill, n, 0, &c, UA_SNP_TERM_SET_GEN, UA_SNP_TERM_GEN_REQ);
+            if (rc)
+                goto out;
+        }
+        /* PageStateChange(): batches of <= 253 copied into the GHCB shared
+         * buffer; loop while CurrentEntry <= EndEntry; terminate on a
+         * non-zero VMGEXIT status or SwExitInfo2.  No reserved/progress
+         * checks. */
+        for (uint32_t idx = 0; idx < n;) {
+            uint32_t cnt = n - idx < UA_SNP_PSC_MAX_ENTRIES ? n - idx : UA_SNP_PSC_MAX_ENTRIES;
+            memset(ghcb, 0, sizeof(ghcb));
+            memcpy(ghcb, &fill[idx], cnt * sizeof(uint64_t));
+            uint64_t hdr = (uint64_t)(cnt - 1) << 16;
+            uint32_t stuck = 0;
+            while (PSC_CUR(hdr) <= PSC_END(hdr)) {
+                ua_snp_ghcb_result g;
+                uint64_t before = psc_pos(hdr, ghcb, UA_SNP_PSC_MAX_ENTRIES);
+                snp_psc_ghcb(s, vcpu, &hdr, ghcb, UA_SNP_PSC_MAX_ENTRIES, &g);
+                c.st.psc_exits++;
+                if ((g.sw_exitinfo1 & 0xffffffffu) || g.sw_exitinfo2) {
+                    rc = snp_record_termination(s, vcpu, UA_SNP_TERM_SET_GEN, UA_SNP_TERM_GEN_REQ,
+                                                first, 0, 0,
+                                                g.sw_exitinfo2 ? g.sw_exitinfo2 : g.sw_exitinfo1);
+                    goto out;
+                }
+                if (psc_pos(hdr, ghcb, UA_SNP_PSC_MAX_ENTRIES) == before) {
+                    if (++stuck >= p->o.hang_limit) {
+                        rc = UA_E_GUEST_HUNG;
+                        goto out;
+                    }
+                } else {
+                    stuck = 0;
+                }
+            }
+            idx += cnt;
+        }
+        if (priv) {
+            /* BasePvalidate(): any non-zero AsmPvalidate result (255 for
+             * CF=1) after the size-mismatch fallback terminates. */
+            rc = validate_all(p, vcpu, fill, n, 1, &c, UA_SNP_TERM_SET_GEN, UA_SNP_TERM_GEN_REQ);
+            if (rc)
+                goto out;
+            if (!s->cfg.coherency_sfw_no)
+                c.st.cache_touch_4k += (a - first) >> 12;
+        }
+        c.st.bytes += entries_bytes(fill, n);
+    }
+out:
+    publish(p, vcpu, &c);
+    return rc;
+}
+
+#define PATH_FN(name, impl, priv)                                                  \
+    int name(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu)              \
+    {                                                                              \
+        ua_status st = prologue(ctx, start, end, vcpu);                            \
+        if (st || start == end)                                                    \
+            return st;                                                             \
+        return impl(ctx, start, end, vcpu, priv);                                  \
+    }
+
+PATH_FN(ua_snp_accept_linux, linux_set_state, 1)
+PATH_FN(ua_snp_accept_linux_early, early_set_state, 1)
+PATH_FN(ua_snp_accept_ovmf, ovmf_set_state, 1)
+PATH_FN(ua_snp_unaccept_linux, linux_set_state, 0)
+PATH_FN(ua_snp_unaccept_linux_early, early_set_state, 0)
+PATH_FN(ua_snp_unaccept_ovmf, ovmf_set_state, 0)
+
+int ua_snp_accept(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu)
+{
+    ua_snp_path *p = ctx;
+    if (!p)
+        return UA_E_INVAL;
+    switch (p->o.kind) {
+    case UA_SNP_PATH_LINUX_EARLY: return ua_snp_accept_linux_early(ctx, start, end, vcpu);
+    case UA_SNP_PATH_OVMF: return ua_snp_accept_ovmf(ctx, start, end, vcpu);
+    default: return ua_snp_accept_linux(ctx, start, end, vcpu);
+    }
+}
+
+int ua_snp_unaccept(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu)
+{
+    ua_snp_path *p = ctx;
+    if (!p)
+        return UA_E_INVAL;
+    switch (p->o.kind) {
+    case UA_SNP_PATH_LINUX_EARLY: return ua_snp_unaccept_linux_early(ctx, start, end, vcpu);
+    case UA_SNP_PATH_OVMF: return ua_snp_unaccept_ovmf(ctx, start, end, vcpu);
+    default: return ua_snp_unaccept_linux(ctx, start, end, vcpu);
+    }
+}

@@ -1,0 +1,266 @@
+"""Stateful tests: a Hypothesis state machine mixing host operations
+(RMPUPDATE, PSMASH, NPT remaps, a PSC-ignoring hypervisor) and guest
+operations (PVALIDATE, accesses, accept paths, a naive #VC handler), checked
+against the reference model and the invariants of vendors.md A7 / E.1 16;
+and the three attack scenarios of E.1 item 16 spelled out."""
+import pytest
+from hypothesis import note, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from unaccepted import Table
+from unaccepted.errors import GuestHung, GuestTerminated
+from unaccepted.snp import Access, Fault, PageSize, SnpGuest
+from unaccepted.testing import snp_reference as ref
+
+K4, M2 = ref.K4, ref.M2
+MEM, SPARE, ASID = 8 << 20, 4 << 20, 9
+GUEST_PAGES = [0, K4, M2, M2 + K4, M2 + 511 * K4, 2 * M2, 3 * M2 + 7 * K4]
+SPARE_PAGES = [MEM, MEM + K4, MEM + M2]
+PROBES = GUEST_PAGES + SPARE_PAGES
+
+
+def outcome(res):
+    return ref.Outcome(res.eax, int(res.cf), int(res.fault), res.error_code, res.exitinfo1)
+
+
+class SnpMachine(RuleBasedStateMachine):
+    @initialize(backing=st.sampled_from(["2M", "4K"]))
+    def setup(self, backing):
+        self.c = SnpGuest(MEM, spare_bytes=SPARE, asid=ASID, backing=backing)
+        self.r = ref.RefSnp(MEM, SPARE, ASID)
+        self.validations = {g: 0 for g in GUEST_PAGES}   # guest validations that flipped a bit
+        self.accepted = set()            # GPA pages the guest's bitmap says are accepted
+
+    def count_validations(self, va, size):
+        span = M2 if size else K4
+        for g in GUEST_PAGES:
+            if va <= g < va + span:
+                self.validations[g] += 1
+
+    # ---- mirroring ----
+    def resync(self, spas):
+        """Copy the C model's regions holding `spas` into the reference (after
+        accept paths, which the reference does not model)."""
+        for r in {s // M2 for s in spas}:
+            base = r * M2
+            e = self.c.rmp(base)
+            conv = lambda x: ref.Entry(x.assigned, int(x.page_size), x.immutable, x.validated,
+                                       x.vmsa, x.gpa, x.asid, tuple(x.perm))
+            if e.page_size == PageSize.SIZE_2M:
+                self.r.regions[r] = conv(e)
+            else:
+                self.r.regions[r] = [conv(self.c.rmp(base + i * K4)) for i in range(512)]
+
+    # ---- host ----
+    @rule(spa=st.sampled_from(PROBES + [M2, 2 * M2, MEM + M2]), big=st.booleans(),
+          kind=st.sampled_from(["private", "shared", "wrong-gpa", "other-asid"]))
+    def host_rmpupdate(self, spa, big, kind):
+        kw = {"page_size": int(big)}
+        gpa = spa - spa % (M2 if big else K4)
+        if kind == "private":
+            kw.update(gpa=gpa % MEM, asid=ASID, assigned=True)
+        elif kind == "wrong-gpa":
+            kw.update(gpa=(gpa + M2) % MEM, asid=ASID, assigned=True)
+        elif kind == "other-asid":
+            kw.update(gpa=gpa % MEM, asid=ASID + 1, assigned=True)
+        assert self.c.rmpupdate(spa, **kw) == self.r.rmpupdate(spa, **kw)
+
+    @rule(spa=st.sampled_from([0, M2, 2 * M2, MEM, MEM + M2, K4]))
+    def host_psmash(self, spa):
+        assert self.c.psmash(spa) == self.r.psmash(spa)
+
+    @rule(gpa=st.sampled_from(GUEST_PAGES), spa=st.sampled_from(SPARE_PAGES + GUEST_PAGES))
+    def host_remap(self, gpa, spa):
+        self.c.npt_map(gpa, spa)
+        if spa == gpa:
+            self.r.npt.pop(gpa // K4, None)
+        else:
+            self.r.npt[gpa // K4] = spa // K4
+
+    @rule(skip=st.booleans(), lazy=st.booleans())
+    def host_policy(self, skip, lazy):
+        self.c.set_policy(skip_rmpupdate=skip, lazy_rmpupdate=lazy)
+
+    # ---- guest instructions ----
+    @rule(va=st.sampled_from(GUEST_PAGES + [MEM, 5]), size=st.sampled_from([0, 1]),
+          validate=st.booleans())
+    def guest_pvalidate(self, va, size, validate):
+        res = self.c.pvalidate(va, size, validate)
+        assert outcome(res) == self.r.pvalidate(va, size, validate)
+        if res.ok and validate:
+            self.count_validations(va, size)
+
+    @rule(gpa=st.sampled_from(GUEST_PAGES), kind=st.sampled_from(list(Access)),
+          c_bit=st.booleans())
+    def guest_access(self, gpa, kind, c_bit):
+        got = self.c.access(gpa, kind, c_bit=c_bit)
+        want = self.r.access(gpa, int(kind), c_bit)
+        assert (int(got.fault), got.error_code, got.exitinfo1) == \
+            (want.fault, want.error_code, want.exitinfo1)
+
+    @rule(gpa=st.sampled_from(GUEST_PAGES))
+    def naive_vc_handler(self, gpa):
+        """A guest that 'fixes' #VC 0x404 by validating on demand (not Linux)."""
+        if self.c.access(gpa).fault == Fault.VC:
+            r = self.c.pvalidate(gpa)
+            assert outcome(r) == self.r.pvalidate(gpa, 0, True)
+            if r.ok:
+                self.count_validations(gpa, 0)
+
+    @rule(kind=st.sampled_from(["linux", "linux-early", "ovmf"]),
+          unit=st.integers(0, MEM // M2 - 1), n=st.integers(1, 2))
+    def guest_accept(self, kind, unit, n):
+        start = unit * M2
+        end = min(start + n * M2, MEM)
+        pages = range(start, end, K4)
+        if any(p in self.accepted for p in pages):
+            return                       # the bitmap never offers an accepted unit twice
+        try:
+            self.c.accept_path(kind, hang_limit=5).accept(start, end)
+            ok = True
+        except (GuestTerminated, GuestHung) as exc:
+            note(f"{kind} [{start:#x}, {end:#x}) -> {type(exc).__name__}")
+            ok = False
+            self.c.clear_termination()
+        spas = {self.c.npt_lookup(p) for p in pages}
+        before = {g: set(self.r.validated_spas_for(g)) for g in GUEST_PAGES}
+        self.resync(spas | set(pages))
+        for g in GUEST_PAGES:
+            if set(self.r.validated_spas_for(g)) - before[g]:
+                self.validations[g] += 1
+        if ok:
+            self.accepted.update(pages)
+            # every page of the range is accepted: validated, right GPA, accessible;
+            # except where the host aliased two GPAs onto one SPA: the RMP keeps
+            # one GPA per SPA, so the page validated first loses (and faults)
+            al = self.aliased_pages(start, end)
+            for p in (start, end - K4):
+                if p not in al:
+                    assert self.c.access(p).fault == Fault.NONE
+            assert self.c.count(start, end)[0] >= (end - start) // K4 - len(al)
+
+    @rule(kind=st.sampled_from(["linux", "linux-early", "ovmf"]),
+          unit=st.integers(0, MEM // M2 - 1))
+    def guest_unaccept(self, kind, unit):
+        """PVALIDATE(0) then PSC(SHARED) of a unit the guest accepted."""
+        start, end = unit * M2, (unit + 1) * M2
+        pages = range(start, end, K4)
+        if not all(p in self.accepted for p in pages):
+            return
+        try:
+            self.c.accept_path(kind, hang_limit=5).unaccept(start, end)
+            ok = True
+        except (GuestTerminated, GuestHung) as exc:
+            note(f"unaccept {kind} [{start:#x}, {end:#x}) -> {type(exc).__name__}")
+            ok = False
+            self.c.clear_termination()
+        self.resync({self.c.npt_lookup(p) for p in pages} | set(pages))
+        if ok:
+            self.accepted.difference_update(pages)
+            if not self.aliased_pages(start, end):
+                v, u = self.c.count(start, end)
+                # rescinded; and unassigned too unless the host ignored the PSC
+                assert v == 0 and (u == 0 or self.c.policy.skip_rmpupdate)
+
+    def aliased_pages(self, start, end):
+        """GPA pages in [start, end) whose SPA is also the NPT target of another GPA."""
+        targets = {}
+        for g in set(self.r.npt) | {s for s in self.r.npt.values() if s < MEM // K4}:
+            targets.setdefault(self.r.translate(g * K4) // K4, set()).add(g)
+        out = set()
+        for gs in targets.values():
+            if len(gs) > 1:
+                out |= {g * K4 for g in gs if start <= g * K4 < end}
+        return out
+
+    # ---- invariants ----
+    @invariant()
+    def same_rmp(self):
+        for spa in PROBES:
+            e = self.c.rmp(spa)
+            espa, x = self.r.read(spa)
+            assert (e.entry_spa, e.assigned, int(e.page_size), e.immutable, e.validated,
+                    e.gpa, e.asid) == \
+                (espa, x.assigned, x.page_size, x.immutable, x.validated, x.gpa, x.asid)
+            assert e.assigned or not e.validated
+
+    @invariant()
+    def validated_copies_need_guest_validations(self):
+        """The host alone can never make a validated copy of a GPA: every SPA
+        validated for GPA X cost the guest one PVALIDATE of X.  So a second
+        validated copy (the replay precondition, E.1 16(b)) exists only if
+        the guest validated X twice - which Linux never does."""
+        for gpa in GUEST_PAGES:
+            n = len(self.r.validated_spas_for(gpa))
+            assert n <= self.validations[gpa], (hex(gpa), n, self.validations[gpa])
+
+
+TestSnpMachine = SnpMachine.TestCase
+TestSnpMachine.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+
+
+# ------------------------------------------------------------- E.1 item 16
+def gpa_of(g, spa):
+    """The GPA the RMP entry governing spa assigns to that 4 KiB page."""
+    e = g.rmp(spa)
+    return e.gpa + (spa - e.entry_spa)
+
+
+def accepted_guest():
+    g = SnpGuest(MEM, spare_bytes=SPARE, asid=ASID)
+    g.accept_path("linux").accept(0, MEM)
+    return g
+
+
+def test_attack_a_remap_after_validation_is_detected():
+    g = accepted_guest()
+    X, A, B = M2 + 5 * K4, M2 + 5 * K4, MEM + K4
+    assert g.make_private(B, X) == 0           # fresh SPA: assigned, gpa X, not validated
+    g.npt_map(X, B)
+    r = g.access(X)
+    assert (r.fault, r.error_code, r.exitinfo2) == (Fault.VC, 0x404, X)
+    assert g.rmp(A).validated                   # the old copy is still there
+
+
+def test_attack_b_naive_revalidation_enables_replay():
+    g = accepted_guest()
+    X, A, B = M2 + 5 * K4, M2 + 5 * K4, MEM + K4
+    g.make_private(B, X)
+    g.npt_map(X, B)
+    assert g.access(X).fault == Fault.VC
+    assert g.pvalidate(X).ok                    # the naive guest validates on demand
+    # both SPAs now hold "validated, GPA X": the host can flip between them
+    # with no RMPUPDATE at all and the guest never notices
+    assert g.rmp(A).validated and gpa_of(g, A) == X
+    assert g.rmp(B).validated and gpa_of(g, B) == X
+    g.npt_map(X, A)                             # replay the stale copy
+    assert g.access(X).fault == Fault.NONE
+    g.npt_map(X, B)
+    assert g.access(X).fault == Fault.NONE
+
+
+def test_attack_b_linux_never_revalidates_an_accepted_unit():
+    g = SnpGuest(MEM, spare_bytes=SPARE, asid=ASID)
+    t = Table(size=1)
+    t.mark(0, MEM // M2)
+    t.set_accept(g.accept_path("linux"))
+    t.accept(0, MEM)
+    X, B = M2 + 5 * K4, MEM + K4
+    g.make_private(B, X)
+    g.npt_map(X, B)
+    t.accept(X, K4)                             # bit clear: nothing is re-validated
+    assert g.access(X).fault == Fault.VC        # Linux treats 0x404 as fatal
+    assert not g.rmp(B).validated
+
+
+def test_attack_c_psc_without_rmpupdate():
+    g = SnpGuest(MEM, asid=ASID, skip_rmpupdate=True)
+    for kind in ("linux", "linux-early", "ovmf"):
+        p = g.accept_path(kind, hang_limit=3)
+        with pytest.raises(GuestHung):
+            p.accept(0, M2)
+        assert p.stats().npf_exits >= 1
+    assert g.count() == (0, 0)                  # no silent success
+    r = g.pvalidate(0)
+    assert r.fault == Fault.NPF and r.exitinfo1 & (1 << 31)
