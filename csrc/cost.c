@@ -32,6 +32,7 @@ static const char *const event_names[UA_EV_COUNT] = {
     [UA_EV_TDVMCALL] = "tdvmcall",
     [UA_EV_VE] = "ve",
     [UA_EV_ACCEPT_CALL] = "accept_call",
+    [UA_EV_TDCALL_OTHER] = "tdcall_other",
 };
 
 const char *ua_event_name(int event)
@@ -97,6 +98,7 @@ static const struct builtin builtins[] = {
             [UA_EV_VE] = NOT_THIS_VENDOR,
             [UA_EV_ACCEPT_CALL] = "assumption: bitmap and list bookkeeping per "
                                   "arch_accept_memory() call",
+            [UA_EV_TDCALL_OTHER] = NOT_THIS_VENDOR,
         },
     },
     {
@@ -112,6 +114,7 @@ static const struct builtin builtins[] = {
             [UA_EV_TDVMCALL] = 2528,
             [UA_EV_VE] = 1360,
             [UA_EV_ACCEPT_CALL] = 100,
+            [UA_EV_TDCALL_OTHER] = 300,
         },
         .source = {
             [UA_EV_PVALIDATE_4K] = NOT_THIS_VENDOR,
@@ -141,6 +144,8 @@ static const struct builtin builtins[] = {
                          "of delivering #VE",
             [UA_EV_ACCEPT_CALL] = "assumption: bitmap and list bookkeeping per "
                                   "arch_accept_memory() call",
+            [UA_EV_TDCALL_OTHER] = "assumption: a TDCALL round trip into the TDX module "
+                                   "without SEPT work, like tdcall_accept",
         },
     },
     {

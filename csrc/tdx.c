@@ -1471,6 +1471,7 @@ ua_status ua_tdx_tdcall_veinfo_get(ua_tdx *t, uint32_t vcpu, ua_tdx_veinfo *out)
     memset(out, 0, sizeof(*out));
     if (vcpu >= t->cfg.nvcpus)
         return UA_E_VCPU;
+    charge(t, vcpu, UA_EV_TDCALL_OTHER, 1);
     struct vcpu_state *v = &t->vcpus[vcpu];
     if (!v->ve.valid) {
         out->status = UA_TDX_NO_VALID_VE_INFO;
@@ -1489,6 +1490,7 @@ ua_status ua_tdx_tdcall_vm_rd(ua_tdx *t, uint32_t vcpu, uint64_t field, uint64_t
         return UA_E_INVAL;
     if (vcpu >= t->cfg.nvcpus)
         return UA_E_VCPU;
+    charge(t, vcpu, UA_EV_TDCALL_OTHER, 1);
     *value = 0;
     *status = UA_TDX_SUCCESS;
     if (field == UA_TDX_TDCS_CONFIG_FLAGS)
@@ -1507,6 +1509,7 @@ ua_status ua_tdx_tdcall_vm_wr(ua_tdx *t, uint32_t vcpu, uint64_t field, uint64_t
         return UA_E_INVAL;
     if (vcpu >= t->cfg.nvcpus)
         return UA_E_VCPU;
+    charge(t, vcpu, UA_EV_TDCALL_OTHER, 1);
     *old_value = 0;
     *status = UA_TDX_SUCCESS;
     if (field == UA_TDX_TDCS_CONFIG_FLAGS) {

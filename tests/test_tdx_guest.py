@@ -389,3 +389,17 @@ def test_map_gpa_no_progress_retries():
     assert not g.entry(4 * M2).shared
     g.set_map_gpa_stalls(0)
     assert g.map_gpa(4 * M2, 5 * M2, shared=True) == VmcallStatus.SUCCESS
+
+
+def test_other_tdcalls_are_charged_to_their_vcpu():
+    from unaccepted import Cost, Event, TdxGuest
+    from unaccepted.tdx import TdxStatus
+
+    cost = Cost("tdx-spr-kvm", nvcpus=2)
+    g = TdxGuest(1 << 30, vcpus=2, cost=cost)
+    g.vm_rd(0x1110000300000017, vcpu=1)                  # TDCS_TD_CTLS
+    g.vm_wr(0x1110000300000016, 0, vcpu=1)               # CONFIG_FLAGS: not writable
+    g.veinfo_get(vcpu=0)
+    assert cost.counts(1) == {Event.TDCALL_OTHER: 2}
+    assert cost.counts(0) == {Event.TDCALL_OTHER: 1}
+    assert cost.cycles(1) == 600

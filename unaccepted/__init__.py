@@ -6,14 +6,15 @@ over it.
 """
 from ._core import ffi as _ffi, lib as _lib
 from .cost import Cost, CostProfile, Event
-from .errors import (AcceptFailed, ArchitecturalFault, CallbackError, GuestDied, GuestPanic,
-                     GuestTerminated, HostError, InvalidArgument, InvalidMemoryMap, InvalidOp,
+from .errors import (AcceptFailed, ArchitecturalFault, CallbackError, GuestDied, GuestHung,
+                     GuestPanic, GuestTerminated, HostError, InvalidArgument, InvalidMemoryMap, InvalidOp,
                      InvalidState, InvalidTable, InvalidTrace, InvalidUnitSize, Misaligned,
                      OutOfMemory, OutOfRange, TableTooLarge, UnacceptedError,
                      UnknownTableVersion)
 from .memmap import MemoryDescriptor, MemoryMap, MemoryType
 from .primitives import Noop, PythonPrimitive, Recorder
 from .table import AcceptResult, Op, OpBatch, OpResult, StubResult, Table, stub_build_table
+from .snp import SnpAcceptPath, SnpGuest
 from .tdx import TdxAcceptPath, TdxGuest
 
 __version__ = _ffi.string(_lib.ua_version_string()).decode()
@@ -24,11 +25,11 @@ if __version__ != "0.1.0":  # pragma: no cover - guards a stale extension
 
 __all__ = [
     "AcceptFailed", "AcceptResult", "ArchitecturalFault", "CallbackError", "Cost",
-    "CostProfile", "Event", "GuestDied", "GuestPanic", "GuestTerminated", "HostError",
+    "CostProfile", "Event", "GuestDied", "GuestHung", "GuestPanic", "GuestTerminated", "HostError",
     "InvalidArgument", "InvalidMemoryMap", "InvalidOp", "InvalidState", "InvalidTable",
     "InvalidTrace", "InvalidUnitSize", "MemoryDescriptor", "MemoryMap", "MemoryType",
     "Misaligned", "Noop", "Op", "OpBatch", "OpResult", "OutOfMemory", "OutOfRange",
-    "PythonPrimitive", "Recorder", "StubResult", "Table", "TableTooLarge", "TdxAcceptPath",
+    "PythonPrimitive", "Recorder", "SnpAcceptPath", "SnpGuest", "StubResult", "Table", "TableTooLarge", "TdxAcceptPath",
     "TdxGuest", "UnacceptedError",
     "UnknownTableVersion", "stub_build_table",
 ]

@@ -38,6 +38,7 @@ class Event(enum.IntEnum):
     TDVMCALL = lib.UA_EV_TDVMCALL
     VE = lib.UA_EV_VE
     ACCEPT_CALL = lib.UA_EV_ACCEPT_CALL
+    TDCALL_OTHER = lib.UA_EV_TDCALL_OTHER
 
     @property
     def label(self) -> str:
@@ -107,6 +108,43 @@ class CostProfile:
                 raise InvalidArgument(f"cycles[{Event(ev).name}] = {cyc!r} is not a u64")
             p.cycles[int(ev)] = cyc
         return p
+
+
+EVENT_MEANINGS = {
+    Event.PVALIDATE_4K: "one PVALIDATE with a 4 KiB operand, any outcome",
+    Event.PVALIDATE_2M: "one PVALIDATE with a 2 MiB operand, any outcome",
+    Event.RMPADJUST: "one RMPADJUST",
+    Event.VMGEXIT_PSC_MSR: "one GHCB MSR-protocol Page State Change round trip",
+    Event.VMGEXIT_PSC: "one GHCB NAE Page State Change VMGEXIT",
+    Event.RMPUPDATE_4K: "host RMPUPDATE of a 4 KiB entry",
+    Event.RMPUPDATE_2M: "host RMPUPDATE of a 2 MiB entry",
+    Event.PSMASH: "host PSMASH",
+    Event.NPF_EXIT: "#VMEXIT(NPF), e.g. an RMP check failing",
+    Event.VC: "#VC delivered to the guest",
+    Event.CACHE_TOUCH_4K: "coherency mitigation: first and last byte of a validated 4 KiB page",
+    Event.TDCALL_ACCEPT: "one TDG.MEM.PAGE.ACCEPT execution, any outcome",
+    Event.TD_EXIT: "TD exit to the VMM (EPT violation) and re-entry",
+    Event.AUG_4K: "TDH.MEM.PAGE.AUG of a 4 KiB page",
+    Event.AUG_2M: "TDH.MEM.PAGE.AUG of a 2 MiB page",
+    Event.ZERO_4K: "one 4 KiB zeroing pass under the TD key",
+    Event.SEAMCALL: "any other host SEAMCALL (BLOCK, TRACK, REMOVE, DEMOTE, ...)",
+    Event.TDVMCALL: "TDG.VP.VMCALL round trip (MapGPA, ...)",
+    Event.VE: "#VE delivered to the guest",
+    Event.ACCEPT_CALL: "fixed overhead of one arch_accept_memory() call",
+    Event.TDCALL_OTHER: "any other TDCALL (TDG.VM.RD/WR, TDG.VP.VEINFO.GET)",
+}
+
+
+def profiles_markdown() -> str:
+    """The event and profile tables of docs/cost-model.md (kept in step by a test)."""
+    lines = ["| event | C name | meaning |", "|---|---|---|"]
+    lines += [f"| `{e.name}` | `{e.label}` | {EVENT_MEANINGS[e]} |" for e in Event]
+    for name in CostProfile.builtin_names():
+        p = CostProfile.builtin(name)
+        lines += ["", f"### Profile `{name}` ({p.ghz} GHz)", "",
+                  "| event | cycles | source |", "|---|---|---|"]
+        lines += [f"| `{e.label}` | {p.cycles[e]} | {p.sources[e]} |" for e in Event]
+    return "\n".join(lines) + "\n"
 
 
 class Cost:

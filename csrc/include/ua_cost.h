@@ -40,7 +40,8 @@ typedef enum ua_event {
     UA_EV_VE = 18,              /* #VE delivered to the guest */
     /* shared */
     UA_EV_ACCEPT_CALL = 19,     /* one arch_accept_memory() call (fixed overhead) */
-    UA_EV_COUNT = 20
+    UA_EV_TDCALL_OTHER = 20,    /* any other TDCALL (TDG.VM.RD/WR, TDG.VP.VEINFO.GET, ...) */
+    UA_EV_COUNT = 21
 } ua_event;
 
 #define UA_EV_MAX 32            /* array size reserved in the ABI */
