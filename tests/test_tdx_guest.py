@@ -393,7 +393,6 @@ def test_map_gpa_no_progress_retries():
 
 def test_other_tdcalls_are_charged_to_their_vcpu():
     from unaccepted import Cost, Event, TdxGuest
-    from unaccepted.tdx import TdxStatus
 
     cost = Cost("tdx-spr-kvm", nvcpus=2)
     g = TdxGuest(1 << 30, vcpus=2, cost=cost)
