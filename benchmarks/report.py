@@ -53,11 +53,18 @@ def main(path):
             if ref is not None:
                 ref_per_op = ref["stats"]["median"] / ref.get("extra_info", {}).get("ops", 1)
                 ratio = f"{(med / ops) / ref_per_op:.2f}x"
+            info = b.get("extra_info", {})
             extra = ""
-            nbytes = b.get("extra_info", {}).get("bitmap_bytes")
+            nbytes = info.get("bitmap_bytes")
             if nbytes:
                 extra = f" ({nbytes / med / 1e9:.1f} GB/s)"
-            print(f"| {impl_of(b['name'])} | {params or ''} | {fmt_time(med)}{extra} | "
+            impl = impl_of(b["name"])
+            if impl == "?":       # no baseline in this group: name it and show its extras
+                impl = b["name"]
+                shown = {k: (round(v, 1) if isinstance(v, float) else v)
+                         for k, v in info.items() if k not in ("ops",)}
+                params = {**params, **shown} if params else shown
+            print(f"| {impl} | {params or ''} | {fmt_time(med)}{extra} | "
                   f"{fmt_time(med / ops)} | {ratio} |")
 
 

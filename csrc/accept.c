@@ -73,6 +73,12 @@ static int overlaps_in_flight(const ua_table *t, uint64_t first, uint64_t last)
     return 0;
 }
 
+static inline void clear_word_bits(ua_table *t, uint64_t word, uint64_t mask)
+{
+    if (mask)
+        __atomic_fetch_and(&t->words[word], ~mask, __ATOMIC_RELEASE);
+}
+
 static ua_status to_status(int rc)
 {
     if (rc > 0 && rc < 64)
@@ -107,8 +113,11 @@ ua_status ua_accept_memory(ua_table *t, uint64_t start, uint64_t size, uint32_t 
     void *ctx = t->accept_ctx;
     pthread_mutex_unlock(&t->lock);
 
-    /* Only this caller touches bits in [first, last) until it leaves. */
+    /* Only this caller touches bits in [first, last) until it leaves.  Runs
+     * that fit in one word are cleared together, one atomic operation per
+     * word: a bit is still cleared only after its own accept succeeded. */
     uint64_t pos = first, rs, re;
+    uint64_t pend_word = UINT64_MAX, pend_mask = 0;
     while (ua_bitmap_next_run(t->words, t->nbits, &pos, last, &rs, &re)) {
         int rc = accept(ctx, t->phys_base + (rs << t->unit_shift),
                         t->phys_base + (re << t->unit_shift), vcpu);
@@ -116,10 +125,20 @@ ua_status ua_accept_memory(ua_table *t, uint64_t start, uint64_t size, uint32_t 
             st = to_status(rc);
             break;
         }
-        ua_bitmap_clear_atomic(t->words, t->nbits, rs, re);
         res.runs++;
         res.units += re - rs;
+        if (rs / 64 == (re - 1) / 64) {
+            if (rs / 64 != pend_word) {
+                clear_word_bits(t, pend_word, pend_mask);
+                pend_word = rs / 64;
+                pend_mask = 0;
+            }
+            pend_mask |= ua_word_mask(rs % 64, (unsigned)((re - 1) % 64) + 1);
+        } else {
+            ua_bitmap_clear_atomic(t->words, t->nbits, rs, re);
+        }
     }
+    clear_word_bits(t, pend_word, pend_mask);
 
     pthread_mutex_lock(&t->lock);
     struct ua_accept_range **pp = &t->accepting;
