@@ -11,6 +11,26 @@ static inline uint64_t clamp(uint64_t v, uint64_t nbits) { return v > nbits ? nb
  * on other threads clear neighbouring bits of the same word concurrently. */
 static inline uint64_t load(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 
+/* The words a bit range [first, last) touches: first and last word with the
+ * masks of their bits in the range (fw == lw: both masks apply). */
+struct span {
+    uint64_t fw, lw;
+    uint64_t lo_mask, hi_mask;
+};
+
+/* Clamp [first, last) to nbits; 0 when the range is empty. */
+static inline int span_of(uint64_t nbits, uint64_t first, uint64_t last, struct span *sp)
+{
+    last = clamp(last, nbits);
+    if (first >= last)
+        return 0;
+    sp->fw = first / 64;
+    sp->lw = (last - 1) / 64;
+    sp->lo_mask = ua_word_mask(first % 64, 64);
+    sp->hi_mask = ua_word_mask(0, (unsigned)((last - 1) % 64) + 1);
+    return 1;
+}
+
 enum write_op { OP_SET, OP_CLEAR, OP_CLEAR_ATOMIC };
 
 /* Apply one masked write to a word. */
@@ -34,20 +54,17 @@ static inline void write_word(uint64_t *w, uint64_t mask, enum write_op op)
 static inline void write_range(uint64_t *words, uint64_t nbits, uint64_t first, uint64_t last,
                                enum write_op op)
 {
-    last = clamp(last, nbits);
-    if (first >= last)
+    struct span sp;
+    if (!span_of(nbits, first, last, &sp))
         return;
-    uint64_t fw = first / 64, lw = (last - 1) / 64;
-    uint64_t lo_mask = ua_word_mask(first % 64, 64);
-    uint64_t hi_mask = ua_word_mask(0, (unsigned)((last - 1) % 64) + 1);
-    if (fw == lw) {
-        write_word(&words[fw], lo_mask & hi_mask, op);
+    if (sp.fw == sp.lw) {
+        write_word(&words[sp.fw], sp.lo_mask & sp.hi_mask, op);
         return;
     }
-    write_word(&words[fw], lo_mask, op);
-    for (uint64_t w = fw + 1; w < lw; w++)
+    write_word(&words[sp.fw], sp.lo_mask, op);
+    for (uint64_t w = sp.fw + 1; w < sp.lw; w++)
         write_word(&words[w], ~0ull, op);
-    write_word(&words[lw], hi_mask, op);
+    write_word(&words[sp.lw], sp.hi_mask, op);
 }
 
 void ua_bitmap_set(uint64_t *words, uint64_t nbits, uint64_t first, uint64_t last)
@@ -94,18 +111,15 @@ uint64_t ua_bitmap_find_next_zero(const uint64_t *words, uint64_t nbits, uint64_
 
 uint64_t ua_bitmap_count(const uint64_t *words, uint64_t nbits, uint64_t first, uint64_t last)
 {
-    last = clamp(last, nbits);
-    if (first >= last)
+    struct span sp;
+    if (!span_of(nbits, first, last, &sp))
         return 0;
-    uint64_t fw = first / 64, lw = (last - 1) / 64;
-    uint64_t lo_mask = ua_word_mask(first % 64, 64);
-    uint64_t hi_mask = ua_word_mask(0, (unsigned)((last - 1) % 64) + 1);
-    if (fw == lw)
-        return (uint64_t)__builtin_popcountll(load(&words[fw]) & lo_mask & hi_mask);
-    uint64_t n = (uint64_t)__builtin_popcountll(load(&words[fw]) & lo_mask);
-    for (uint64_t w = fw + 1; w < lw; w++)
+    if (sp.fw == sp.lw)
+        return (uint64_t)__builtin_popcountll(load(&words[sp.fw]) & sp.lo_mask & sp.hi_mask);
+    uint64_t n = (uint64_t)__builtin_popcountll(load(&words[sp.fw]) & sp.lo_mask);
+    for (uint64_t w = sp.fw + 1; w < sp.lw; w++)
         n += (uint64_t)__builtin_popcountll(load(&words[w]));
-    return n + (uint64_t)__builtin_popcountll(load(&words[lw]) & hi_mask);
+    return n + (uint64_t)__builtin_popcountll(load(&words[sp.lw]) & sp.hi_mask);
 }
 
 /* OR-reduce the range, 8 words per step. */
@@ -113,17 +127,14 @@ static inline int any_in(const uint64_t *words, uint64_t nbits, uint64_t first, 
                          int order)
 {
 #define LOAD_WORD(p) __atomic_load_n((p), order)
-    last = clamp(last, nbits);
-    if (first >= last)
+    struct span sp;
+    if (!span_of(nbits, first, last, &sp))
         return 0;
-    uint64_t fw = first / 64, lw = (last - 1) / 64;
-    uint64_t lo_mask = ua_word_mask(first % 64, 64);
-    uint64_t hi_mask = ua_word_mask(0, (unsigned)((last - 1) % 64) + 1);
-    if (fw == lw)
-        return (LOAD_WORD(&words[fw]) & lo_mask & hi_mask) != 0;
-    if (LOAD_WORD(&words[fw]) & lo_mask)
+    if (sp.fw == sp.lw)
+        return (LOAD_WORD(&words[sp.fw]) & sp.lo_mask & sp.hi_mask) != 0;
+    if (LOAD_WORD(&words[sp.fw]) & sp.lo_mask)
         return 1;
-    uint64_t w = fw + 1;
+    uint64_t w = sp.fw + 1, lw = sp.lw;
     while (w + 8 <= lw) {
         uint64_t acc = LOAD_WORD(&words[w]) | LOAD_WORD(&words[w + 1]) | LOAD_WORD(&words[w + 2]) |
                        LOAD_WORD(&words[w + 3]) | LOAD_WORD(&words[w + 4]) | LOAD_WORD(&words[w + 5]) |
@@ -135,7 +146,7 @@ static inline int any_in(const uint64_t *words, uint64_t nbits, uint64_t first, 
     for (; w < lw; w++)
         if (LOAD_WORD(&words[w]))
             return 1;
-    return (LOAD_WORD(&words[lw]) & hi_mask) != 0;
+    return (LOAD_WORD(&words[lw]) & sp.hi_mask) != 0;
 #undef LOAD_WORD
 }
 
