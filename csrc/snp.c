@@ -1321,6 +1321,12 @@ void snp_psc_ghcb(ua_snp *s, uint32_t vcpu, uint64_t *hdr, uint64_t *ent, size_t
 {
     memset(out, 0, sizeof(*out));
     snp_charge(s, vcpu, UA_EV_VMGEXIT_PSC, 1);
+    const ua_snp_host_policy *p = &s->pol;
+    if (p->ghcb_error) { /* the GHCB is checked before the scratch area is read */
+        out->sw_exitinfo1 = UA_SNP_GHCB_EXITINFO1_ERROR;
+        out->sw_exitinfo2 = p->ghcb_error;
+        return;
+    }
     uint64_t h = *hdr;
     unsigned cur = PSC_CUR(h), end = PSC_END(h);
     if (end >= UA_SNP_PSC_MAX_ENTRIES) {
@@ -1330,12 +1336,6 @@ void snp_psc_ghcb(ua_snp *s, uint32_t vcpu, uint64_t *hdr, uint64_t *ent, size_t
     if (end >= cap) {
         out->sw_exitinfo1 = UA_SNP_GHCB_EXITINFO1_ERROR;
         out->sw_exitinfo2 = UA_SNP_GHCB_ERR_INVALID_SCRATCH_AREA;
-        return;
-    }
-    const ua_snp_host_policy *p = &s->pol;
-    if (p->ghcb_error) {
-        out->sw_exitinfo1 = UA_SNP_GHCB_EXITINFO1_ERROR;
-        out->sw_exitinfo2 = p->ghcb_error;
         return;
     }
     if (p->psc_fault == UA_SNP_PSCF_STALL)
@@ -1425,7 +1425,8 @@ ua_status ua_snp_psc_ghcb(ua_snp *s, uint32_t vcpu, uint8_t *buf, size_t len,
     if (len < UA_SNP_PSC_HDR_BYTES) {
         snp_charge(s, vcpu, UA_EV_VMGEXIT_PSC, 1);
         out->sw_exitinfo1 = UA_SNP_GHCB_EXITINFO1_ERROR;
-        out->sw_exitinfo2 = UA_SNP_GHCB_ERR_INVALID_SCRATCH_AREA;
+        out->sw_exitinfo2 = s->pol.ghcb_error ? s->pol.ghcb_error
+                                              : UA_SNP_GHCB_ERR_INVALID_SCRATCH_AREA;
         return UA_OK;
     }
     uint64_t hdr = le64(buf), ent[UA_SNP_PSC_MAX_ENTRIES];
