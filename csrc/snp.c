@@ -935,9 +935,11 @@ ua_status ua_snp_rmpadjust(ua_snp *s, uint32_t vcpu, uint64_t va, uint32_t size,
     int is2m = rg && (rg->e & E_PAGESIZE);
     uint64_t e = !rg ? 0 : is2m ? rg->e : rg->split ? split_get(rg->split, idx) : 0;
     const uint64_t npf = UA_SNP_NPF_RMP | UA_SNP_NPF_ENC | UA_SNP_NPF_PRESENT;
-    if (rmp_owner_fault(e, is2m, va, spa, s->cfg.asid) || (size == 0 && is2m)) {
+    /* the same NPFs as PVALIDATE: SIZEM only once the owner checks pass */
+    int owner = rmp_owner_fault(e, is2m, va, spa, s->cfg.asid);
+    if (owner || (size == 0 && is2m)) {
         out->fault = UA_SNP_FAULT_NPF;
-        out->exitinfo1 = npf | ((size == 0 && is2m) ? UA_SNP_NPF_SIZEM : 0);
+        out->exitinfo1 = npf | (!owner ? UA_SNP_NPF_SIZEM : 0);
         out->exitinfo2 = va;
         snp_charge(s, vcpu, UA_EV_NPF_EXIT, 1);
         return UA_OK;
