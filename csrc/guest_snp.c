@@ -202,8 +202,6 @@ static int validate_entry(ua_snp_path *p, uint32_t vcpu, uint64_t gpa, int big, 
     return pv_failed(r) ? -1 : UA_OK;
 }
 
-#define PSC_CUR(h) ((uint16_t)((h) & 0xffff))
-#define PSC_END(h) ((uint16_t)(((h) >> 16) & 0xffff))
 #define ENT_GPA(x) ((((x) >> 12) & ((1ull << 40) - 1)) << 12)
 #define ENT_BIG(x) ((int)(((x) >> 56) & 1))
 
@@ -343,7 +341,8 @@ static int early_set_state(ua_snp_path *p, uint64_t start, uint64_t end, uint32_
     for (uint64_t a = start; a < end; a += SNP_4K) {
         if (!priv && (rc = validate_one(p, vcpu, a, 0, 0, c, TERM_LINUX_PVALIDATE)))
             return rc;
-        uint64_t resp = snp_psc_msr(s, vcpu, UA_SNP_GHCB_MSR_PSC_REQ | ((a >> 12) << 12) | op << 52);
+        uint64_t req = UA_SNP_GHCB_MSR_PSC_REQ | ((a >> 12) << 12) | op << 52;
+        uint64_t resp = snp_psc_msr(s, vcpu, req);
         c->st.msr_exits++;
         if ((resp & 0xfff) != UA_SNP_GHCB_MSR_PSC_RESP || (resp >> 32))
             return snp_record_termination(s, vcpu, TERM_LINUX_PSC.set, TERM_LINUX_PSC.code, a, 0,

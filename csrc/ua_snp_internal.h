@@ -141,6 +141,10 @@ void snp_pvalidate(ua_snp *s, uint64_t gpa, uint32_t size, uint32_t validate, ua
  * page not done must go through snp_pvalidate. */
 unsigned snp_pvalidate_run4k(ua_snp *s, uint64_t gpa, unsigned n, uint32_t validate);
 
+/* PSC header word: u16 cur_entry, u16 end_entry (inclusive), u32 reserved. */
+#define PSC_CUR(h) ((uint16_t)((h) & 0xffff))
+#define PSC_END(h) ((uint16_t)(((h) >> 16) & 0xffff))
+
 /* Hypervisor handlers (charge their events to vcpu). */
 uint64_t snp_psc_msr(ua_snp *s, uint32_t vcpu, uint64_t req);
 /* hdr/ent: native words of the scratch area; cap = entries that fit. */
