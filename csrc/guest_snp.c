@@ -128,10 +128,9 @@ static ua_status prologue(ua_snp_path *p, uint64_t start, uint64_t end, uint32_t
     ua_snp *s = p->s;
     if (vcpu >= s->cfg.nvcpus)
         return UA_E_VCPU;
-    if ((start | end) & 0xfff)
-        return UA_E_ALIGN;
-    if (start > end || end > s->cfg.memory_bytes)
-        return UA_E_RANGE;
+    ua_status st = snp_check_range(s, start, end);
+    if (st)
+        return st;
     if (__atomic_load_n(&s->terminated, __ATOMIC_ACQUIRE))
         return UA_E_GUEST_TERMINATED;
     return UA_OK;
@@ -225,14 +224,6 @@ static inline uint64_t psc_pos(uint64_t hdr, const uint64_t *ent, uint32_t n)
     return ((uint64_t)cur << 12) | (cur < n ? (ent[cur] & 0xfff) : 0);
 }
 
-static uint64_t entries_bytes(const uint64_t *ent, uint32_t n)
-{
-    uint64_t b = 0;
-    for (uint32_t i = 0; i < n; i++)
-        b += ENT_BIG(ent[i]) ? SNP_2M : SNP_4K;
-    return b;
-}
-
 /* A termination reason: GHCB MSR reason set and code. */
 struct term {
     uint32_t set, code;
@@ -300,27 +291,48 @@ static int psc_issue(ua_snp_path *p, uint32_t vcpu, uint64_t *ent, uint32_t n, u
     return UA_OK;
 }
 
-/* Linux set_pages_state(): for each descriptor of <= psc_max_entries
- * entries, (shared: rescind first) GHCB PSC re-issued until done with the
- * guest's checks after every exit, (private: then validate and touch). */
-static int linux_set_state(ua_snp_path *p, uint64_t start, uint64_t end, uint32_t vcpu, int priv,
-                           struct ctr *c)
+/* The descriptor-based paths: for each descriptor of up to max entries
+ * (2M where 2 MiB-aligned with >= 2 MiB left), (shared: rescind first)
+ * the PSC, (private: then validate and touch).
+ *
+ *   Linux set_pages_state(): max = psc_max_entries; the descriptor goes
+ *     out as it is, re-issued until done, with vmgexit_psc()'s checks;
+ *     failures terminate with GHCB_TERM_PSC / GHCB_TERM_PVALIDATE.
+ *   EDK2 InternalSetPageState(): max = the buffer fill; PageStateChange()
+ *     copies batches of <= 253 into the GHCB shared buffer and checks only
+ *     the status and SwExitInfo2; BasePvalidate() terminates on any
+ *     non-zero result (255 for CF=1) after the size-mismatch fallback;
+ *     every failure is set 0, code 0. */
+static int desc_set_state(ua_snp_path *p, uint64_t start, uint64_t end, uint32_t vcpu, int priv,
+                          struct ctr *c, int edk2)
 {
-    unsigned op = priv ? UA_SNP_PSC_OP_PRIVATE : UA_SNP_PSC_OP_SHARED;
-    uint64_t ent[UA_SNP_PSC_MAX_ENTRIES];
+    const unsigned op = priv ? UA_SNP_PSC_OP_PRIVATE : UA_SNP_PSC_OP_SHARED;
+    const uint32_t max = edk2 ? p->fill : p->o.psc_max_entries;
+    const struct term t_psc = edk2 ? TERM_EDK2 : TERM_LINUX_PSC;
+    const struct term t_pval = edk2 ? TERM_EDK2 : TERM_LINUX_PVALIDATE;
+    uint64_t ent[OVMF_MAX_BUFFER / 8];
+    uint64_t ghcb[UA_SNP_PSC_MAX_ENTRIES];
     uint64_t a = start;
     int rc;
     while (a < end) {
         uint64_t first = a;
-        uint32_t n = build(ent, p->o.psc_max_entries, &a, end, op);
+        uint32_t n = build(ent, max, &a, end, op);
         c->st.psc_requests++;
         /* "validation must be rescinded before changing to shared" */
-        if (!priv && (rc = validate_all(p, vcpu, ent, n, 0, c, TERM_LINUX_PVALIDATE)))
+        if (!priv && (rc = validate_all(p, vcpu, ent, n, 0, c, t_pval)))
             return rc;
-        if ((rc = psc_issue(p, vcpu, ent, n, n, 1, TERM_LINUX_PSC, first, c)))
+        if (!edk2 && (rc = psc_issue(p, vcpu, ent, n, n, 1, t_psc, first, c)))
             return rc;
+        for (uint32_t idx = 0; edk2 && idx < n;) {
+            uint32_t cnt = n - idx < UA_SNP_PSC_MAX_ENTRIES ? n - idx : UA_SNP_PSC_MAX_ENTRIES;
+            memset(ghcb, 0, sizeof(ghcb));
+            memcpy(ghcb, &ent[idx], cnt * sizeof(uint64_t));
+            if ((rc = psc_issue(p, vcpu, ghcb, cnt, UA_SNP_PSC_MAX_ENTRIES, 0, t_psc, first, c)))
+                return rc;
+            idx += cnt;
+        }
         if (priv) {
-            if ((rc = validate_all(p, vcpu, ent, n, 1, c, TERM_LINUX_PVALIDATE)))
+            if ((rc = validate_all(p, vcpu, ent, n, 1, c, t_pval)))
                 return rc;
             if (!p->s->cfg.coherency_sfw_no)
                 c->st.cache_touch_4k += (a - first) >> 12;
@@ -328,6 +340,18 @@ static int linux_set_state(ua_snp_path *p, uint64_t start, uint64_t end, uint32_
         c->st.bytes += a - first;
     }
     return UA_OK;
+}
+
+static int linux_set_state(ua_snp_path *p, uint64_t start, uint64_t end, uint32_t vcpu, int priv,
+                           struct ctr *c)
+{
+    return desc_set_state(p, start, end, vcpu, priv, c, 0);
+}
+
+static int ovmf_set_state(ua_snp_path *p, uint64_t start, uint64_t end, uint32_t vcpu, int priv,
+                          struct ctr *c)
+{
+    return desc_set_state(p, start, end, vcpu, priv, c, 1);
 }
 
 /* Linux early_set_pages_state(): per 4 KiB page, MSR-protocol PSC and a
@@ -354,47 +378,6 @@ static int early_set_state(ua_snp_path *p, uint64_t start, uint64_t end, uint32_
                 c->st.cache_touch_4k++;
         }
         c->st.bytes += SNP_4K;
-    }
-    return UA_OK;
-}
-
-/* EDK2 InternalSetPageState(): buffer fills, (shared: rescind first), PSC in
- * batches of <= 253 with only the status/SwExitInfo2 check, (private: then
- * validate).  Every failure: termination set 0, code 0. */
-static int ovmf_set_state(ua_snp_path *p, uint64_t start, uint64_t end, uint32_t vcpu, int priv,
-                          struct ctr *c)
-{
-    unsigned op = priv ? UA_SNP_PSC_OP_PRIVATE : UA_SNP_PSC_OP_SHARED;
-    uint64_t fill[OVMF_MAX_BUFFER / 8];
-    uint64_t ghcb[UA_SNP_PSC_MAX_ENTRIES];
-    uint64_t a = start;
-    int rc;
-    while (a < end) {
-        uint64_t first = a;
-        uint32_t n = build(fill, p->fill, &a, end, op);
-        c->st.psc_requests++;
-        if (!priv && (rc = validate_all(p, vcpu, fill, n, 0, c, TERM_EDK2)))
-            return rc;
-        /* PageStateChange(): batches of <= 253 copied into the GHCB shared
-         * buffer; no reserved/progress checks. */
-        for (uint32_t idx = 0; idx < n;) {
-            uint32_t cnt = n - idx < UA_SNP_PSC_MAX_ENTRIES ? n - idx : UA_SNP_PSC_MAX_ENTRIES;
-            memset(ghcb, 0, sizeof(ghcb));
-            memcpy(ghcb, &fill[idx], cnt * sizeof(uint64_t));
-            if ((rc = psc_issue(p, vcpu, ghcb, cnt, UA_SNP_PSC_MAX_ENTRIES, 0, TERM_EDK2, first,
-                                 c)))
-                return rc;
-            idx += cnt;
-        }
-        if (priv) {
-            /* BasePvalidate(): any non-zero AsmPvalidate result (255 for
-             * CF=1) after the size-mismatch fallback terminates. */
-            if ((rc = validate_all(p, vcpu, fill, n, 1, c, TERM_EDK2)))
-                return rc;
-            if (!p->s->cfg.coherency_sfw_no)
-                c->st.cache_touch_4k += (a - first) >> 12;
-        }
-        c->st.bytes += entries_bytes(fill, n);
     }
     return UA_OK;
 }

@@ -20,25 +20,28 @@ static uint64_t chunk_regions(const ua_snp *s, uint64_t c)
     return n < SNP_CHUNK_REGIONS ? n : SNP_CHUNK_REGIONS;
 }
 
+/* The slow path of a directory lookup: allocate the chunk of *slot
+ * (bytes, zeroed) under the lock unless another thread did, and publish it
+ * with a release store.  NULL when out of memory. */
+static void *chunk_alloc(ua_snp *s, void **slot, size_t bytes)
+{
+    pthread_mutex_lock(&s->lock);
+    void *c = *slot;
+    if (!c && (c = calloc(1, bytes))) {
+        __atomic_add_fetch(&s->bytes_allocated, bytes, __ATOMIC_RELAXED);
+        __atomic_store_n(slot, c, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return c;
+}
+
 struct snp_region *snp_region_get(ua_snp *s, uint64_t r)
 {
-    struct snp_region **slot = &s->chunks[r >> SNP_CHUNK_SHIFT];
+    void **slot = &s->chunks[r >> SNP_CHUNK_SHIFT];
     struct snp_region *c = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
-    if (UA_UNLIKELY(!c)) {
-        pthread_mutex_lock(&s->lock);
-        c = *slot;
-        if (!c) {
-            uint64_t n = chunk_regions(s, r >> SNP_CHUNK_SHIFT);
-            c = calloc(n, sizeof(*c));
-            if (c) {
-                __atomic_add_fetch(&s->bytes_allocated, n * sizeof(*c), __ATOMIC_RELAXED);
-                __atomic_store_n(slot, c, __ATOMIC_RELEASE);
-            }
-        }
-        pthread_mutex_unlock(&s->lock);
-        if (!c)
-            return NULL;
-    }
+    if (UA_UNLIKELY(!c) &&
+        !(c = chunk_alloc(s, slot, chunk_regions(s, r >> SNP_CHUNK_SHIFT) * sizeof(*c))))
+        return NULL;
     return &c[r & (SNP_CHUNK_REGIONS - 1)];
 }
 
@@ -725,10 +728,9 @@ ua_status ua_snp_count_gpa(const ua_snp *s, uint64_t start, uint64_t end, uint64
 {
     if (!s || !validated || !assigned_unvalidated)
         return UA_E_INVAL;
-    if ((start | end) & 0xfff)
-        return UA_E_ALIGN;
-    if (start > end || end > s->cfg.memory_bytes)
-        return UA_E_RANGE;
+    ua_status st = snp_check_range(s, start, end);
+    if (st)
+        return st;
     uint64_t v = 0, u = 0;
     const uint64_t want = E_ASSIGNED | ((uint64_t)s->cfg.asid << E_ASID_SHIFT);
     for (uint64_t a = start; a < end;) {
@@ -1104,25 +1106,10 @@ ua_status ua_snp_access(ua_snp *s, uint32_t vcpu, uint64_t gpa, uint32_t kind, u
 /* ---- memory attributes (lazy mode) ---- */
 static uintptr_t *attr_slot(ua_snp *s, uint64_t gregion, int alloc)
 {
-    uintptr_t **slot = &s->attr[gregion >> SNP_CHUNK_SHIFT];
+    void **slot = &s->attr[gregion >> SNP_CHUNK_SHIFT];
     uintptr_t *c = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
-    if (!c) {
-        if (!alloc)
-            return NULL;
-        pthread_mutex_lock(&s->lock);
-        c = *slot;
-        if (!c) {
-            c = calloc(SNP_CHUNK_REGIONS, sizeof(*c));
-            if (c) {
-                __atomic_add_fetch(&s->bytes_allocated, SNP_CHUNK_REGIONS * sizeof(*c),
-                                   __ATOMIC_RELAXED);
-                __atomic_store_n(slot, c, __ATOMIC_RELEASE);
-            }
-        }
-        pthread_mutex_unlock(&s->lock);
-        if (!c)
-            return NULL;
-    }
+    if (!c && (!alloc || !(c = chunk_alloc(s, slot, SNP_CHUNK_REGIONS * sizeof(*c)))))
+        return NULL;
     return &c[gregion & (SNP_CHUNK_REGIONS - 1)];
 }
 
