@@ -233,27 +233,19 @@ static const struct term TERM_LINUX_PSC = {UA_SNP_TERM_SET_LINUX, UA_SNP_TERM_PS
 static const struct term TERM_LINUX_PVALIDATE = {UA_SNP_TERM_SET_LINUX, UA_SNP_TERM_PVALIDATE};
 static const struct term TERM_EDK2 = {UA_SNP_TERM_SET_GEN, UA_SNP_TERM_GEN_REQ};
 
-/* PVALIDATE one entry (with the fallback); on failure record the
- * termination and return its status. */
-static inline int validate_one(ua_snp_path *p, uint32_t vcpu, uint64_t gpa, int big, int validate,
-                               struct ctr *c, struct term t)
-{
-    ua_snp_result r;
-    uint64_t bad;
-    int v = validate_entry(p, vcpu, gpa, big, validate, c, &r, &bad);
-    if (UA_LIKELY(v == UA_OK) || v == UA_E_GUEST_HUNG)
-        return v;
-    return snp_record_termination(p->s, vcpu, t.set, t.code, bad, pv_code(&r), r.fault, 0);
-}
-
-/* PVALIDATE every entry of a descriptor, stopping at the first failure. */
+/* PVALIDATE every entry of a descriptor (with the fallback); on the first
+ * failure record the termination t and return its status. */
 static int validate_all(ua_snp_path *p, uint32_t vcpu, const uint64_t *ent, uint32_t n,
                         int validate, struct ctr *c, struct term t)
 {
     for (uint32_t i = 0; i < n; i++) {
-        int v = validate_one(p, vcpu, ENT_GPA(ent[i]), ENT_BIG(ent[i]), validate, c, t);
-        if (v)
+        ua_snp_result r;
+        uint64_t bad;
+        int v = validate_entry(p, vcpu, ENT_GPA(ent[i]), ENT_BIG(ent[i]), validate, c, &r, &bad);
+        if (v == UA_E_GUEST_HUNG)
             return v;
+        if (v)
+            return snp_record_termination(p->s, vcpu, t.set, t.code, bad, pv_code(&r), r.fault, 0);
     }
     return UA_OK;
 }
@@ -363,7 +355,8 @@ static int early_set_state(ua_snp_path *p, uint64_t start, uint64_t end, uint32_
     const uint64_t op = priv ? UA_SNP_PSC_OP_PRIVATE : UA_SNP_PSC_OP_SHARED;
     int rc;
     for (uint64_t a = start; a < end; a += SNP_4K) {
-        if (!priv && (rc = validate_one(p, vcpu, a, 0, 0, c, TERM_LINUX_PVALIDATE)))
+        const uint64_t page = (a >> 12) << 12; /* a one-entry 4 KiB descriptor */
+        if (!priv && (rc = validate_all(p, vcpu, &page, 1, 0, c, TERM_LINUX_PVALIDATE)))
             return rc;
         uint64_t req = UA_SNP_GHCB_MSR_PSC_REQ | ((a >> 12) << 12) | op << 52;
         uint64_t resp = snp_psc_msr(s, vcpu, req);
@@ -372,7 +365,7 @@ static int early_set_state(ua_snp_path *p, uint64_t start, uint64_t end, uint32_
             return snp_record_termination(s, vcpu, TERM_LINUX_PSC.set, TERM_LINUX_PSC.code, a, 0,
                                           0, resp);
         if (priv) {
-            if ((rc = validate_one(p, vcpu, a, 0, 1, c, TERM_LINUX_PVALIDATE)))
+            if ((rc = validate_all(p, vcpu, &page, 1, 1, c, TERM_LINUX_PVALIDATE)))
                 return rc;
             if (!s->cfg.coherency_sfw_no)
                 c->st.cache_touch_4k++;
