@@ -128,10 +128,9 @@ static ua_status prologue(ua_snp_path *p, uint64_t start, uint64_t end, uint32_t
     ua_snp *s = p->s;
     if (vcpu >= s->cfg.nvcpus)
         return UA_E_VCPU;
-    if ((start | end) & 0xfff)
-        return UA_E_ALIGN;
-    if (start > end || end > s->cfg.memory_bytes)
-        return UA_E_RANGE;
+    ua_status st = snp_check_range(s, start, end);
+    if (st)
+        return st;
     if (__atomic_load_n(&s->terminated, __ATOMIC_ACQUIRE))
         return UA_E_GUEST_TERMINATED;
     return UA_OK;
@@ -202,8 +201,6 @@ static int validate_entry(ua_snp_path *p, uint32_t vcpu, uint64_t gpa, int big, 
     return pv_failed(r) ? -1 : UA_OK;
 }
 
-#define PSC_CUR(h) ((uint16_t)((h) & 0xffff))
-#define PSC_END(h) ((uint16_t)(((h) >> 16) & 0xffff))
 #define ENT_GPA(x) ((((x) >> 12) & ((1ull << 40) - 1)) << 12)
 #define ENT_BIG(x) ((int)(((x) >> 56) & 1))
 
@@ -227,18 +224,19 @@ static inline uint64_t psc_pos(uint64_t hdr, const uint64_t *ent, uint32_t n)
     return ((uint64_t)cur << 12) | (cur < n ? (ent[cur] & 0xfff) : 0);
 }
 
-static uint64_t entries_bytes(const uint64_t *ent, uint32_t n)
-{
-    uint64_t b = 0;
-    for (uint32_t i = 0; i < n; i++)
-        b += ENT_BIG(ent[i]) ? SNP_2M : SNP_4K;
-    return b;
-}
+/* A termination reason: GHCB MSR reason set and code. */
+struct term {
+    uint32_t set, code;
+};
 
-/* PVALIDATE every entry of a descriptor; on failure record the termination
- * (set, code) and return its status. */
+static const struct term TERM_LINUX_PSC = {UA_SNP_TERM_SET_LINUX, UA_SNP_TERM_PSC};
+static const struct term TERM_LINUX_PVALIDATE = {UA_SNP_TERM_SET_LINUX, UA_SNP_TERM_PVALIDATE};
+static const struct term TERM_EDK2 = {UA_SNP_TERM_SET_GEN, UA_SNP_TERM_GEN_REQ};
+
+/* PVALIDATE every entry of a descriptor (with the fallback); on the first
+ * failure record the termination t and return its status. */
 static int validate_all(ua_snp_path *p, uint32_t vcpu, const uint64_t *ent, uint32_t n,
-                        int validate, struct ctr *c, uint32_t set, uint32_t code)
+                        int validate, struct ctr *c, struct term t)
 {
     for (uint32_t i = 0; i < n; i++) {
         ua_snp_result r;
@@ -247,248 +245,193 @@ static int validate_all(ua_snp_path *p, uint32_t vcpu, const uint64_t *ent, uint
         if (v == UA_E_GUEST_HUNG)
             return v;
         if (v)
-            return snp_record_termination(p->s, vcpu, set, code, bad, pv_code(&r), r.fault, 0);
+            return snp_record_termination(p->s, vcpu, t.set, t.code, bad, pv_code(&r), r.fault, 0);
     }
     return UA_OK;
 }
 
-/* Linux set_pages_state(): for each descriptor of <= psc_max_entries
- * entries, (shared: rescind first) GHCB PSC re-issued until done with the
- * guest's checks after every exit, (private: then validate and touch). */
-static int linux_set_state(ua_snp_path *p, uint64_t start, uint64_t end, uint32_t vcpu, int priv)
+/* Issue one PSC descriptor (entries ent[0..n-1] of a buffer of cap, header
+ * cur 0 / end n-1) until the hypervisor reports cur_entry > end_entry.
+ * After every exit the guest checks ret and SW_EXITINFO2; with
+ * linux_checks also what vmgexit_psc() checks against the values it
+ * started with: the reserved word, end_entry not grown, cur_entry not
+ * below its start.  A failed check terminates with t (first = the address
+ * reported).  hang_limit exits in a row without progress: UA_E_GUEST_HUNG. */
+static int psc_issue(ua_snp_path *p, uint32_t vcpu, uint64_t *ent, uint32_t n, uint32_t cap,
+                     int linux_checks, struct term t, uint64_t first, struct ctr *c)
 {
     ua_snp *s = p->s;
-    struct ctr c;
-    memset(&c, 0, sizeof(c));
-    c.st.calls = 1;
-    int rc = UA_OK;
-    if (s->cfg.vmpl != 0) { /* no SVSM in this model: Linux stops at boot */
-        rc = snp_record_termination(s, vcpu, UA_SNP_TERM_SET_LINUX, UA_SNP_TERM_NOT_VMPL0, start,
-                                    0, 0, 0);
-        goto out;
+    uint64_t hdr = (uint64_t)(n - 1) << 16;
+    const uint16_t cur0 = 0, end0 = (uint16_t)(n - 1);
+    uint32_t stuck = 0;
+    while (PSC_CUR(hdr) <= PSC_END(hdr)) {
+        ua_snp_ghcb_result g;
+        uint64_t before = psc_pos(hdr, ent, cap);
+        snp_psc_ghcb(s, vcpu, &hdr, ent, UA_SNP_PSC_MAX_ENTRIES, &g);
+        c->st.psc_exits++;
+        if ((g.sw_exitinfo1 & 0xffffffffu) || g.sw_exitinfo2 ||
+            (linux_checks && ((hdr >> 32) || PSC_END(hdr) > end0 || PSC_CUR(hdr) < cur0)))
+            return snp_record_termination(s, vcpu, t.set, t.code, first, 0, 0,
+                                          g.sw_exitinfo2 ? g.sw_exitinfo2 : g.sw_exitinfo1);
+        if (psc_pos(hdr, ent, cap) == before) {
+            if (++stuck >= p->o.hang_limit)
+                return UA_E_GUEST_HUNG;
+        } else {
+            stuck = 0;
+        }
     }
-    unsigned op = priv ? UA_SNP_PSC_OP_PRIVATE : UA_SNP_PSC_OP_SHARED;
-    uint64_t ent[UA_SNP_PSC_MAX_ENTRIES];
+    return UA_OK;
+}
+
+/* The descriptor-based paths: for each descriptor of up to max entries
+ * (2M where 2 MiB-aligned with >= 2 MiB left), (shared: rescind first)
+ * the PSC, (private: then validate and touch).
+ *
+ *   Linux set_pages_state(): max = psc_max_entries; the descriptor goes
+ *     out as it is, re-issued until done, with vmgexit_psc()'s checks;
+ *     failures terminate with GHCB_TERM_PSC / GHCB_TERM_PVALIDATE.
+ *   EDK2 InternalSetPageState(): max = the buffer fill; PageStateChange()
+ *     copies batches of <= 253 into the GHCB shared buffer and checks only
+ *     the status and SwExitInfo2; BasePvalidate() terminates on any
+ *     non-zero result (255 for CF=1) after the size-mismatch fallback;
+ *     every failure is set 0, code 0. */
+static int desc_set_state(ua_snp_path *p, uint64_t start, uint64_t end, uint32_t vcpu, int priv,
+                          struct ctr *c, int edk2)
+{
+    const unsigned op = priv ? UA_SNP_PSC_OP_PRIVATE : UA_SNP_PSC_OP_SHARED;
+    const uint32_t max = edk2 ? p->fill : p->o.psc_max_entries;
+    const struct term t_psc = edk2 ? TERM_EDK2 : TERM_LINUX_PSC;
+    const struct term t_pval = edk2 ? TERM_EDK2 : TERM_LINUX_PVALIDATE;
+    uint64_t ent[OVMF_MAX_BUFFER / 8];
+    uint64_t ghcb[UA_SNP_PSC_MAX_ENTRIES];
     uint64_t a = start;
+    int rc;
     while (a < end) {
         uint64_t first = a;
-        uint32_t n = build(ent, p->o.psc_max_entries, &a, end, op);
-        c.st.psc_requests++;
-        if (!priv) { /* "validation must be rescinded before changing to shared" */
-            rc = validate_all(p, vcpu, ent, n, 0, &c, UA_SNP_TERM_SET_LINUX,
-                              UA_SNP_TERM_PVALIDATE);
-            if (rc)
-                goto out;
-        }
-        /* vmgexit_psc(): re-issue until cur_entry > end_entry; after each
-         * exit check ret/SW_EXITINFO2, the reserved word, and that end did
-         * not grow nor cur fall below the values the guest started with. */
-        uint64_t hdr = (uint64_t)(n - 1) << 16;
-        const uint16_t cur0 = 0, end0 = (uint16_t)(n - 1);
-        uint32_t stuck = 0;
-        while (PSC_CUR(hdr) <= PSC_END(hdr)) {
-            ua_snp_ghcb_result g;
-            uint64_t before = psc_pos(hdr, ent, n);
-            snp_psc_ghcb(s, vcpu, &hdr, ent, UA_SNP_PSC_MAX_ENTRIES, &g);
-            c.st.psc_exits++;
-            if ((g.sw_exitinfo1 & 0xffffffffu) || g.sw_exitinfo2 || (hdr >> 32) ||
-                PSC_END(hdr) > end0 || PSC_CUR(hdr) < cur0) {
-                rc = snp_record_termination(s, vcpu, UA_SNP_TERM_SET_LINUX, UA_SNP_TERM_PSC, first,
-                                            0, 0, g.sw_exitinfo2 ? g.sw_exitinfo2 : g.sw_exitinfo1);
-                goto out;
-            }
-            if (psc_pos(hdr, ent, n) == before) {
-                if (++stuck >= p->o.hang_limit) {
-                    rc = UA_E_GUEST_HUNG;
-                    goto out;
-                }
-            } else {
-                stuck = 0;
-            }
+        uint32_t n = build(ent, max, &a, end, op);
+        c->st.psc_requests++;
+        /* "validation must be rescinded before changing to shared" */
+        if (!priv && (rc = validate_all(p, vcpu, ent, n, 0, c, t_pval)))
+            return rc;
+        if (!edk2 && (rc = psc_issue(p, vcpu, ent, n, n, 1, t_psc, first, c)))
+            return rc;
+        for (uint32_t idx = 0; edk2 && idx < n;) {
+            uint32_t cnt = n - idx < UA_SNP_PSC_MAX_ENTRIES ? n - idx : UA_SNP_PSC_MAX_ENTRIES;
+            memset(ghcb, 0, sizeof(ghcb));
+            memcpy(ghcb, &ent[idx], cnt * sizeof(uint64_t));
+            if ((rc = psc_issue(p, vcpu, ghcb, cnt, UA_SNP_PSC_MAX_ENTRIES, 0, t_psc, first, c)))
+                return rc;
+            idx += cnt;
         }
         if (priv) {
-            rc = validate_all(p, vcpu, ent, n, 1, &c, UA_SNP_TERM_SET_LINUX,
-                              UA_SNP_TERM_PVALIDATE);
-            if (rc)
-                goto out;
-            if (!s->cfg.coherency_sfw_no)
-                c.st.cache_touch_4k += (a - first) >> 12;
+            if ((rc = validate_all(p, vcpu, ent, n, 1, c, t_pval)))
+                return rc;
+            if (!p->s->cfg.coherency_sfw_no)
+                c->st.cache_touch_4k += (a - first) >> 12;
         }
-        c.st.bytes += a - first;
+        c->st.bytes += a - first;
     }
-out:
-    publish(p, vcpu, &c);
-    return rc;
+    return UA_OK;
+}
+
+static int linux_set_state(ua_snp_path *p, uint64_t start, uint64_t end, uint32_t vcpu, int priv,
+                           struct ctr *c)
+{
+    return desc_set_state(p, start, end, vcpu, priv, c, 0);
+}
+
+static int ovmf_set_state(ua_snp_path *p, uint64_t start, uint64_t end, uint32_t vcpu, int priv,
+                          struct ctr *c)
+{
+    return desc_set_state(p, start, end, vcpu, priv, c, 1);
 }
 
 /* Linux early_set_pages_state(): per 4 KiB page, MSR-protocol PSC and a
  * 4 KiB PVALIDATE (rescind before the PSC when making pages shared). */
-static int early_set_state(ua_snp_path *p, uint64_t start, uint64_t end, uint32_t vcpu, int priv)
+static int early_set_state(ua_snp_path *p, uint64_t start, uint64_t end, uint32_t vcpu, int priv,
+                           struct ctr *c)
 {
     ua_snp *s = p->s;
-    struct ctr c;
-    memset(&c, 0, sizeof(c));
-    c.st.calls = 1;
-    int rc = UA_OK;
-    if (s->cfg.vmpl != 0) {
-        rc = snp_record_termination(s, vcpu, UA_SNP_TERM_SET_LINUX, UA_SNP_TERM_NOT_VMPL0, start,
-                                    0, 0, 0);
-        goto out;
-    }
+    const uint64_t op = priv ? UA_SNP_PSC_OP_PRIVATE : UA_SNP_PSC_OP_SHARED;
+    int rc;
     for (uint64_t a = start; a < end; a += SNP_4K) {
-        ua_snp_result r;
-        if (!priv) {
-            if (guest_pvalidate(p, vcpu, a, 0, 0, &r, &c)) {
-                rc = UA_E_GUEST_HUNG;
-                goto out;
-            }
-            if (pv_failed(&r)) {
-                rc = snp_record_termination(s, vcpu, UA_SNP_TERM_SET_LINUX,
-                                            UA_SNP_TERM_PVALIDATE, a, pv_code(&r), r.fault, 0);
-                goto out;
-            }
-        }
-        uint64_t req = UA_SNP_GHCB_MSR_PSC_REQ | ((a >> 12) << 12) |
-                       ((uint64_t)(priv ? UA_SNP_PSC_OP_PRIVATE : UA_SNP_PSC_OP_SHARED) << 52);
+        const uint64_t page = (a >> 12) << 12; /* a one-entry 4 KiB descriptor */
+        if (!priv && (rc = validate_all(p, vcpu, &page, 1, 0, c, TERM_LINUX_PVALIDATE)))
+            return rc;
+        uint64_t req = UA_SNP_GHCB_MSR_PSC_REQ | ((a >> 12) << 12) | op << 52;
         uint64_t resp = snp_psc_msr(s, vcpu, req);
-        c.st.msr_exits++;
-        if ((resp & 0xfff) != UA_SNP_GHCB_MSR_PSC_RESP || (resp >> 32)) {
-            rc = snp_record_termination(s, vcpu, UA_SNP_TERM_SET_LINUX, UA_SNP_TERM_PSC, a, 0, 0,
-                                        resp);
-            goto out;
-        }
+        c->st.msr_exits++;
+        if ((resp & 0xfff) != UA_SNP_GHCB_MSR_PSC_RESP || (resp >> 32))
+            return snp_record_termination(s, vcpu, TERM_LINUX_PSC.set, TERM_LINUX_PSC.code, a, 0,
+                                          0, resp);
         if (priv) {
-            if (guest_pvalidate(p, vcpu, a, 0, 1, &r, &c)) {
-                rc = UA_E_GUEST_HUNG;
-                goto out;
-            }
-            if (pv_failed(&r)) {
-                rc = snp_record_termination(s, vcpu, UA_SNP_TERM_SET_LINUX,
-                                            UA_SNP_TERM_PVALIDATE, a, pv_code(&r), r.fault, 0);
-                goto out;
-            }
+            if ((rc = validate_all(p, vcpu, &page, 1, 1, c, TERM_LINUX_PVALIDATE)))
+                return rc;
             if (!s->cfg.coherency_sfw_no)
-                c.st.cache_touch_4k++;
+                c->st.cache_touch_4k++;
         }
-        c.st.bytes += SNP_4K;
+        c->st.bytes += SNP_4K;
     }
-out:
-    publish(p, vcpu, &c);
-    return rc;
+    return UA_OK;
 }
 
-/* EDK2 InternalSetPageState(): buffer fills, (shared: rescind first), PSC in
- * batches of <= 253 with only the status/SwExitInfo2 check, (private: then
- * validate).  Every failure: termination set 0, code 0. */
-static int ovmf_set_state(ua_snp_path *p, uint64_t start, uint64_t end, uint32_t vcpu, int priv)
-{
-    ua_snp *s = p->s;
-    struct ctr c;
-    memset(&c, 0, sizeof(c));
-    c.st.calls = 1;
-    int rc = UA_OK;
-    if (s->cfg.vmpl != 0) { /* SEC refuses to run below VMPL0 without an SVSM */
-        rc = snp_record_termination(s, vcpu, UA_SNP_TERM_SET_GEN, UA_SNP_TERM_GEN_REQ, start, 0,
-                                    0, 0);
-        goto out;
-    }
-    unsigned op = priv ? UA_SNP_PSC_OP_PRIVATE : UA_SNP_PSC_OP_SHARED;
-    uint64_t fill[OVMF_MAX_BUFFER / 8];
-    uint64_t ghcb[UA_SNP_PSC_MAX_ENTRIES];
-    uint64_t a = start;
-    while (a < end) {
-        uint64_t first = a;
-        uint32_t n = build(fill, p->fill, &a, end, op);
-        c.st.psc_requests++;
-        if (!priv) {
-            rc = validate_all(p, vcpu, fill, n, 0, &c, UA_SNP_TERM_SET_GEN, UA_SNP_TERM_GEN_REQ);
-            if (rc)
-                goto out;
-        }
-        /* PageStateChange(): batches of <= 253 copied into the GHCB shared
-         * buffer; loop while CurrentEntry <= EndEntry; terminate on a
-         * non-zero VMGEXIT status or SwExitInfo2.  No reserved/progress
-         * checks. */
-        for (uint32_t idx = 0; idx < n;) {
-            uint32_t cnt = n - idx < UA_SNP_PSC_MAX_ENTRIES ? n - idx : UA_SNP_PSC_MAX_ENTRIES;
-            memset(ghcb, 0, sizeof(ghcb));
-            memcpy(ghcb, &fill[idx], cnt * sizeof(uint64_t));
-            uint64_t hdr = (uint64_t)(cnt - 1) << 16;
-            uint32_t stuck = 0;
-            while (PSC_CUR(hdr) <= PSC_END(hdr)) {
-                ua_snp_ghcb_result g;
-                uint64_t before = psc_pos(hdr, ghcb, UA_SNP_PSC_MAX_ENTRIES);
-                snp_psc_ghcb(s, vcpu, &hdr, ghcb, UA_SNP_PSC_MAX_ENTRIES, &g);
-                c.st.psc_exits++;
-                if ((g.sw_exitinfo1 & 0xffffffffu) || g.sw_exitinfo2) {
-                    rc = snp_record_termination(s, vcpu, UA_SNP_TERM_SET_GEN, UA_SNP_TERM_GEN_REQ,
-                                                first, 0, 0,
-                                                g.sw_exitinfo2 ? g.sw_exitinfo2 : g.sw_exitinfo1);
-                    goto out;
-                }
-                if (psc_pos(hdr, ghcb, UA_SNP_PSC_MAX_ENTRIES) == before) {
-                    if (++stuck >= p->o.hang_limit) {
-                        rc = UA_E_GUEST_HUNG;
-                        goto out;
-                    }
-                } else {
-                    stuck = 0;
-                }
-            }
-            idx += cnt;
-        }
-        if (priv) {
-            /* BasePvalidate(): any non-zero AsmPvalidate result (255 for
-             * CF=1) after the size-mismatch fallback terminates. */
-            rc = validate_all(p, vcpu, fill, n, 1, &c, UA_SNP_TERM_SET_GEN, UA_SNP_TERM_GEN_REQ);
-            if (rc)
-                goto out;
-            if (!s->cfg.coherency_sfw_no)
-                c.st.cache_touch_4k += (a - first) >> 12;
-        }
-        c.st.bytes += entries_bytes(fill, n);
-    }
-out:
-    publish(p, vcpu, &c);
-    return rc;
-}
+typedef int set_state_fn(ua_snp_path *p, uint64_t start, uint64_t end, uint32_t vcpu, int priv,
+                         struct ctr *c);
 
-#define PATH_FN(name, impl, priv)                                                  \
-    int name(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu)              \
-    {                                                                              \
-        ua_status st = prologue(ctx, start, end, vcpu);                            \
-        if (st || start == end)                                                    \
-            return st;                                                             \
-        return impl(ctx, start, end, vcpu, priv);                                  \
-    }
+/* Indexed by ua_snp_path_kind, with the termination a guest that does not
+ * run at VMPL0 requests (no SVSM in this model): Linux stops at boot with
+ * NOT_VMPL0; OVMF's SEC refuses to run with the general reason. */
+static const struct {
+    set_state_fn *fn;
+    struct term not_vmpl0;
+} KINDS[] = {
+    [UA_SNP_PATH_LINUX] = {linux_set_state, {UA_SNP_TERM_SET_LINUX, UA_SNP_TERM_NOT_VMPL0}},
+    [UA_SNP_PATH_LINUX_EARLY] = {early_set_state, {UA_SNP_TERM_SET_LINUX, UA_SNP_TERM_NOT_VMPL0}},
+    [UA_SNP_PATH_OVMF] = {ovmf_set_state, {UA_SNP_TERM_SET_GEN, UA_SNP_TERM_GEN_REQ}},
+};
 
-PATH_FN(ua_snp_accept_linux, linux_set_state, 1)
-PATH_FN(ua_snp_accept_linux_early, early_set_state, 1)
-PATH_FN(ua_snp_accept_ovmf, ovmf_set_state, 1)
-PATH_FN(ua_snp_unaccept_linux, linux_set_state, 0)
-PATH_FN(ua_snp_unaccept_linux_early, early_set_state, 0)
-PATH_FN(ua_snp_unaccept_ovmf, ovmf_set_state, 0)
-
-int ua_snp_accept(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu)
+/* One accept/unaccept call of the given kind: argument checks, then the
+ * algorithm with per-call counters charged and published at the end. */
+static int run_path(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu, uint32_t kind,
+                    int priv)
 {
     ua_snp_path *p = ctx;
-    if (!p)
-        return UA_E_INVAL;
-    switch (p->o.kind) {
-    case UA_SNP_PATH_LINUX_EARLY: return ua_snp_accept_linux_early(ctx, start, end, vcpu);
-    case UA_SNP_PATH_OVMF: return ua_snp_accept_ovmf(ctx, start, end, vcpu);
-    default: return ua_snp_accept_linux(ctx, start, end, vcpu);
+    ua_status st = prologue(p, start, end, vcpu);
+    if (st || start == end)
+        return st;
+    struct ctr c;
+    memset(&c, 0, sizeof(c));
+    c.st.calls = 1;
+    int rc;
+    if (p->s->cfg.vmpl != 0)
+        rc = snp_record_termination(p->s, vcpu, KINDS[kind].not_vmpl0.set,
+                                    KINDS[kind].not_vmpl0.code, start, 0, 0, 0);
+    else
+        rc = KINDS[kind].fn(p, start, end, vcpu, priv, &c);
+    publish(p, vcpu, &c);
+    return rc;
+}
+
+#define PATH_FN(name, kind, priv)                                                  \
+    int name(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu)              \
+    {                                                                              \
+        return run_path(ctx, start, end, vcpu, kind, priv);                        \
     }
+
+PATH_FN(ua_snp_accept_linux, UA_SNP_PATH_LINUX, 1)
+PATH_FN(ua_snp_accept_linux_early, UA_SNP_PATH_LINUX_EARLY, 1)
+PATH_FN(ua_snp_accept_ovmf, UA_SNP_PATH_OVMF, 1)
+PATH_FN(ua_snp_unaccept_linux, UA_SNP_PATH_LINUX, 0)
+PATH_FN(ua_snp_unaccept_linux_early, UA_SNP_PATH_LINUX_EARLY, 0)
+PATH_FN(ua_snp_unaccept_ovmf, UA_SNP_PATH_OVMF, 0)
+
+/* Dispatch on the path's kind. */
+int ua_snp_accept(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu)
+{
+    return ctx ? run_path(ctx, start, end, vcpu, ((ua_snp_path *)ctx)->o.kind, 1) : UA_E_INVAL;
 }
 
 int ua_snp_unaccept(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu)
 {
-    ua_snp_path *p = ctx;
-    if (!p)
-        return UA_E_INVAL;
-    switch (p->o.kind) {
-    case UA_SNP_PATH_LINUX_EARLY: return ua_snp_unaccept_linux_early(ctx, start, end, vcpu);
-    case UA_SNP_PATH_OVMF: return ua_snp_unaccept_ovmf(ctx, start, end, vcpu);
-    default: return ua_snp_unaccept_linux(ctx, start, end, vcpu);
-    }
+    return ctx ? run_path(ctx, start, end, vcpu, ((ua_snp_path *)ctx)->o.kind, 0) : UA_E_INVAL;
 }

@@ -13,28 +13,35 @@
 /* ------------------------------------------------------------------------ */
 /* storage                                                                   */
 
+/* Regions held by directory chunk c (the last chunk may be short). */
+static uint64_t chunk_regions(const ua_snp *s, uint64_t c)
+{
+    uint64_t n = s->nregions - (c << SNP_CHUNK_SHIFT);
+    return n < SNP_CHUNK_REGIONS ? n : SNP_CHUNK_REGIONS;
+}
+
+/* The slow path of a directory lookup: allocate the chunk of *slot
+ * (bytes, zeroed) under the lock unless another thread did, and publish it
+ * with a release store.  NULL when out of memory. */
+static void *chunk_alloc(ua_snp *s, void **slot, size_t bytes)
+{
+    pthread_mutex_lock(&s->lock);
+    void *c = *slot;
+    if (!c && (c = calloc(1, bytes))) {
+        __atomic_add_fetch(&s->bytes_allocated, bytes, __ATOMIC_RELAXED);
+        __atomic_store_n(slot, c, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return c;
+}
+
 struct snp_region *snp_region_get(ua_snp *s, uint64_t r)
 {
-    struct snp_region **slot = &s->chunks[r >> SNP_CHUNK_SHIFT];
+    void **slot = &s->chunks[r >> SNP_CHUNK_SHIFT];
     struct snp_region *c = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
-    if (UA_UNLIKELY(!c)) {
-        pthread_mutex_lock(&s->lock);
-        c = *slot;
-        if (!c) {
-            uint64_t first = r & ~(SNP_CHUNK_REGIONS - 1);
-            uint64_t n = s->nregions - first;
-            if (n > SNP_CHUNK_REGIONS)
-                n = SNP_CHUNK_REGIONS;
-            c = calloc(n, sizeof(*c));
-            if (c) {
-                __atomic_add_fetch(&s->bytes_allocated, n * sizeof(*c), __ATOMIC_RELAXED);
-                __atomic_store_n(slot, c, __ATOMIC_RELEASE);
-            }
-        }
-        pthread_mutex_unlock(&s->lock);
-        if (!c)
-            return NULL;
-    }
+    if (UA_UNLIKELY(!c) &&
+        !(c = chunk_alloc(s, slot, chunk_regions(s, r >> SNP_CHUNK_SHIFT) * sizeof(*c))))
+        return NULL;
     return &c[r & (SNP_CHUNK_REGIONS - 1)];
 }
 
@@ -191,10 +198,7 @@ void ua_snp_destroy(ua_snp *s)
         struct snp_region *ch = s->chunks[c];
         if (!ch)
             continue;
-        uint64_t n = s->nregions - (c << SNP_CHUNK_SHIFT);
-        if (n > SNP_CHUNK_REGIONS)
-            n = SNP_CHUNK_REGIONS;
-        for (uint64_t i = 0; i < n; i++)
+        for (uint64_t i = 0, n = chunk_regions(s, c); i < n; i++)
             if (ch[i].split) {
                 free(ch[i].split->e);
                 free(ch[i].split->perm);
@@ -277,10 +281,7 @@ ua_status ua_snp_stats_get(const ua_snp *s, ua_snp_stats *out)
         if (!ch)
             continue;
         out->chunks_allocated++;
-        uint64_t n = s->nregions - (c << SNP_CHUNK_SHIFT);
-        if (n > SNP_CHUNK_REGIONS)
-            n = SNP_CHUNK_REGIONS;
-        for (uint64_t i = 0; i < n; i++) {
+        for (uint64_t i = 0, n = chunk_regions(s, c); i < n; i++) {
             const struct snp_region *rg = &ch[i];
             if (rg->e & E_PAGESIZE) {
                 if (rg->e & E_ASSIGNED) {
@@ -302,6 +303,13 @@ ua_status ua_snp_stats_get(const ua_snp *s, ua_snp_stats *out)
     return UA_OK;
 }
 
+/* The GHCB MSR value of a termination request. */
+static uint64_t term_msr(uint32_t set, uint32_t code)
+{
+    return UA_SNP_GHCB_MSR_TERM_REQ | ((uint64_t)(set & 0xf) << 12) |
+           ((uint64_t)(code & 0xff) << 16);
+}
+
 ua_status snp_record_termination(ua_snp *s, uint32_t vcpu, uint32_t set, uint32_t code,
                                  uint64_t gpa, uint32_t eax, uint32_t fault, uint64_t info2)
 {
@@ -311,8 +319,7 @@ ua_status snp_record_termination(ua_snp *s, uint32_t vcpu, uint32_t set, uint32_
         s->term.vcpu = vcpu;
         s->term.reason_set = set & 0xf;
         s->term.reason_code = code & 0xff;
-        s->term.msr = UA_SNP_GHCB_MSR_TERM_REQ | ((uint64_t)(set & 0xf) << 12) |
-                      ((uint64_t)(code & 0xff) << 16);
+        s->term.msr = term_msr(set, code);
         s->term.gpa = gpa;
         s->term.eax = eax;
         s->term.fault = fault;
@@ -325,11 +332,9 @@ ua_status snp_record_termination(ua_snp *s, uint32_t vcpu, uint32_t set, uint32_
 
 uint64_t ua_snp_terminate(ua_snp *s, uint32_t vcpu, uint32_t reason_set, uint32_t reason_code)
 {
-    uint64_t msr = UA_SNP_GHCB_MSR_TERM_REQ | ((uint64_t)(reason_set & 0xf) << 12) |
-                   ((uint64_t)(reason_code & 0xff) << 16);
     if (s)
         snp_record_termination(s, vcpu, reason_set, reason_code, 0, 0, 0, 0);
-    return msr;
+    return term_msr(reason_set, reason_code);
 }
 
 ua_status ua_snp_termination_get(const ua_snp *s, ua_snp_termination *out)
@@ -586,6 +591,21 @@ ua_status ua_snp_psmash(ua_snp *s, uint64_t spa, uint32_t *eax)
     return UA_OK;
 }
 
+/* The state a host conversion writes with RMPUPDATE: private = assigned
+ * to this guest for gpa (rmp_make_private()), else hypervisor-owned
+ * (rmp_make_shared()). */
+static ua_snp_rmp_state rmp_state_for(const ua_snp *s, uint64_t gpa, int private_, int big)
+{
+    ua_snp_rmp_state st = {0};
+    st.page_size = big ? 1 : 0;
+    if (private_) {
+        st.gpa = gpa;
+        st.asid = s->cfg.asid;
+        st.assigned = 1;
+    }
+    return st;
+}
+
 ua_status ua_snp_launch_update(ua_snp *s, uint64_t gpa, uint64_t size)
 {
     if (!s)
@@ -619,8 +639,7 @@ ua_status ua_snp_launch_update(ua_snp *s, uint64_t gpa, uint64_t size)
         uint64_t spa = snp_npt(s, a);
         /* (a split region of hypervisor-owned pages merges back into one
          * 2 MiB entry: snp_rmpupdate frees its 4 KiB array) */
-        ua_snp_rmp_state st = {.gpa = a, .asid = s->cfg.asid, .assigned = 1,
-                               .page_size = whole ? 1 : 0};
+        ua_snp_rmp_state st = rmp_state_for(s, a, 1, whole);
         uint32_t rc = snp_rmpupdate(s, SNP_NO_VCPU, spa, &st);
         if (rc != UA_SNP_RMP_SUCCESS)
             return rc == UA_SNP_RMP_FAIL_INUSE ? UA_E_NOMEM : UA_E_STATE;
@@ -709,10 +728,9 @@ ua_status ua_snp_count_gpa(const ua_snp *s, uint64_t start, uint64_t end, uint64
 {
     if (!s || !validated || !assigned_unvalidated)
         return UA_E_INVAL;
-    if ((start | end) & 0xfff)
-        return UA_E_ALIGN;
-    if (start > end || end > s->cfg.memory_bytes)
-        return UA_E_RANGE;
+    ua_status st = snp_check_range(s, start, end);
+    if (st)
+        return st;
     uint64_t v = 0, u = 0;
     const uint64_t want = E_ASSIGNED | ((uint64_t)s->cfg.asid << E_ASID_SHIFT);
     for (uint64_t a = start; a < end;) {
@@ -778,6 +796,73 @@ static inline int rmp_owner_fault(uint64_t e, int is2m, uint64_t gpa, uint64_t s
            (e & E_IMMUTABLE);
 }
 
+/* The entry governing spa, with its region (NULL if never written) and
+ * the page's index in it, for writing the entry back. */
+static inline uint64_t entry_at(const ua_snp *s, uint64_t spa, struct snp_region **rgp,
+                                unsigned *idx, int *is2m)
+{
+    struct snp_region *rg = snp_region_peek(s, spa >> SNP_REGION_SHIFT);
+    *rgp = rg;
+    *idx = (spa >> 12) & 511;
+    *is2m = rg && (rg->e & E_PAGESIZE);
+    return !rg ? 0 : *is2m ? rg->e : rg->split ? split_get(rg->split, *idx) : 0;
+}
+
+/* The NPF EXITINFO1 a PVALIDATE/RMPADJUST of size takes on entry e, or 0
+ * (vendors.md A4/A5, E.1 item 7): the owner checks first -> RMP; then a
+ * 4 KiB request on a 2 MiB entry -> RMP | SIZEM (the host PSMASHes). */
+static inline uint64_t instr_npf(uint64_t e, int is2m, uint64_t gpa, uint64_t spa, uint32_t asid,
+                                 uint32_t size)
+{
+    const uint64_t npf = UA_SNP_NPF_RMP | UA_SNP_NPF_ENC | UA_SNP_NPF_PRESENT;
+    if (rmp_owner_fault(e, is2m, gpa, spa, asid))
+        return npf;
+    return size == UA_SNP_PAGE_4K && is2m ? npf | UA_SNP_NPF_SIZEM : 0;
+}
+
+/* A 2 MiB request at gpa -> spa size-mismatches when the RMP holds 4 KiB
+ * entries, or the NPT cannot map the GPA range as one 2 MiB page (a 4 KiB
+ * remap inside it, or a target SPA that is not 2 MiB aligned): the APM
+ * compares with the NPT size. */
+static inline int size_mismatch_2m(const ua_snp *s, int is2m, uint64_t gpa, uint64_t spa)
+{
+    return !is2m || (spa & (SNP_2M - 1)) || snp_range_remapped(s, gpa >> 12, 512);
+}
+
+static inline void set_fault(ua_snp_result *r, uint32_t fault, uint32_t error_code,
+                             uint64_t exitinfo1, uint64_t addr)
+{
+    r->fault = fault;
+    r->error_code = error_code;
+    r->exitinfo1 = exitinfo1;
+    r->exitinfo2 = addr;
+}
+
+/* An NPF (charged NPF_EXIT) or a #VC 0x404 with CR2 = va (charged VC). */
+static void guest_npf(ua_snp *s, uint32_t vcpu, ua_snp_result *r, uint64_t exitinfo1, uint64_t gpa)
+{
+    set_fault(r, UA_SNP_FAULT_NPF, 0, exitinfo1, gpa);
+    snp_charge(s, vcpu, UA_EV_NPF_EXIT, 1);
+}
+
+static void guest_vc404(ua_snp *s, uint32_t vcpu, ua_snp_result *r, uint64_t va)
+{
+    set_fault(r, UA_SNP_FAULT_VC, UA_SNP_VC_PAGE_NOT_VALIDATED, 0, va);
+    snp_charge(s, vcpu, UA_EV_VC, 1);
+}
+
+/* Argument checks and accounting shared by the guest instructions. */
+static ua_status guest_begin(ua_snp *s, uint32_t vcpu, ua_snp_result *out, int ev)
+{
+    if (!s || !out)
+        return UA_E_INVAL;
+    if (vcpu >= s->cfg.nvcpus)
+        return UA_E_VCPU;
+    memset(out, 0, sizeof(*out));
+    snp_charge(s, vcpu, ev, 1);
+    return UA_OK;
+}
+
 /* PVALIDATE with validated arguments (VMPL 0, size <= 1, aligned, mapped).
  * vendors.md A4 order: owner checks -> NPF; 4K request on a 2M entry ->
  * NPF with SIZEM; 2M request on 4K entries -> FAIL_SIZEMISMATCH; Validated
@@ -785,29 +870,17 @@ static inline int rmp_owner_fault(uint64_t e, int is2m, uint64_t gpa, uint64_t s
 void snp_pvalidate(ua_snp *s, uint64_t gpa, uint32_t size, uint32_t validate, ua_snp_result *r)
 {
     uint64_t spa = snp_npt(s, gpa);
-    const uint64_t npf = UA_SNP_NPF_RMP | UA_SNP_NPF_ENC | UA_SNP_NPF_PRESENT;
-    struct snp_region *rg = snp_region_peek(s, spa >> SNP_REGION_SHIFT);
-    unsigned idx = (spa >> 12) & 511;
-    int is2m = rg && (rg->e & E_PAGESIZE);
-    uint64_t e = !rg ? 0 : is2m ? rg->e : rg->split ? split_get(rg->split, idx) : 0;
+    struct snp_region *rg;
+    unsigned idx;
+    int is2m;
+    uint64_t e = entry_at(s, spa, &rg, &idx, &is2m);
     memset(r, 0, sizeof(*r));
-    if (rmp_owner_fault(e, is2m, gpa, spa, s->cfg.asid)) {
-        r->fault = UA_SNP_FAULT_NPF;
-        r->exitinfo1 = npf;
-        r->exitinfo2 = gpa;
+    uint64_t npf = instr_npf(e, is2m, gpa, spa, s->cfg.asid, size);
+    if (npf) {
+        set_fault(r, UA_SNP_FAULT_NPF, 0, npf, gpa);
         return;
     }
-    if (size == UA_SNP_PAGE_4K && is2m) {
-        r->fault = UA_SNP_FAULT_NPF;
-        r->exitinfo1 = npf | UA_SNP_NPF_SIZEM;
-        r->exitinfo2 = gpa;
-        return;
-    }
-    if (size == UA_SNP_PAGE_2M &&
-        (!is2m || (spa & (SNP_2M - 1)) || snp_range_remapped(s, gpa >> 12, 512))) {
-        /* RMP holds 4 KiB entries, or the NPT cannot map the 2 MiB GPA range
-         * as one 2 MiB page (a 4 KiB remap inside it, or a target SPA that
-         * is not 2 MiB aligned): the APM compares with the NPT size. */
+    if (size == UA_SNP_PAGE_2M && size_mismatch_2m(s, is2m, gpa, spa)) {
         r->eax = UA_SNP_FAIL_SIZEMISMATCH;
         return;
     }
@@ -865,12 +938,10 @@ unsigned snp_pvalidate_run4k(ua_snp *s, uint64_t gpa, unsigned n, uint32_t valid
 ua_status ua_snp_pvalidate(ua_snp *s, uint32_t vcpu, uint64_t va, uint32_t size,
                            uint32_t validate, ua_snp_result *out)
 {
-    if (!s || !out)
-        return UA_E_INVAL;
-    if (vcpu >= s->cfg.nvcpus)
-        return UA_E_VCPU;
-    memset(out, 0, sizeof(*out));
-    snp_charge(s, vcpu, size == UA_SNP_PAGE_2M ? UA_EV_PVALIDATE_2M : UA_EV_PVALIDATE_4K, 1);
+    ua_status st = guest_begin(s, vcpu, out,
+                               size == UA_SNP_PAGE_2M ? UA_EV_PVALIDATE_2M : UA_EV_PVALIDATE_4K);
+    if (st)
+        return st;
     if (s->cfg.vmpl != 0) { /* VeriSMo: PVALIDATE at VMPL != 0 raises #GP */
         out->fault = UA_SNP_FAULT_GP;
         return UA_OK;
@@ -880,8 +951,7 @@ ua_status ua_snp_pvalidate(ua_snp *s, uint32_t vcpu, uint64_t va, uint32_t size,
         return UA_OK;
     }
     if (va >= s->cfg.memory_bytes) { /* not mapped by the guest page tables */
-        out->fault = UA_SNP_FAULT_PF;
-        out->exitinfo2 = va;
+        set_fault(out, UA_SNP_FAULT_PF, 0, 0, va);
         return UA_OK;
     }
     snp_pvalidate(s, va, size, validate ? 1 : 0, out);
@@ -895,7 +965,7 @@ ua_status ua_snp_pvalidate(ua_snp *s, uint32_t vcpu, uint64_t va, uint32_t size,
  *     Write without Read;
  *   #PF: VA not mapped;
  *   FAIL_PERMISSION: target VMPL <= the current VMPL;
- *   NPF: the owner checks as for PVALIDATE (4K request on a 2M entry: SIZEM);
+ *   NPF: the same conditions as PVALIDATE (instr_npf);
  *   #VC 0x404: the page is not validated;
  *   FAIL_SIZEMISMATCH: 2M request on 4K entries;
  *   FAIL_PERMISSION: the new mask is not a subset of the caller's own;
@@ -904,12 +974,9 @@ ua_status ua_snp_pvalidate(ua_snp *s, uint32_t vcpu, uint64_t va, uint32_t size,
 ua_status ua_snp_rmpadjust(ua_snp *s, uint32_t vcpu, uint64_t va, uint32_t size, uint64_t attrs,
                            ua_snp_result *out)
 {
-    if (!s || !out)
-        return UA_E_INVAL;
-    if (vcpu >= s->cfg.nvcpus)
-        return UA_E_VCPU;
-    memset(out, 0, sizeof(*out));
-    snp_charge(s, vcpu, UA_EV_RMPADJUST, 1);
+    ua_status st = guest_begin(s, vcpu, out, UA_EV_RMPADJUST);
+    if (st)
+        return st;
     uint32_t target = attrs & 0xff;
     uint32_t perms = (attrs >> 8) & 0xff;
     int vmsa = !!(attrs & UA_SNP_RMPADJUST_VMSA);
@@ -921,8 +988,7 @@ ua_status ua_snp_rmpadjust(ua_snp *s, uint32_t vcpu, uint64_t va, uint32_t size,
         return UA_OK;
     }
     if (va >= s->cfg.memory_bytes) {
-        out->fault = UA_SNP_FAULT_PF;
-        out->exitinfo2 = va;
+        set_fault(out, UA_SNP_FAULT_PF, 0, 0, va);
         return UA_OK;
     }
     if (target <= s->cfg.vmpl) {
@@ -930,26 +996,20 @@ ua_status ua_snp_rmpadjust(ua_snp *s, uint32_t vcpu, uint64_t va, uint32_t size,
         return UA_OK;
     }
     uint64_t spa = snp_npt(s, va);
-    struct snp_region *rg = snp_region_peek(s, spa >> SNP_REGION_SHIFT);
-    unsigned idx = (spa >> 12) & 511;
-    int is2m = rg && (rg->e & E_PAGESIZE);
-    uint64_t e = !rg ? 0 : is2m ? rg->e : rg->split ? split_get(rg->split, idx) : 0;
-    const uint64_t npf = UA_SNP_NPF_RMP | UA_SNP_NPF_ENC | UA_SNP_NPF_PRESENT;
-    if (rmp_owner_fault(e, is2m, va, spa, s->cfg.asid) || (size == 0 && is2m)) {
-        out->fault = UA_SNP_FAULT_NPF;
-        out->exitinfo1 = npf | ((size == 0 && is2m) ? UA_SNP_NPF_SIZEM : 0);
-        out->exitinfo2 = va;
-        snp_charge(s, vcpu, UA_EV_NPF_EXIT, 1);
+    struct snp_region *rg;
+    unsigned idx;
+    int is2m;
+    uint64_t e = entry_at(s, spa, &rg, &idx, &is2m);
+    uint64_t npf = instr_npf(e, is2m, va, spa, s->cfg.asid, size);
+    if (npf) {
+        guest_npf(s, vcpu, out, npf, va);
         return UA_OK;
     }
     if (!(e & E_VALIDATED)) {
-        out->fault = UA_SNP_FAULT_VC;
-        out->error_code = UA_SNP_VC_PAGE_NOT_VALIDATED;
-        out->exitinfo2 = va;
-        snp_charge(s, vcpu, UA_EV_VC, 1);
+        guest_vc404(s, vcpu, out, va);
         return UA_OK;
     }
-    if (size == 1 && (!is2m || (spa & (SNP_2M - 1)) || snp_range_remapped(s, va >> 12, 512))) {
+    if (size == UA_SNP_PAGE_2M && size_mismatch_2m(s, is2m, va, spa)) {
         out->eax = UA_SNP_FAIL_SIZEMISMATCH;
         return UA_OK;
     }
@@ -1004,55 +1064,39 @@ ua_status ua_snp_access(ua_snp *s, uint32_t vcpu, uint64_t gpa, uint32_t kind, u
     if (gpa >= SNP_PA_LIMIT)
         return UA_E_RANGE;
     memset(out, 0, sizeof(*out));
-    uint64_t acc = kind == UA_SNP_ACCESS_WRITE ? UA_SNP_NPF_WRITE
-                   : kind == UA_SNP_ACCESS_EXEC_USER ? (UA_SNP_NPF_FETCH | UA_SNP_NPF_USER)
-                   : kind == UA_SNP_ACCESS_EXEC_SUPER ? UA_SNP_NPF_FETCH
-                                                      : 0;
+    static const uint64_t acc_bits[] = {
+        [UA_SNP_ACCESS_READ] = 0,
+        [UA_SNP_ACCESS_WRITE] = UA_SNP_NPF_WRITE,
+        [UA_SNP_ACCESS_EXEC_USER] = UA_SNP_NPF_FETCH | UA_SNP_NPF_USER,
+        [UA_SNP_ACCESS_EXEC_SUPER] = UA_SNP_NPF_FETCH,
+    };
+    static const uint8_t need_perm[] = {
+        [UA_SNP_ACCESS_READ] = UA_SNP_PERM_READ,
+        [UA_SNP_ACCESS_WRITE] = UA_SNP_PERM_WRITE,
+        [UA_SNP_ACCESS_EXEC_USER] = UA_SNP_PERM_EXEC_USER,
+        [UA_SNP_ACCESS_EXEC_SUPER] = UA_SNP_PERM_EXEC_SUPER,
+    };
+    uint64_t acc = acc_bits[kind];
     int priv = c_bit || kind >= UA_SNP_ACCESS_EXEC_USER;
     if (gpa >= s->cfg.memory_bytes) {
-        out->fault = UA_SNP_FAULT_NPF;
-        out->exitinfo1 = acc | (priv ? UA_SNP_NPF_ENC : 0);
-        out->exitinfo2 = gpa;
-        snp_charge(s, vcpu, UA_EV_NPF_EXIT, 1);
+        guest_npf(s, vcpu, out, acc | (priv ? UA_SNP_NPF_ENC : 0), gpa);
         return UA_OK;
     }
     uint64_t spa = snp_npt(s, gpa);
     int is2m;
     uint64_t e = snp_entry(s, spa & ~0xfffull, &is2m);
     if (!priv) {
-        if (kind == UA_SNP_ACCESS_WRITE && (e & E_ASSIGNED)) {
-            out->fault = UA_SNP_FAULT_NPF;
-            out->exitinfo1 = UA_SNP_NPF_RMP | UA_SNP_NPF_PRESENT | acc;
-            out->exitinfo2 = gpa;
-            snp_charge(s, vcpu, UA_EV_NPF_EXIT, 1);
-        }
+        if (kind == UA_SNP_ACCESS_WRITE && (e & E_ASSIGNED))
+            guest_npf(s, vcpu, out, UA_SNP_NPF_RMP | UA_SNP_NPF_PRESENT | acc, gpa);
         return UA_OK;
     }
     uint64_t npf = UA_SNP_NPF_RMP | UA_SNP_NPF_ENC | UA_SNP_NPF_PRESENT | acc;
-    if (rmp_owner_fault(e, is2m, gpa, spa, s->cfg.asid)) {
-        out->fault = UA_SNP_FAULT_NPF;
-        out->exitinfo1 = npf;
-        out->exitinfo2 = gpa;
-        snp_charge(s, vcpu, UA_EV_NPF_EXIT, 1);
-        return UA_OK;
-    }
-    if (!(e & E_VALIDATED)) {
-        out->fault = UA_SNP_FAULT_VC;
-        out->error_code = UA_SNP_VC_PAGE_NOT_VALIDATED;
-        out->exitinfo2 = gpa;
-        snp_charge(s, vcpu, UA_EV_VC, 1);
-        return UA_OK;
-    }
-    uint8_t need = kind == UA_SNP_ACCESS_READ    ? UA_SNP_PERM_READ
-                   : kind == UA_SNP_ACCESS_WRITE ? UA_SNP_PERM_WRITE
-                   : kind == UA_SNP_ACCESS_EXEC_USER ? UA_SNP_PERM_EXEC_USER
-                                                     : UA_SNP_PERM_EXEC_SUPER;
-    if (!(perm_of(e, ext_perm(s, spa), s->cfg.vmpl) & need)) {
-        out->fault = UA_SNP_FAULT_NPF;
-        out->exitinfo1 = npf | UA_SNP_NPF_VMPL;
-        out->exitinfo2 = gpa;
-        snp_charge(s, vcpu, UA_EV_NPF_EXIT, 1);
-    }
+    if (rmp_owner_fault(e, is2m, gpa, spa, s->cfg.asid))
+        guest_npf(s, vcpu, out, npf, gpa);
+    else if (!(e & E_VALIDATED))
+        guest_vc404(s, vcpu, out, gpa);
+    else if (!(perm_of(e, ext_perm(s, spa), s->cfg.vmpl) & need_perm[kind]))
+        guest_npf(s, vcpu, out, npf | UA_SNP_NPF_VMPL, gpa);
     return UA_OK;
 }
 
@@ -1062,25 +1106,10 @@ ua_status ua_snp_access(ua_snp *s, uint32_t vcpu, uint64_t gpa, uint32_t kind, u
 /* ---- memory attributes (lazy mode) ---- */
 static uintptr_t *attr_slot(ua_snp *s, uint64_t gregion, int alloc)
 {
-    uintptr_t **slot = &s->attr[gregion >> SNP_CHUNK_SHIFT];
+    void **slot = &s->attr[gregion >> SNP_CHUNK_SHIFT];
     uintptr_t *c = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
-    if (!c) {
-        if (!alloc)
-            return NULL;
-        pthread_mutex_lock(&s->lock);
-        c = *slot;
-        if (!c) {
-            c = calloc(SNP_CHUNK_REGIONS, sizeof(*c));
-            if (c) {
-                __atomic_add_fetch(&s->bytes_allocated, SNP_CHUNK_REGIONS * sizeof(*c),
-                                   __ATOMIC_RELAXED);
-                __atomic_store_n(slot, c, __ATOMIC_RELEASE);
-            }
-        }
-        pthread_mutex_unlock(&s->lock);
-        if (!c)
-            return NULL;
-    }
+    if (!c && (!alloc || !(c = chunk_alloc(s, slot, SNP_CHUNK_REGIONS * sizeof(*c)))))
+        return NULL;
     return &c[gregion & (SNP_CHUNK_REGIONS - 1)];
 }
 
@@ -1135,14 +1164,6 @@ static int attr_set(ua_snp *s, uint64_t gfn, unsigned n, int priv)
     return 0;
 }
 
-/* Is entry e assigned to this guest for gpa (and not immutable)? */
-static inline int ours(const ua_snp *s, uint64_t e, int is2m, uint64_t gpa, uint64_t spa)
-{
-    uint64_t egpa = (e & E_GPA_MASK) + (is2m ? (spa & (SNP_2M - 1) & ~0xfffull) : 0);
-    return (e & (E_ASSIGNED | E_IMMUTABLE)) == E_ASSIGNED && e_asid(e) == s->cfg.asid &&
-           egpa == gpa;
-}
-
 /* Make one 4 KiB GFN private or shared the way KVM does: PSMASH an assigned
  * 2 MiB entry first, then RMPUPDATE the 4 KiB page.  0 on success. */
 static int host_set_4k(ua_snp *s, uint32_t vcpu, uint64_t gfn, int private_)
@@ -1160,18 +1181,14 @@ static int host_set_4k(ua_snp *s, uint32_t vcpu, uint64_t gfn, int private_)
      * validated page stays validated and a PVALIDATE then reports CF=1). */
     int is2m;
     uint64_t cur = snp_entry(s, spa, &is2m);
-    if (private_ ? ours(s, cur, is2m, gfn << 12, spa) : !(cur & E_ASSIGNED))
+    if (private_ ? !rmp_owner_fault(cur, is2m, gfn << 12, spa, s->cfg.asid)
+                 : !(cur & E_ASSIGNED))
         return 0;
     if (rg && (rg->e & (E_PAGESIZE | E_ASSIGNED)) == (E_PAGESIZE | E_ASSIGNED)) {
         if (snp_psmash(s, vcpu, spa & ~(SNP_2M - 1)) != UA_SNP_RMP_SUCCESS)
             return -1;
     }
-    ua_snp_rmp_state st = {0};
-    if (private_) {
-        st.gpa = gfn << 12;
-        st.asid = s->cfg.asid;
-        st.assigned = 1;
-    }
+    ua_snp_rmp_state st = rmp_state_for(s, gfn << 12, private_, 0);
     return snp_rmpupdate(s, vcpu, spa, &st) == UA_SNP_RMP_SUCCESS ? 0 : -1;
 }
 
@@ -1261,16 +1278,10 @@ static int host_set_2m(ua_snp *s, uint32_t vcpu, uint64_t gfn, int private_)
         struct snp_region *rg = snp_region_peek(s, spa >> SNP_REGION_SHIFT);
         if (!rg || !rg->split) {
             uint64_t cur = rg ? rg->e : 0;
-            if (private_ ? ((cur & E_PAGESIZE) && ours(s, cur, 1, spa, spa))
+            if (private_ ? ((cur & E_PAGESIZE) && !rmp_owner_fault(cur, 1, spa, spa, s->cfg.asid))
                          : !(cur & E_ASSIGNED))
                 return 0; /* already in the requested state */
-            ua_snp_rmp_state st = {0};
-            st.page_size = 1;
-            if (private_) {
-                st.gpa = spa;
-                st.asid = s->cfg.asid;
-                st.assigned = 1;
-            }
+            ua_snp_rmp_state st = rmp_state_for(s, spa, private_, 1);
             return snp_rmpupdate(s, vcpu, spa, &st) == UA_SNP_RMP_SUCCESS ? 0 : -1;
         }
     }
@@ -1306,8 +1317,6 @@ ua_status ua_snp_psc_msr(ua_snp *s, uint32_t vcpu, uint64_t request_msr, uint64_
     return UA_OK;
 }
 
-#define PSC_CUR(h) ((uint16_t)((h) & 0xffff))
-#define PSC_END(h) ((uint16_t)(((h) >> 16) & 0xffff))
 #define PSC_HDR(cur, end, rsvd) ((uint64_t)(cur) | ((uint64_t)(end) << 16) | ((uint64_t)(rsvd) << 32))
 
 /* The hypervisor's NAE Page State Change handler (KVM's contract, vendors.md
@@ -1321,6 +1330,12 @@ void snp_psc_ghcb(ua_snp *s, uint32_t vcpu, uint64_t *hdr, uint64_t *ent, size_t
 {
     memset(out, 0, sizeof(*out));
     snp_charge(s, vcpu, UA_EV_VMGEXIT_PSC, 1);
+    const ua_snp_host_policy *p = &s->pol;
+    if (p->ghcb_error) { /* the GHCB is checked before the scratch area is read */
+        out->sw_exitinfo1 = UA_SNP_GHCB_EXITINFO1_ERROR;
+        out->sw_exitinfo2 = p->ghcb_error;
+        return;
+    }
     uint64_t h = *hdr;
     unsigned cur = PSC_CUR(h), end = PSC_END(h);
     if (end >= UA_SNP_PSC_MAX_ENTRIES) {
@@ -1330,12 +1345,6 @@ void snp_psc_ghcb(ua_snp *s, uint32_t vcpu, uint64_t *hdr, uint64_t *ent, size_t
     if (end >= cap) {
         out->sw_exitinfo1 = UA_SNP_GHCB_EXITINFO1_ERROR;
         out->sw_exitinfo2 = UA_SNP_GHCB_ERR_INVALID_SCRATCH_AREA;
-        return;
-    }
-    const ua_snp_host_policy *p = &s->pol;
-    if (p->ghcb_error) {
-        out->sw_exitinfo1 = UA_SNP_GHCB_EXITINFO1_ERROR;
-        out->sw_exitinfo2 = p->ghcb_error;
         return;
     }
     if (p->psc_fault == UA_SNP_PSCF_STALL)
@@ -1425,7 +1434,8 @@ ua_status ua_snp_psc_ghcb(ua_snp *s, uint32_t vcpu, uint8_t *buf, size_t len,
     if (len < UA_SNP_PSC_HDR_BYTES) {
         snp_charge(s, vcpu, UA_EV_VMGEXIT_PSC, 1);
         out->sw_exitinfo1 = UA_SNP_GHCB_EXITINFO1_ERROR;
-        out->sw_exitinfo2 = UA_SNP_GHCB_ERR_INVALID_SCRATCH_AREA;
+        out->sw_exitinfo2 = s->pol.ghcb_error ? s->pol.ghcb_error
+                                              : UA_SNP_GHCB_ERR_INVALID_SCRATCH_AREA;
         return UA_OK;
     }
     uint64_t hdr = le64(buf), ent[UA_SNP_PSC_MAX_ENTRIES];
@@ -1478,12 +1488,11 @@ int snp_host_npf(ua_snp *s, uint32_t vcpu, uint64_t gpa, uint64_t exitinfo1, uin
         uint64_t g2 = gfn & ~511ull;
         if (s->pol.backing == UA_SNP_BACKING_2M && attr_all_private(s, g2) &&
             !snp_range_remapped(s, g2, 512)) {
-            ua_snp_rmp_state st = {.gpa = g2 << 12, .asid = s->cfg.asid, .assigned = 1,
-                                   .page_size = 1};
+            ua_snp_rmp_state st = rmp_state_for(s, g2 << 12, 1, 1);
             if (snp_rmpupdate(s, vcpu, g2 << 12, &st) == UA_SNP_RMP_SUCCESS)
                 return 1;
         }
-        ua_snp_rmp_state st = {.gpa = gpa & ~0xfffull, .asid = s->cfg.asid, .assigned = 1};
+        ua_snp_rmp_state st = rmp_state_for(s, gpa & ~0xfffull, 1, 0);
         return snp_rmpupdate(s, vcpu, spa, &st) == UA_SNP_RMP_SUCCESS;
     }
     if ((exitinfo1 & UA_SNP_NPF_SIZEM) && s->pol.npf_psmash) {

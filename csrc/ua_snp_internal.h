@@ -85,10 +85,10 @@ struct ua_snp {
     uint64_t rmp_end;           /* bytes of SPA covered */
     uint64_t nregions;
     uint64_t nchunks;
-    struct snp_region **chunks;
+    void **chunks;              /* struct snp_region[] per chunk, allocated on first write */
     /* Lazy mode: the private memory attribute per GPA 2 MiB region: 0 = all
      * shared, 1 = all private, else a pointer to a 512-bit bitmap. */
-    uintptr_t **attr;
+    void **attr;                /* uintptr_t[] per chunk */
     uint64_t nattr_chunks;
     pthread_mutex_t lock;       /* chunk allocation, termination record */
     uint64_t bytes_allocated;   /* atomic */
@@ -128,6 +128,16 @@ static inline uint64_t snp_entry(const ua_snp *s, uint64_t spa, int *is2m)
     return rg->split ? split_get(rg->split, (spa >> 12) & 511) : 0;
 }
 
+/* A GPA range argument: 4 KiB aligned, inside guest RAM. */
+static inline ua_status snp_check_range(const ua_snp *s, uint64_t start, uint64_t end)
+{
+    if ((start | end) & 0xfff)
+        return UA_E_ALIGN;
+    if (start > end || end > s->cfg.memory_bytes)
+        return UA_E_RANGE;
+    return UA_OK;
+}
+
 /* NPT: GPA -> SPA (identity unless remapped). */
 uint64_t snp_npt(const ua_snp *s, uint64_t gpa);
 int snp_range_remapped(const ua_snp *s, uint64_t gfn, uint64_t npages);
@@ -140,6 +150,10 @@ void snp_pvalidate(ua_snp *s, uint64_t gpa, uint32_t size, uint32_t validate, ua
  * would succeed with CF=0; returns how many were done (0..n).  The first
  * page not done must go through snp_pvalidate. */
 unsigned snp_pvalidate_run4k(ua_snp *s, uint64_t gpa, unsigned n, uint32_t validate);
+
+/* PSC header word: u16 cur_entry, u16 end_entry (inclusive), u32 reserved. */
+#define PSC_CUR(h) ((uint16_t)((h) & 0xffff))
+#define PSC_END(h) ((uint16_t)(((h) >> 16) & 0xffff))
 
 /* Hypervisor handlers (charge their events to vcpu). */
 uint64_t snp_psc_msr(ua_snp *s, uint32_t vcpu, uint64_t req);

@@ -168,6 +168,32 @@ def test_rmpadjust_rules():
     assert v1.rmpadjust(0, target_vmpl=2, perms=0).ok
 
 
+def test_rmpadjust_npf_conditions_are_pvalidates():
+    """vendors.md A5: RMPADJUST has "the same NPF conditions as PVALIDATE";
+    E.1 item 7: an entry that is immutable, unassigned, of another ASID or
+    of another GPA gives NPF(RMP), and only an entry that passes those
+    checks but is 2M under a 4K request gives NPF(RMP|SIZEM).  A SIZEM would
+    make KVM PSMASH an entry that is not the guest's to fix."""
+    g = guest()
+    rmp_enc_p = (1 << 31) | (1 << 34) | 1
+    g.rmpupdate(M2, page_size=1)                                              # unassigned
+    g.rmpupdate(2 * M2, gpa=2 * M2, asid=ASID + 1, assigned=True, page_size=1)   # other ASID
+    g.rmpupdate(3 * M2, gpa=5 * M2, asid=ASID, assigned=True, page_size=1)       # other GPA
+    g.rmpupdate(4 * M2, gpa=4 * M2, asid=ASID, assigned=True, page_size=1,
+                immutable=True)                                               # immutable
+    for base in (M2, 2 * M2, 3 * M2, 4 * M2):
+        for va in (base, base + K4):
+            pv = g.pvalidate(va)
+            ra = g.rmpadjust(va, target_vmpl=1, perms=1)
+            assert (pv.fault, pv.exitinfo1) == (Fault.NPF, rmp_enc_p), hex(va)
+            assert (ra.fault, ra.exitinfo1) == (Fault.NPF, rmp_enc_p), hex(va)
+    # ours, 2M entry, 4K request: both add SIZEM
+    g.make_private(6 * M2, 6 * M2, PageSize.SIZE_2M)
+    assert g.pvalidate(6 * M2, PageSize.SIZE_2M).ok
+    for r in (g.pvalidate(6 * M2 + K4), g.rmpadjust(6 * M2 + K4, target_vmpl=1, perms=1)):
+        assert (r.fault, r.exitinfo1) == (Fault.NPF, rmp_enc_p | (1 << 35))
+
+
 def test_access_checks():
     g = guest(spare_bytes=M2)
     r = g.access(0)                       # unassigned, private access

@@ -188,6 +188,22 @@ def test_ghcb_level_errors_terminate(code, kind, term):
     assert (t.reason_set, t.reason_code) == term
 
 
+@pytest.mark.parametrize("code", [1, 2, 3, 4, 5, 6])
+def test_ghcb_level_error_wins_over_psc_content_errors(code):
+    """vendors.md A6: GHCB-level input errors are reported *instead* of a PSC
+    result (SW_EXITINFO1 = 2, SW_EXITINFO2 = GHCB_ERR_*).  The hypervisor
+    validates the GHCB before it reads the scratch area, so a bad header,
+    a bad entry or a short scratch area never masks the GHCB-level error."""
+    g = SnpGuest(8 << 20, ghcb_error=code)
+    for buf in (psc_buffer([PscEntry(0)], end_entry=253, capacity=253),   # INVALID_HDR
+                psc_buffer([PscEntry(0, 0)]),                              # INVALID_ENTRY
+                psc_buffer([PscEntry(0)] * 3, end_entry=5),                # end past the buffer
+                bytearray(4)):                                             # no header at all
+        r = g.psc_ghcb(buf)
+        assert (r.sw_exitinfo1, r.sw_exitinfo2, r.entries_done, r.pages_done) == (2, code, 0, 0)
+    assert not g.rmp(0).assigned
+
+
 def test_policy_validation():
     with pytest.raises(InvalidArgument):
         SnpGuest(M2, ghcb_error=7)

@@ -38,6 +38,18 @@ class SnpMachine(RuleBasedStateMachine):
             if va <= g < va + span:
                 self.validations[g] += 1
 
+    def run_path(self, kind, what, start, end):
+        """path.accept / path.unaccept of [start, end); True if it completed.
+        A terminated or hung guest is noted and its termination cleared."""
+        try:
+            getattr(self.c.accept_path(kind, hang_limit=5), what)(start, end)
+            return True
+        except (GuestTerminated, GuestHung) as exc:
+            prefix = "" if what == "accept" else what + " "
+            note(f"{prefix}{kind} [{start:#x}, {end:#x}) -> {type(exc).__name__}")
+            self.c.clear_termination()
+            return False
+
     # ---- mirroring ----
     def resync(self, spas):
         """Copy the C model's regions holding `spas` into the reference (after
@@ -116,13 +128,7 @@ class SnpMachine(RuleBasedStateMachine):
         pages = range(start, end, K4)
         if any(p in self.accepted for p in pages):
             return                       # the bitmap never offers an accepted unit twice
-        try:
-            self.c.accept_path(kind, hang_limit=5).accept(start, end)
-            ok = True
-        except (GuestTerminated, GuestHung) as exc:
-            note(f"{kind} [{start:#x}, {end:#x}) -> {type(exc).__name__}")
-            ok = False
-            self.c.clear_termination()
+        ok = self.run_path(kind, "accept", start, end)
         spas = {self.c.npt_lookup(p) for p in pages}
         before = {g: set(self.r.validated_spas_for(g)) for g in GUEST_PAGES}
         self.resync(spas | set(pages))
@@ -148,13 +154,7 @@ class SnpMachine(RuleBasedStateMachine):
         pages = range(start, end, K4)
         if not all(p in self.accepted for p in pages):
             return
-        try:
-            self.c.accept_path(kind, hang_limit=5).unaccept(start, end)
-            ok = True
-        except (GuestTerminated, GuestHung) as exc:
-            note(f"unaccept {kind} [{start:#x}, {end:#x}) -> {type(exc).__name__}")
-            ok = False
-            self.c.clear_termination()
+        ok = self.run_path(kind, "unaccept", start, end)
         self.resync({self.c.npt_lookup(p) for p in pages} | set(pages))
         if ok:
             self.accepted.difference_update(pages)

@@ -216,8 +216,10 @@ class RefSnp:
             return Outcome(eax=FAIL_PERMISSION)
         spa = self.translate(va)
         e, big = self.governing(spa)
-        if self._owner_fault(e, big, va, spa) or (size == 0 and big):
-            return Outcome(fault=NPF, exitinfo1=RMP | ENC | P | (SIZEM if size == 0 and big else 0))
+        if self._owner_fault(e, big, va, spa):          # the same NPFs as PVALIDATE
+            return Outcome(fault=NPF, exitinfo1=RMP | ENC | P)
+        if size == 0 and big:
+            return Outcome(fault=NPF, exitinfo1=RMP | ENC | P | SIZEM)
         if not e.validated:
             return Outcome(fault=VC, error_code=VC_NOT_VALIDATED)
         if size == 1 and (not big or spa % M2 or self._remapped_2m(va)):
