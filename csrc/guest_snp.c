@@ -435,3 +435,40 @@ int ua_snp_unaccept(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu)
 {
     return ctx ? run_path(ctx, start, end, vcpu, ((ua_snp_path *)ctx)->o.kind, 0) : UA_E_INVAL;
 }
+
+/* ---- Linux's handling of a guest touch --------------------------------------- */
+
+/* NPFs on one access that the host keeps "fixing" without the access going
+ * through: past this the guest counts as hung. */
+#define TOUCH_NPF_LIMIT 8
+
+ua_status ua_snp_guest_linux_touch(ua_snp *s, uint32_t vcpu, uint64_t gpa, uint32_t kind,
+                                   uint32_t user_mode, ua_snp_result *out, uint32_t *sigbus)
+{
+    if (!s || !out || !sigbus)
+        return UA_E_INVAL;
+    *sigbus = 0;
+    for (int tries = 0;; tries++) {
+        ua_status st = ua_snp_access(s, vcpu, gpa, kind, 1, out);
+        if (st)
+            return st;
+        if (out->fault == UA_SNP_FAULT_NONE)
+            return UA_OK;
+        if (out->fault == UA_SNP_FAULT_NPF) {
+            uint64_t psmashes = 0;
+            if (tries >= TOUCH_NPF_LIMIT || !snp_host_npf(s, vcpu, gpa, out->exitinfo1, &psmashes))
+                return UA_E_GUEST_HUNG;
+            continue;
+        }
+        if (out->fault == UA_SNP_FAULT_VC && out->error_code == UA_SNP_VC_PAGE_NOT_VALIDATED) {
+            if (user_mode) {
+                *sigbus = 1;
+                return UA_OK;
+            }
+            snp_record_termination(s, vcpu, UA_SNP_TERM_SET_GEN, UA_SNP_TERM_GEN_REQ, gpa, 0,
+                                   UA_SNP_FAULT_VC, 0);
+            return UA_E_GUEST_TERMINATED;
+        }
+        return UA_E_FAULT;   /* any other fault on a plain access: not survivable */
+    }
+}

@@ -217,6 +217,14 @@ def _instr(r) -> InstrResult:
 
 
 @dataclass(frozen=True)
+class TouchResult:
+    """The last access of a Linux touch, and whether the process got SIGBUS."""
+
+    access: InstrResult
+    sigbus: bool
+
+
+@dataclass(frozen=True)
 class GhcbResult:
     sw_exitinfo1: int
     sw_exitinfo2: int
@@ -528,6 +536,20 @@ class SnpGuest:
         check(lib.ua_snp_access(self._handle, _int(vcpu, "vcpu", 0, 1 << 32), _int(gpa, "gpa"),
                                 _int(int(kind), "kind", 0, 1 << 32), bool(c_bit), r), "access")
         return _instr(r)
+
+    def linux_touch(self, gpa: int, kind: Access = Access.READ, *, user_mode: bool = False,
+                    vcpu: int = 0) -> "TouchResult":
+        """A Linux guest access with Linux's handling of the outcome: NPFs go to
+        the host and the access retries (GuestHung if the host cannot fix
+        them); #VC 0x404 terminates the guest in kernel mode (GuestTerminated,
+        reason set 0, code 0) and sends SIGBUS in user mode (sigbus=True)."""
+        r = ffi.new("ua_snp_result *")
+        sigbus = ffi.new("uint32_t *")
+        st = lib.ua_snp_guest_linux_touch(self._handle, _int(vcpu, "vcpu", 0, 1 << 32),
+                                          _int(gpa, "gpa"), _int(int(kind), "kind", 0, 1 << 32),
+                                          bool(user_mode), r, sigbus)
+        check(st, f"Linux touch of {gpa:#x}")
+        return TouchResult(_instr(r), bool(sigbus[0]))
 
     def psc_msr(self, request: int, vcpu: int = 0) -> int:
         """GHCB MSR protocol: returns the response MSR value."""

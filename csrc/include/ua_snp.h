@@ -303,6 +303,17 @@ UA_API ua_status ua_snp_psc_ghcb(ua_snp *s, uint32_t vcpu, uint8_t *buf, size_t 
  * word set, 3 = end_entry grew, 4 = cur_entry went backwards. */
 UA_API int ua_snp_psc_guest_check(uint16_t start_cur, uint16_t start_end, const uint8_t *hdr,
                                   uint64_t sw_exitinfo2);
+/* A Linux guest touching GPA, with Linux's handling of the outcome: an NPF
+ * goes to the host, which may fix it (lazy RMPUPDATE, PSMASH) and resume,
+ * so the access is retried; an NPF the host cannot fix leaves the guest
+ * re-executing forever (UA_E_GUEST_HUNG).  A #VC 0x404 (page not validated)
+ * has no handler in Linux ("Unsupported exit-code 0x404 in #VC exception"):
+ * in kernel mode the guest terminates with reason set 0, code 0
+ * (UA_E_GUEST_TERMINATED); in user mode the process gets SIGBUS (*sigbus =
+ * 1) and the guest lives on.  out gets the last attempt. */
+UA_API ua_status ua_snp_guest_linux_touch(ua_snp *s, uint32_t vcpu, uint64_t gpa, uint32_t kind,
+                                          uint32_t user_mode, ua_snp_result *out,
+                                          uint32_t *sigbus);
 /* Record a termination request (GHCB MSR 0x100 | set << 12 | code << 16). */
 UA_API uint64_t ua_snp_terminate(ua_snp *s, uint32_t vcpu, uint32_t reason_set,
                                  uint32_t reason_code);

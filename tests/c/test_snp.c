@@ -261,6 +261,31 @@ static void test_table_threads(void)
     ua_snp_destroy(s);
 }
 
+static void test_linux_touch(void)
+{
+    ua_snp *s = make(16 << 20, 0, UA_SNP_BACKING_2M, 1);
+    ua_snp_rmp_state priv = {.gpa = 4 * MiB2, .asid = 5, .assigned = 1, .page_size = 0};
+    uint32_t eax, sigbus = 7;
+    ua_snp_result r;
+    CHECK_EQ(ua_snp_rmpupdate(s, 4 * MiB2, &priv, &eax), UA_OK);
+    CHECK_EQ(eax, 0u);
+    /* user mode: SIGBUS, the guest lives on */
+    CHECK_EQ(ua_snp_guest_linux_touch(s, 0, 4 * MiB2, UA_SNP_ACCESS_READ, 1, &r, &sigbus), UA_OK);
+    CHECK(sigbus == 1 && r.fault == UA_SNP_FAULT_VC && r.error_code == 0x404);
+    /* kernel mode: termination request, reason set 0, code 0 */
+    CHECK_EQ(ua_snp_guest_linux_touch(s, 0, 4 * MiB2, UA_SNP_ACCESS_READ, 0, &r, &sigbus),
+             UA_E_GUEST_TERMINATED);
+    ua_snp_termination t;
+    CHECK_EQ(ua_snp_termination_get(s, &t), UA_OK);
+    CHECK(t.terminated && t.msr == 0x100 && t.gpa == 4 * MiB2);
+    /* never assigned: the host cannot fix the NPF */
+    CHECK_EQ(ua_snp_guest_linux_touch(s, 0, 6 * MiB2, UA_SNP_ACCESS_READ, 0, &r, &sigbus),
+             UA_E_GUEST_HUNG);
+    CHECK_EQ(ua_snp_guest_linux_touch(s, 3, 0, UA_SNP_ACCESS_READ, 0, &r, &sigbus), UA_E_VCPU);
+    CHECK_EQ(ua_snp_guest_linux_touch(s, 0, 0, UA_SNP_ACCESS_READ, 0, NULL, &sigbus), UA_E_INVAL);
+    ua_snp_destroy(s);
+}
+
 int main(void)
 {
     test_create_args();
@@ -268,5 +293,6 @@ int main(void)
     test_psc();
     test_paths();
     test_table_threads();
+    test_linux_touch();
     return ua_test_report("test_snp");
 }
