@@ -363,6 +363,8 @@ ua_status ua_tdx_guest_linux_disable_sept_ve(ua_tdx *t, uint32_t vcpu, const cha
         return rc;
     if (controls & UA_TDX_TD_CTLS_PENDING_VE_DISABLE)
         return UA_OK;
+    if (cfg.attributes & UA_TDX_ATTR_DEBUG)
+        return UA_OK; /* a DEBUG TD keeps SEPT #VEs for backtraces */
     return ua_tdx_tdcall_vm_wr(t, vcpu, UA_TDX_TDCS_TD_CTLS, UA_TDX_TD_CTLS_PENDING_VE_DISABLE,
                                UA_TDX_TD_CTLS_PENDING_VE_DISABLE, &st, &old);
 }

@@ -1647,19 +1647,24 @@ ua_status ua_tdx_tdvmcall(ua_tdx *t, uint32_t vcpu, uint64_t r10, uint64_t r11, 
     }
     struct vcpu_state *v = &t->vcpus[vcpu];
     while (a < e) {
-        /* KVM converts at most 2 MiB per step (TDX_MAP_GPA_MAX_LEN) */
-        uint64_t idx = a / UA_TDX_SZ_2M;
-        uint64_t cend = (idx + 1) * UA_TDX_SZ_2M < e ? (idx + 1) * UA_TDX_SZ_2M : e;
-        struct region *r = region_w(t, idx);
-        if (!r)
-            return UA_E_NOMEM;
-        unsigned i0 = (unsigned)((a % UA_TDX_SZ_2M) / UA_TDX_SZ_4K);
-        unsigned i1 = i0 + (unsigned)((cend - a) / UA_TDX_SZ_4K);
-        ua_status st;
-        if (to_shared && (st = vmm_zap_private(t, vcpu, r, i0, i1)))
-            return st;
-        if ((st = set_shared_range(t, r, i0, i1, to_shared)))
-            return st;
+        /* KVM converts TDX_MAP_GPA_MAX_LEN (2 MiB) per step, counted from
+         * where the previous step stopped (not 2 MiB-aligned) */
+        uint64_t cend = e - a > UA_TDX_SZ_2M ? a + UA_TDX_SZ_2M : e;
+        for (uint64_t b = a; b < cend;) {
+            uint64_t idx = b / UA_TDX_SZ_2M;
+            uint64_t rend = (idx + 1) * UA_TDX_SZ_2M < cend ? (idx + 1) * UA_TDX_SZ_2M : cend;
+            struct region *r = region_w(t, idx);
+            if (!r)
+                return UA_E_NOMEM;
+            unsigned i0 = (unsigned)((b % UA_TDX_SZ_2M) / UA_TDX_SZ_4K);
+            unsigned i1 = i0 + (unsigned)((rend - b) / UA_TDX_SZ_4K);
+            ua_status st;
+            if (to_shared && (st = vmm_zap_private(t, vcpu, r, i0, i1)))
+                return st;
+            if ((st = set_shared_range(t, r, i0, i1, to_shared)))
+                return st;
+            b = rend;
+        }
         out->chunks++;
         a = cend;
         /* one interruptible unit per chunk; the check point is between chunks */
@@ -1668,12 +1673,10 @@ ua_status ua_tdx_tdvmcall(ua_tdx *t, uint32_t vcpu, uint64_t r10, uint64_t r11, 
             v->irq_countdown = v->irq_period;
             fired = 1;
         }
-        if (a < e) {
-            if (fired) {
-                out->r10 = UA_TDX_VMCALL_RETRY;
-                out->r11 = a | (to_shared ? sbit : 0);
-                return UA_OK;
-            }
+        if (a < e && fired) {
+            out->r10 = UA_TDX_VMCALL_RETRY;
+            out->r11 = a | (to_shared ? sbit : 0);
+            return UA_OK;
         }
     }
     out->r10 = UA_TDX_VMCALL_SUCCESS;

@@ -559,12 +559,16 @@ class RefTdx:
             return (VMCALL_RETRY, gpa, 0)
         chunks = 0
         while a < e:
-            cend = min(e, (a // M2 + 1) * M2)
-            if to_shared:
-                self._zap(a, cend)
-                self.shared.update(range(a // K4, cend // K4))
-            else:
-                self.shared.difference_update(range(a // K4, cend // K4))
+            cend = min(e, a + M2)          # 2 MiB from a, not 2 MiB-aligned
+            b = a
+            while b < cend:
+                rend = min(cend, (b // M2 + 1) * M2)
+                if to_shared:
+                    self._zap(b, rend)
+                    self.shared.update(range(b // K4, rend // K4))
+                else:
+                    self.shared.difference_update(range(b // K4, rend // K4))
+                b = rend
             chunks += 1
             a = cend
             fired = False
