@@ -515,58 +515,6 @@ static void set_detail(ua_tdx_host_result *out, unsigned level, unsigned state)
     out->state = pub_state[state];
 }
 
-/* Common entry check of the 4 KiB / 2 MiB operations: decodes page_info,
- * checks the range against guest RAM and finds the region.  Returns 1 when
- * out->status already holds the answer (or *st a simulator error). */
-struct target {
-    uint64_t gpa;
-    unsigned level;
-    uint64_t ridx;
-    unsigned i; /* 4 KiB index within the region */
-    struct region *r;
-};
-
-static int host_target(ua_tdx *t, uint64_t pi, unsigned max_level, ua_tdx_host_result *out,
-                       struct target *tg, ua_status *st)
-{
-    *st = UA_OK;
-    uint64_t s = decode_page_info(t, pi, max_level, &tg->gpa, &tg->level);
-    if (s) {
-        out->status = s;
-        return 1;
-    }
-    if (tg->gpa + ua_tdx_level_size(tg->level) > t->cfg.memory_bytes) {
-        *st = UA_E_RANGE;
-        return 1;
-    }
-    tg->ridx = tg->gpa / UA_TDX_SZ_2M;
-    tg->i = (unsigned)((tg->gpa % UA_TDX_SZ_2M) / UA_TDX_SZ_4K);
-    tg->r = region_w(t, tg->ridx);
-    if (!tg->r) {
-        *st = UA_E_NOMEM;
-        return 1;
-    }
-    return 0;
-}
-
-/* Host walk to a 4 KiB entry: the region must be a non-leaf (host walks go
- * through NL_BLOCKED tables).  Returns the pte or NULL with EPT_WALK_FAILED. */
-static uint8_t *host_walk_4k(ua_tdx *t, struct target *tg, ua_tdx_host_result *out, ua_status *st)
-{
-    struct region *r = tg->r;
-    if (r->state != S_NL_MAPPED && r->state != S_NL_BLOCKED) {
-        out->status = with_rcx(UA_TDX_EPT_WALK_FAILED);
-        set_detail(out, UA_TDX_LEVEL_2M, r->state);
-        return NULL;
-    }
-    struct ext *e = ext_get(t, r);
-    if (!e) {
-        *st = UA_E_NOMEM;
-        return NULL;
-    }
-    return &e->pte[tg->i];
-}
-
 /* TLB tracking: an entry blocked in the current epoch is not tracked yet. */
 static inline int tracked(const ua_tdx *t, const struct region *r, int flagged)
 {
@@ -586,6 +534,168 @@ static int block_epoch_enter(ua_tdx *t, struct region *r)
             e->pte[i] &= (uint8_t)~P_BEPOCH;
         r->flags &= (uint8_t)~R_BEPOCH;
         e->block_epoch = now;
+    }
+    return 0;
+}
+
+/* Is TLB tracking required before REMOVE/DEMOTE/UNBLOCK/PROMOTE?  Only while
+ * the TD may run (after finalize); then the entry must be blocked and
+ * tracked.  Returns the error status or 0. */
+static uint64_t need_blocked_tracked(const ua_tdx *t, const struct region *r, unsigned s,
+                                     int flagged)
+{
+    if (!t->finalized)
+        return 0;
+    if (!is_blocked(s))
+        return with_rcx(UA_TDX_GPA_RANGE_NOT_BLOCKED);
+    if (!tracked(t, r, flagged))
+        return with_rcx(UA_TDX_TLB_TRACKING_NOT_DONE);
+    return 0;
+}
+
+/* What a SEAMCALL that takes page_info accepts: its levels, its allowed-from
+ * states per level (seamcall_sept_state_lookup; a bit per internal state)
+ * and the checks that follow. */
+#define ST(s) (1u << (s))
+#define ST_LEAF (ST(S_PENDING) | ST(S_MAPPED) | ST(S_BLOCKED) | ST(S_PENDING_BLOCKED))
+#define ST_BLOCKED (ST(S_BLOCKED) | ST(S_PENDING_BLOCKED) | ST(S_NL_BLOCKED))
+#define ST_FREE_REMOVED (ST(S_FREE) | ST(S_REMOVED))
+
+enum {
+    AT_1G_NONE,        /* max_level below 1 GiB: the decode rejects level 2 */
+    AT_1G_UNMODELLED,  /* UA_E_STATE (model: 1 GiB blocking is not modelled) */
+    AT_1G_NOT_LEAF,    /* EPT_ENTRY_STATE_INCORRECT on the NL_MAPPED 1 GiB entry */
+    AT_1G_NO_PROMOTE   /* EPT_INVALID_PROMOTE_CONDITIONS: no 1 GiB leaves here */
+};
+
+struct sept_op {
+    uint8_t min_level;       /* a well-formed operand below it: OPERAND_INVALID|1 */
+    uint8_t max_level;
+    uint8_t at_1g;           /* AT_1G_*: the answer at level 2 */
+    uint8_t add_table;       /* 4 KiB on a FREE 2 MiB entry: add the page table first */
+    uint8_t blocked_tracked; /* finalized TD: the entry must be blocked and tracked */
+    uint8_t warn_blocked;    /* a blocked state answers GPA_RANGE_ALREADY_BLOCKED */
+    uint8_t allowed[2];      /* allowed-from states at 4 KiB and 2 MiB */
+};
+
+static const struct sept_op OP_ADD = {0, UA_TDX_LEVEL_4K, AT_1G_NONE, 1, 0, 0, {ST(S_FREE), 0}};
+static const struct sept_op OP_AUG = {0, UA_TDX_LEVEL_2M, AT_1G_NONE, 1, 0, 0,
+                                      {ST_FREE_REMOVED, ST_FREE_REMOVED}};
+static const struct sept_op OP_BLOCK = {0, UA_TDX_LEVEL_1G, AT_1G_UNMODELLED, 0, 0, 1,
+                                        {ST(S_MAPPED) | ST(S_PENDING),
+                                         ST(S_NL_MAPPED) | ST(S_MAPPED) | ST(S_PENDING)}};
+static const struct sept_op OP_REMOVE = {0, UA_TDX_LEVEL_1G, AT_1G_NOT_LEAF, 0, 1, 0,
+                                         {ST_LEAF, ST_LEAF}};
+/* every allowed state is blocked, so "blocked and tracked" checks tracking */
+static const struct sept_op OP_UNBLOCK = {0, UA_TDX_LEVEL_1G, AT_1G_NOT_LEAF, 0, 1, 0,
+                                          {ST_BLOCKED, ST_BLOCKED}};
+static const struct sept_op OP_DEMOTE = {UA_TDX_LEVEL_2M, UA_TDX_LEVEL_1G, AT_1G_NOT_LEAF, 0, 1, 0,
+                                         {0, ST_LEAF}};
+static const struct sept_op OP_PROMOTE = {UA_TDX_LEVEL_2M, UA_TDX_LEVEL_1G, AT_1G_NO_PROMOTE, 0, 1,
+                                          0, {0, ST(S_NL_MAPPED) | ST(S_NL_BLOCKED)}};
+
+/* The entry a SEAMCALL works on. */
+struct sept_ref {
+    uint64_t gpa;
+    unsigned level;
+    unsigned i;        /* 4 KiB index within the region */
+    unsigned s;        /* the entry's state */
+    struct region *r;
+    uint8_t *pte;      /* the 4 KiB entry; NULL at 2 MiB */
+};
+
+/* The common part of the SEAMCALLs that take page_info: decode it (OPERAND_
+ * INVALID|1), check the range against guest RAM (UA_E_RANGE), walk to the
+ * entry at the requested level (host walks go through NL_BLOCKED tables;
+ * EPT_WALK_FAILED|1 with the entry the walk stopped at), then its lock
+ * (OPERAND_BUSY|1), its state against the allowed-from set
+ * (EPT_ENTRY_STATE_INCORRECT|1 or GPA_RANGE_ALREADY_BLOCKED|1, with level and
+ * state) and, where required, blocking and TLB tracking.  Returns 1 when the
+ * SEAMCALL ends here: out->status holds its answer, or *st a simulator
+ * error.  Inlined: AUG is on the 4 KiB-backing accept path. */
+static inline __attribute__((always_inline)) int
+sept_enter(ua_tdx *t, uint32_t vcpu, uint64_t pi, const struct sept_op *op,
+           ua_tdx_host_result *out, struct sept_ref *ref, ua_status *st)
+{
+    *st = UA_OK;
+    if (op->min_level && (pi & PI_LEVEL_MASK) < op->min_level && !(pi & PI_RSVD_MASK)) {
+        out->status = with_rcx(UA_TDX_OPERAND_INVALID);
+        return 1;
+    }
+    uint64_t bad = decode_page_info(t, pi, op->max_level, &ref->gpa, &ref->level);
+    if (bad) {
+        out->status = bad;
+        return 1;
+    }
+    unsigned level = ref->level;
+    if (ref->gpa + ua_tdx_level_size(level) > t->cfg.memory_bytes) {
+        *st = UA_E_RANGE;
+        return 1;
+    }
+    struct region *r = region_w(t, ref->gpa / UA_TDX_SZ_2M);
+    if (!r) {
+        *st = UA_E_NOMEM;
+        return 1;
+    }
+    ref->r = r;
+    ref->i = (unsigned)((ref->gpa % UA_TDX_SZ_2M) / UA_TDX_SZ_4K);
+    if (level == UA_TDX_LEVEL_1G) {
+        /* the 1 GiB entry of guest RAM is always a non-leaf in this model */
+        if (op->at_1g == AT_1G_UNMODELLED) {
+            *st = UA_E_STATE;
+        } else if (op->at_1g == AT_1G_NO_PROMOTE) {
+            out->status = with_rcx(UA_TDX_EPT_INVALID_PROMOTE_CONDITIONS);
+        } else {
+            out->status = with_rcx(UA_TDX_EPT_ENTRY_STATE_INCORRECT);
+            out->level = UA_TDX_LEVEL_1G;
+            out->state = UA_TDX_SEPT_NL_MAPPED;
+        }
+        return 1;
+    }
+    int locked, flagged;
+    if (level == UA_TDX_LEVEL_2M) {
+        ref->pte = NULL;
+        ref->s = r->state;
+        locked = r->flags & R_LOCK;
+        flagged = r->flags & R_BEPOCH;
+    } else {
+        if (op->add_table && r->state == S_FREE && (*st = add_table(t, vcpu, r)))
+            return 1;
+        if (r->state != S_NL_MAPPED && r->state != S_NL_BLOCKED) {
+            out->status = with_rcx(UA_TDX_EPT_WALK_FAILED);
+            set_detail(out, UA_TDX_LEVEL_2M, r->state);
+            return 1;
+        }
+        struct ext *e = ext_get(t, r);
+        if (!e) {
+            *st = UA_E_NOMEM;
+            return 1;
+        }
+        uint8_t *p = &e->pte[ref->i];
+        ref->pte = p;
+        ref->s = *p & P_STATE;
+        locked = *p & P_LOCK;
+        flagged = *p & P_BEPOCH;
+    }
+    unsigned s = ref->s;
+    if (locked) {
+        out->status = with_rcx(UA_TDX_OPERAND_BUSY);
+        return 1;
+    }
+    if (!(op->allowed[level] & ST(s))) {
+        out->status = with_rcx(op->warn_blocked && is_blocked(s) ? UA_TDX_GPA_RANGE_ALREADY_BLOCKED
+                                                                 : UA_TDX_EPT_ENTRY_STATE_INCORRECT);
+        set_detail(out, level, s);
+        return 1;
+    }
+    if (op->blocked_tracked) {
+        uint64_t e = need_blocked_tracked(t, r, s, flagged);
+        if (e) {
+            out->status = e;
+            if ((e & UA_TDX_STATUS_CLASS_MASK) == UA_TDX_GPA_RANGE_NOT_BLOCKED)
+                set_detail(out, level, s);
+            return 1;
+        }
     }
     return 0;
 }
@@ -614,33 +724,19 @@ ua_status ua_tdx_host_add(ua_tdx *t, uint32_t vcpu, uint64_t pi, uint32_t data_n
         out->status = UA_TDX_OP_STATE_INCORRECT;
         return UA_OK;
     }
-    struct target tg;
-    if (host_target(t, pi, UA_TDX_LEVEL_4K, out, &tg, &st))
+    struct sept_ref e;
+    if (sept_enter(t, vcpu, pi, &OP_ADD, out, &e, &st))
         return st;
-    struct region *r = tg.r;
-    if (r->state == S_FREE && (st = add_table(t, vcpu, r)))
+    struct region *r = e.r;
+    if ((st = give_page(t, r, e.i)))
         return st;
-    uint8_t *p = host_walk_4k(t, &tg, out, &st);
-    if (!p)
-        return st;
-    if (*p & P_LOCK) {
-        out->status = with_rcx(UA_TDX_OPERAND_BUSY);
-        return UA_OK;
-    }
-    if ((*p & P_STATE) != S_FREE) {
-        out->status = with_rcx(UA_TDX_EPT_ENTRY_STATE_INCORRECT);
-        set_detail(out, UA_TDX_LEVEL_4K, *p & P_STATE);
-        return UA_OK;
-    }
-    if ((st = give_page(t, r, tg.i)))
-        return st;
-    *p = (uint8_t)((*p & ~P_STATE) | S_MAPPED);
+    *e.pte = (uint8_t)((*e.pte & ~P_STATE) | S_MAPPED);
     if (data_nonzero)
-        bit_set(r->ext->dirty, tg.i);
+        bit_set(r->ext->dirty, e.i);
     else
-        bit_clr(r->ext->dirty, tg.i);
-    bit_clr(r->ext->shared, tg.i);
-    out->hpa = page_hpa(r, tg.i, 0);
+        bit_clr(r->ext->dirty, e.i);
+    bit_clr(r->ext->shared, e.i);
+    out->hpa = page_hpa(r, e.i, 0);
     return UA_OK;
 }
 
@@ -678,20 +774,11 @@ ua_status ua_tdx_host_aug(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host_res
         out->status = UA_TDX_OP_STATE_INCORRECT;
         return UA_OK;
     }
-    struct target tg;
-    if (host_target(t, pi, UA_TDX_LEVEL_2M, out, &tg, &st))
+    struct sept_ref e;
+    if (sept_enter(t, vcpu, pi, &OP_AUG, out, &e, &st))
         return st;
-    struct region *r = tg.r;
-    if (tg.level == UA_TDX_LEVEL_2M) {
-        if (r->flags & R_LOCK) {
-            out->status = with_rcx(UA_TDX_OPERAND_BUSY);
-            return UA_OK;
-        }
-        if (r->state != S_FREE && r->state != S_REMOVED) {
-            out->status = with_rcx(UA_TDX_EPT_ENTRY_STATE_INCORRECT);
-            set_detail(out, UA_TDX_LEVEL_2M, r->state);
-            return UA_OK;
-        }
+    struct region *r = e.r;
+    if (e.level == UA_TDX_LEVEL_2M) {
         r->state = S_PENDING;
         r->counter = 0;
         r->frame = alloc_frame(t);
@@ -704,27 +791,12 @@ ua_status ua_tdx_host_aug(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host_res
         out->hpa = page_hpa(r, 0, 1);
         return UA_OK;
     }
-    if (r->state == S_FREE && (st = add_table(t, vcpu, r)))
+    if ((st = give_page(t, r, e.i)))
         return st;
-    uint8_t *p = host_walk_4k(t, &tg, out, &st);
-    if (!p)
-        return st;
-    if (*p & P_LOCK) {
-        out->status = with_rcx(UA_TDX_OPERAND_BUSY);
-        return UA_OK;
-    }
-    unsigned s = *p & P_STATE;
-    if (s != S_FREE && s != S_REMOVED) {
-        out->status = with_rcx(UA_TDX_EPT_ENTRY_STATE_INCORRECT);
-        set_detail(out, UA_TDX_LEVEL_4K, s);
-        return UA_OK;
-    }
-    if ((st = give_page(t, r, tg.i)))
-        return st;
-    *p = (uint8_t)((*p & ~P_STATE) | S_PENDING);
-    bit_set(r->ext->dirty, tg.i);
-    bit_clr(r->ext->shared, tg.i);
-    out->hpa = page_hpa(r, tg.i, 0);
+    *e.pte = (uint8_t)((*e.pte & ~P_STATE) | S_PENDING);
+    bit_set(r->ext->dirty, e.i);
+    bit_clr(r->ext->shared, e.i);
+    out->hpa = page_hpa(r, e.i, 0);
     return UA_OK;
 }
 
@@ -734,47 +806,20 @@ ua_status ua_tdx_host_block(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host_r
     if (st)
         return st;
     charge(t, vcpu, UA_EV_SEAMCALL, 1);
-    struct target tg;
-    if (host_target(t, pi, UA_TDX_LEVEL_1G, out, &tg, &st))
+    struct sept_ref e;
+    if (sept_enter(t, vcpu, pi, &OP_BLOCK, out, &e, &st))
         return st;
-    if (tg.level == UA_TDX_LEVEL_1G)
-        return UA_E_STATE; /* model: 1 GiB blocking is not modelled */
-    struct region *r = tg.r;
-    if (tg.level == UA_TDX_LEVEL_2M) {
-        if (r->flags & R_LOCK) {
-            out->status = with_rcx(UA_TDX_OPERAND_BUSY);
-            return UA_OK;
-        }
-        unsigned s = r->state;
-        if (s != S_NL_MAPPED && s != S_MAPPED && s != S_PENDING) {
-            out->status = with_rcx(is_blocked(s) ? UA_TDX_GPA_RANGE_ALREADY_BLOCKED
-                                                 : UA_TDX_EPT_ENTRY_STATE_INCORRECT);
-            set_detail(out, UA_TDX_LEVEL_2M, s);
-            return UA_OK;
-        }
-        if ((st = block_epoch_enter(t, r)))
-            return st;
+    struct region *r = e.r;
+    if ((st = block_epoch_enter(t, r)))
+        return st;
+    unsigned s = e.s;
+    if (e.level == UA_TDX_LEVEL_2M) {
         r->state = s == S_NL_MAPPED ? S_NL_BLOCKED : s == S_MAPPED ? S_BLOCKED : S_PENDING_BLOCKED;
         r->flags |= R_BEPOCH;
         return UA_OK;
     }
-    uint8_t *p = host_walk_4k(t, &tg, out, &st);
-    if (!p)
-        return st;
-    if (*p & P_LOCK) {
-        out->status = with_rcx(UA_TDX_OPERAND_BUSY);
-        return UA_OK;
-    }
-    unsigned s = *p & P_STATE;
-    if (s != S_MAPPED && s != S_PENDING) {
-        out->status = with_rcx(is_blocked(s) ? UA_TDX_GPA_RANGE_ALREADY_BLOCKED
-                                             : UA_TDX_EPT_ENTRY_STATE_INCORRECT);
-        set_detail(out, UA_TDX_LEVEL_4K, s);
-        return UA_OK;
-    }
-    if ((st = block_epoch_enter(t, r)))
-        return st;
-    *p = (uint8_t)((*p & ~P_STATE) | (s == S_MAPPED ? S_BLOCKED : S_PENDING_BLOCKED) | P_BEPOCH);
+    *e.pte = (uint8_t)((*e.pte & ~P_STATE) | (s == S_MAPPED ? S_BLOCKED : S_PENDING_BLOCKED) |
+                       P_BEPOCH);
     return UA_OK;
 }
 
@@ -790,56 +835,18 @@ ua_status ua_tdx_host_track(ua_tdx *t, uint32_t vcpu, ua_tdx_host_result *out)
     return UA_OK;
 }
 
-/* Is TLB tracking required before REMOVE/DEMOTE/UNBLOCK/PROMOTE?  Only while
- * the TD may run (after finalize); then the entry must be blocked and
- * tracked.  Returns the error status or 0. */
-static uint64_t need_blocked_tracked(const ua_tdx *t, const struct region *r, unsigned s,
-                                     int flagged)
-{
-    if (!t->finalized)
-        return 0;
-    if (!is_blocked(s))
-        return with_rcx(UA_TDX_GPA_RANGE_NOT_BLOCKED);
-    if (!tracked(t, r, flagged))
-        return with_rcx(UA_TDX_TLB_TRACKING_NOT_DONE);
-    return 0;
-}
-
 ua_status ua_tdx_host_remove(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host_result *out)
 {
     ua_status st = host_begin(t, vcpu, out);
     if (st)
         return st;
     charge(t, vcpu, UA_EV_SEAMCALL, 1);
-    struct target tg;
-    if (host_target(t, pi, UA_TDX_LEVEL_1G, out, &tg, &st))
+    struct sept_ref e;
+    if (sept_enter(t, vcpu, pi, &OP_REMOVE, out, &e, &st))
         return st;
-    struct region *r = tg.r;
-    if (tg.level == UA_TDX_LEVEL_1G) {
-        out->status = with_rcx(UA_TDX_EPT_ENTRY_STATE_INCORRECT);
-        out->level = UA_TDX_LEVEL_1G;
-        out->state = UA_TDX_SEPT_NL_MAPPED;
-        return UA_OK;
-    }
+    struct region *r = e.r;
     unsigned free_state = t->importing ? S_REMOVED : S_FREE;
-    if (tg.level == UA_TDX_LEVEL_2M) {
-        unsigned s = r->state;
-        if (r->flags & R_LOCK) {
-            out->status = with_rcx(UA_TDX_OPERAND_BUSY);
-            return UA_OK;
-        }
-        if (!is_leaf(s)) {
-            out->status = with_rcx(UA_TDX_EPT_ENTRY_STATE_INCORRECT);
-            set_detail(out, UA_TDX_LEVEL_2M, s);
-            return UA_OK;
-        }
-        uint64_t e = need_blocked_tracked(t, r, s, !!(r->flags & R_BEPOCH));
-        if (e) {
-            out->status = e;
-            if ((e & UA_TDX_STATUS_CLASS_MASK) == UA_TDX_GPA_RANGE_NOT_BLOCKED)
-                set_detail(out, UA_TDX_LEVEL_2M, s);
-            return UA_OK;
-        }
+    if (e.level == UA_TDX_LEVEL_2M) {
         out->hpa = page_hpa(r, 0, 1);
         r->state = (uint8_t)free_state;
         r->counter = 0;
@@ -847,28 +854,8 @@ ua_status ua_tdx_host_remove(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host_
         r->flags &= (uint8_t)~(R_BEPOCH | R_HP);
         return UA_OK;
     }
-    uint8_t *p = host_walk_4k(t, &tg, out, &st);
-    if (!p)
-        return st;
-    unsigned s = *p & P_STATE;
-    if (*p & P_LOCK) {
-        out->status = with_rcx(UA_TDX_OPERAND_BUSY);
-        return UA_OK;
-    }
-    if (!is_leaf(s)) {
-        out->status = with_rcx(UA_TDX_EPT_ENTRY_STATE_INCORRECT);
-        set_detail(out, UA_TDX_LEVEL_4K, s);
-        return UA_OK;
-    }
-    uint64_t e = need_blocked_tracked(t, r, s, !!(*p & P_BEPOCH));
-    if (e) {
-        out->status = e;
-        if ((e & UA_TDX_STATUS_CLASS_MASK) == UA_TDX_GPA_RANGE_NOT_BLOCKED)
-            set_detail(out, UA_TDX_LEVEL_4K, s);
-        return UA_OK;
-    }
-    out->hpa = page_hpa(r, tg.i, 0);
-    *p = (uint8_t)(free_state | P_USED);
+    out->hpa = page_hpa(r, e.i, 0);
+    *e.pte = (uint8_t)(free_state | P_USED);
     return UA_OK;
 }
 
@@ -878,54 +865,28 @@ ua_status ua_tdx_host_unblock(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host
     if (st)
         return st;
     charge(t, vcpu, UA_EV_SEAMCALL, 1);
-    struct target tg;
-    if (host_target(t, pi, UA_TDX_LEVEL_1G, out, &tg, &st))
+    struct sept_ref e;
+    if (sept_enter(t, vcpu, pi, &OP_UNBLOCK, out, &e, &st))
         return st;
-    struct region *r = tg.r;
-    if (tg.level == UA_TDX_LEVEL_1G) {
-        out->status = with_rcx(UA_TDX_EPT_ENTRY_STATE_INCORRECT);
-        out->level = UA_TDX_LEVEL_1G;
-        out->state = UA_TDX_SEPT_NL_MAPPED;
+    unsigned s = e.s;
+    if (e.level == UA_TDX_LEVEL_2M) {
+        e.r->state = s == S_NL_BLOCKED ? S_NL_MAPPED : s == S_BLOCKED ? S_MAPPED : S_PENDING;
+        e.r->flags &= (uint8_t)~R_BEPOCH;
         return UA_OK;
     }
-    if (tg.level == UA_TDX_LEVEL_2M) {
-        unsigned s = r->state;
-        if (r->flags & R_LOCK) {
-            out->status = with_rcx(UA_TDX_OPERAND_BUSY);
-            return UA_OK;
-        }
-        if (!is_blocked(s)) {
-            out->status = with_rcx(UA_TDX_EPT_ENTRY_STATE_INCORRECT);
-            set_detail(out, UA_TDX_LEVEL_2M, s);
-            return UA_OK;
-        }
-        if (t->finalized && !tracked(t, r, !!(r->flags & R_BEPOCH))) {
-            out->status = with_rcx(UA_TDX_TLB_TRACKING_NOT_DONE);
-            return UA_OK;
-        }
-        r->state = s == S_NL_BLOCKED ? S_NL_MAPPED : s == S_BLOCKED ? S_MAPPED : S_PENDING;
-        r->flags &= (uint8_t)~R_BEPOCH;
-        return UA_OK;
-    }
-    uint8_t *p = host_walk_4k(t, &tg, out, &st);
-    if (!p)
-        return st;
-    unsigned s = *p & P_STATE;
-    if (*p & P_LOCK) {
-        out->status = with_rcx(UA_TDX_OPERAND_BUSY);
-        return UA_OK;
-    }
-    if (!is_blocked(s)) {
-        out->status = with_rcx(UA_TDX_EPT_ENTRY_STATE_INCORRECT);
-        set_detail(out, UA_TDX_LEVEL_4K, s);
-        return UA_OK;
-    }
-    if (t->finalized && !tracked(t, r, !!(*p & P_BEPOCH))) {
-        out->status = with_rcx(UA_TDX_TLB_TRACKING_NOT_DONE);
-        return UA_OK;
-    }
-    *p = (uint8_t)((*p & ~(P_STATE | P_BEPOCH)) | (s == S_BLOCKED ? S_MAPPED : S_PENDING));
+    *e.pte = (uint8_t)((*e.pte & ~(P_STATE | P_BEPOCH)) | (s == S_BLOCKED ? S_MAPPED : S_PENDING));
     return UA_OK;
+}
+
+/* Forget the fresh 4 KiB host pages of a region that becomes one 2 MiB
+ * mapping again (DEMOTE's children, PROMOTE's leaf use the 2 MiB frame). */
+static void drop_ovr(ua_tdx *t, struct ext *x)
+{
+    if (x->ovr) {
+        free(x->ovr);
+        x->ovr = NULL;
+        usage_add(t, -(int64_t)(512 * sizeof(uint32_t)));
+    }
 }
 
 ua_status ua_tdx_host_demote(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host_result *out)
@@ -934,38 +895,11 @@ ua_status ua_tdx_host_demote(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host_
     if (st)
         return st;
     charge(t, vcpu, UA_EV_SEAMCALL, 1);
-    struct target tg;
-    if ((pi & PI_LEVEL_MASK) == UA_TDX_LEVEL_4K && !(pi & PI_RSVD_MASK)) {
-        out->status = with_rcx(UA_TDX_OPERAND_INVALID); /* DEMOTE takes 2 MiB or 1 GiB */
-        return UA_OK;
-    }
-    if (host_target(t, pi, UA_TDX_LEVEL_1G, out, &tg, &st))
+    struct sept_ref e;
+    if (sept_enter(t, vcpu, pi, &OP_DEMOTE, out, &e, &st))
         return st;
-    struct region *r = tg.r;
-    if (tg.level == UA_TDX_LEVEL_1G) {
-        /* the 1 GiB entry is always a non-leaf in this model */
-        out->status = with_rcx(UA_TDX_EPT_ENTRY_STATE_INCORRECT);
-        out->level = UA_TDX_LEVEL_1G;
-        out->state = UA_TDX_SEPT_NL_MAPPED;
-        return UA_OK;
-    }
-    unsigned s = r->state;
-    if (r->flags & R_LOCK) {
-        out->status = with_rcx(UA_TDX_OPERAND_BUSY);
-        return UA_OK;
-    }
-    if (!is_leaf(s)) {
-        out->status = with_rcx(UA_TDX_EPT_ENTRY_STATE_INCORRECT);
-        set_detail(out, UA_TDX_LEVEL_2M, s);
-        return UA_OK;
-    }
-    uint64_t e = need_blocked_tracked(t, r, s, !!(r->flags & R_BEPOCH));
-    if (e) {
-        out->status = e;
-        if ((e & UA_TDX_STATUS_CLASS_MASK) == UA_TDX_GPA_RANGE_NOT_BLOCKED)
-            set_detail(out, UA_TDX_LEVEL_2M, s);
-        return UA_OK;
-    }
+    struct region *r = e.r;
+    unsigned s = e.s;
     struct ext *x = ext_get(t, r);
     if (!x)
         return UA_E_NOMEM;
@@ -973,11 +907,7 @@ ua_status ua_tdx_host_demote(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host_
      * 2 MiB ACCEPT is forgotten (its accept_counter bits are cleaned) */
     unsigned cs = (s == S_MAPPED || s == S_BLOCKED) ? S_MAPPED : S_PENDING;
     memset(x->pte, (int)cs, sizeof(x->pte));
-    if (x->ovr) {
-        free(x->ovr);
-        x->ovr = NULL;
-        usage_add(t, -(int64_t)(512 * sizeof(uint32_t)));
-    }
+    drop_ovr(t, x);
     r->state = S_NL_MAPPED;
     r->counter = 0;
     r->flags &= (uint8_t)~(R_BEPOCH | R_HP);
@@ -990,36 +920,10 @@ ua_status ua_tdx_host_promote(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host
     if (st)
         return st;
     charge(t, vcpu, UA_EV_SEAMCALL, 1);
-    struct target tg;
-    if ((pi & PI_LEVEL_MASK) == UA_TDX_LEVEL_4K && !(pi & PI_RSVD_MASK)) {
-        out->status = with_rcx(UA_TDX_OPERAND_INVALID);
-        return UA_OK;
-    }
-    if (host_target(t, pi, UA_TDX_LEVEL_1G, out, &tg, &st))
+    struct sept_ref e;
+    if (sept_enter(t, vcpu, pi, &OP_PROMOTE, out, &e, &st))
         return st;
-    struct region *r = tg.r;
-    if (tg.level == UA_TDX_LEVEL_1G) {
-        /* model: 1 GiB leaves do not exist, so a merge into one never qualifies */
-        out->status = with_rcx(UA_TDX_EPT_INVALID_PROMOTE_CONDITIONS);
-        return UA_OK;
-    }
-    unsigned s = r->state;
-    if (r->flags & R_LOCK) {
-        out->status = with_rcx(UA_TDX_OPERAND_BUSY);
-        return UA_OK;
-    }
-    if (s != S_NL_MAPPED && s != S_NL_BLOCKED) {
-        out->status = with_rcx(UA_TDX_EPT_ENTRY_STATE_INCORRECT);
-        set_detail(out, UA_TDX_LEVEL_2M, s);
-        return UA_OK;
-    }
-    uint64_t e = need_blocked_tracked(t, r, s, !!(r->flags & R_BEPOCH));
-    if (e) {
-        out->status = e;
-        if ((e & UA_TDX_STATUS_CLASS_MASK) == UA_TDX_GPA_RANGE_NOT_BLOCKED)
-            set_detail(out, UA_TDX_LEVEL_2M, s);
-        return UA_OK;
-    }
+    struct region *r = e.r;
     /* all 512 entries: unlocked leaves in one state (all MAPPED or all
      * PENDING) on contiguous host pages of the region's 2 MiB frame */
     uint8_t first = pte_get(t, r, 0);
@@ -1036,11 +940,7 @@ ua_status ua_tdx_host_promote(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host
     }
     if (r->ext) {
         memset(r->ext->pte, 0, sizeof(r->ext->pte));
-        if (r->ext->ovr) {
-            free(r->ext->ovr);
-            r->ext->ovr = NULL;
-            usage_add(t, -(int64_t)(512 * sizeof(uint32_t)));
-        }
+        drop_ovr(t, r->ext);
     }
     r->state = (uint8_t)cs;
     r->counter = 0;
