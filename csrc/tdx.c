@@ -1520,14 +1520,15 @@ ua_status ua_tdx_tdvmcall(ua_tdx *t, uint32_t vcpu, uint64_t r10, uint64_t r11, 
         out->r10 = UA_TDX_VMCALL_SUBFUNC_UNSUPPORTED;
         return UA_OK;
     }
+    /* KVM (tdx_map_gpa) checks the range before the alignment */
     uint64_t gpa = r12, size = r13, sbit = t->private_limit;
-    if ((gpa | size) % UA_TDX_SZ_4K) {
-        out->r10 = UA_TDX_VMCALL_ALIGN_ERROR;
-        return UA_OK;
-    }
     uint64_t end = gpa + size;
     if (size == 0 || end < gpa || end > (sbit << 1) || ((gpa ^ (end - 1)) & sbit)) {
         out->r10 = UA_TDX_VMCALL_INVALID_OPERAND;
+        return UA_OK;
+    }
+    if ((gpa | size) % UA_TDX_SZ_4K) {
+        out->r10 = UA_TDX_VMCALL_ALIGN_ERROR;
         return UA_OK;
     }
     uint32_t stalls = __atomic_load_n(&t->map_gpa_stalls, __ATOMIC_RELAXED);

@@ -194,6 +194,16 @@ def test_map_gpa_statuses():
     assert (r.r10, r.chunks) == (0, 8)
 
 
+def test_map_gpa_checks_the_range_before_the_alignment():
+    # KVM tdx_map_gpa: an empty, wrapping, past-GPAW or shared-bit-crossing
+    # range is INVALID_OPERAND even when GPA or size is misaligned too
+    g = TdxGuest(G1)
+    assert g.tdvmcall(0, 0x10001, SHARED | 0x800, 0).r10 == VmcallStatus.INVALID_OPERAND
+    assert g.tdvmcall(0, 0x10001, SHARED - K4, K4 + 0x800).r10 == VmcallStatus.INVALID_OPERAND
+    assert g.tdvmcall(0, 0x10001, 2 * SHARED - 0x800, K4).r10 == VmcallStatus.INVALID_OPERAND
+    assert g.tdvmcall(0, 0x10001, SHARED | 0x800, K4).r10 == VmcallStatus.ALIGN_ERROR
+
+
 def test_map_gpa_chunks_are_2m_long_from_the_start():
     # KVM (TDX_MAP_GPA_MAX_LEN): each step converts 2 MiB from where the last
     # stopped, whatever the alignment; RETRY's R11 is start + k * 2 MiB

@@ -500,11 +500,11 @@ class RefTdx:
         if r10 != 0 or r11 != 0x10001:
             return (VMCALL_SUBFUNC_UNSUPPORTED, 0, 0)
         gpa, size, s = r12, r13, self.shared_bit
-        if (gpa | size) % K4:
-            return (VMCALL_ALIGN_ERROR, 0, 0)
         end = gpa + size
         if size == 0 or end >= 1 << 64 or end > s << 1 or (gpa ^ (end - 1)) & s:
             return (VMCALL_INVALID_OPERAND, 0, 0)
+        if (gpa | size) % K4:
+            return (VMCALL_ALIGN_ERROR, 0, 0)
         to_shared = bool(gpa & s)
         a, e = gpa & ~s, end - (s if to_shared else 0)
         if e > self.mem:
