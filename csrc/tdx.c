@@ -976,32 +976,29 @@ static ua_status knob_entry(ua_tdx *t, uint64_t pi, uint8_t **pte, struct region
     return UA_OK;
 }
 
-ua_status ua_tdx_host_set_lock(ua_tdx *t, uint64_t pi, int locked)
+/* Set or clear a contention bit of the entry at page_info: pte_bit in a
+ * 4 KiB entry, region_bit in a 2 MiB one. */
+static ua_status knob_set(ua_tdx *t, uint64_t pi, int on, uint8_t pte_bit, uint8_t region_bit)
 {
     uint8_t *p;
     struct region *r;
     ua_status st = knob_entry(t, pi, &p, &r);
     if (st)
         return st;
-    if (p)
-        *p = locked ? (uint8_t)(*p | P_LOCK) : (uint8_t)(*p & ~P_LOCK);
-    else
-        r->flags = locked ? (uint8_t)(r->flags | R_LOCK) : (uint8_t)(r->flags & ~R_LOCK);
+    uint8_t *bits = p ? p : &r->flags;
+    uint8_t bit = p ? pte_bit : region_bit;
+    *bits = on ? (uint8_t)(*bits | bit) : (uint8_t)(*bits & ~bit);
     return UA_OK;
+}
+
+ua_status ua_tdx_host_set_lock(ua_tdx *t, uint64_t pi, int locked)
+{
+    return knob_set(t, pi, locked, P_LOCK, R_LOCK);
 }
 
 ua_status ua_tdx_host_set_priority(ua_tdx *t, uint64_t pi, int hp)
 {
-    uint8_t *p;
-    struct region *r;
-    ua_status st = knob_entry(t, pi, &p, &r);
-    if (st)
-        return st;
-    if (p)
-        *p = hp ? (uint8_t)(*p | P_HP) : (uint8_t)(*p & ~P_HP);
-    else
-        r->flags = hp ? (uint8_t)(r->flags | R_HP) : (uint8_t)(r->flags & ~R_HP);
-    return UA_OK;
+    return knob_set(t, pi, hp, P_HP, R_HP);
 }
 
 /* ---- inspection ------------------------------------------------------------ */
