@@ -568,7 +568,11 @@ enum {
     AT_1G_NO_PROMOTE   /* EPT_INVALID_PROMOTE_CONDITIONS: no 1 GiB leaves here */
 };
 
+enum { PHASE_ANY, PHASE_BUILD, PHASE_RUNNING }; /* else OP_STATE_INCORRECT */
+
 struct sept_op {
+    uint8_t phase;           /* PHASE_*: before or after TDH.MR.FINALIZE */
+    uint8_t aug_events;      /* charged as aug_4k / aug_2m by level (else seamcall) */
     uint8_t min_level;       /* a well-formed operand below it: OPERAND_INVALID|1 */
     uint8_t max_level;
     uint8_t at_1g;           /* AT_1G_*: the answer at level 2 */
@@ -578,21 +582,23 @@ struct sept_op {
     uint8_t allowed[2];      /* allowed-from states at 4 KiB and 2 MiB */
 };
 
-static const struct sept_op OP_ADD = {0, UA_TDX_LEVEL_4K, AT_1G_NONE, 1, 0, 0, {ST(S_FREE), 0}};
-static const struct sept_op OP_AUG = {0, UA_TDX_LEVEL_2M, AT_1G_NONE, 1, 0, 0,
+static const struct sept_op OP_ADD = {PHASE_BUILD, 0, 0, UA_TDX_LEVEL_4K, AT_1G_NONE, 1, 0, 0,
+                                      {ST(S_FREE), 0}};
+static const struct sept_op OP_AUG = {PHASE_RUNNING, 1, 0, UA_TDX_LEVEL_2M, AT_1G_NONE, 1, 0, 0,
                                       {ST_FREE_REMOVED, ST_FREE_REMOVED}};
-static const struct sept_op OP_BLOCK = {0, UA_TDX_LEVEL_1G, AT_1G_UNMODELLED, 0, 0, 1,
+static const struct sept_op OP_BLOCK = {PHASE_ANY, 0, 0, UA_TDX_LEVEL_1G, AT_1G_UNMODELLED, 0, 0, 1,
                                         {ST(S_MAPPED) | ST(S_PENDING),
                                          ST(S_NL_MAPPED) | ST(S_MAPPED) | ST(S_PENDING)}};
-static const struct sept_op OP_REMOVE = {0, UA_TDX_LEVEL_1G, AT_1G_NOT_LEAF, 0, 1, 0,
+static const struct sept_op OP_REMOVE = {PHASE_ANY, 0, 0, UA_TDX_LEVEL_1G, AT_1G_NOT_LEAF, 0, 1, 0,
                                          {ST_LEAF, ST_LEAF}};
 /* every allowed state is blocked, so "blocked and tracked" checks tracking */
-static const struct sept_op OP_UNBLOCK = {0, UA_TDX_LEVEL_1G, AT_1G_NOT_LEAF, 0, 1, 0,
+static const struct sept_op OP_UNBLOCK = {PHASE_ANY, 0, 0, UA_TDX_LEVEL_1G, AT_1G_NOT_LEAF, 0, 1, 0,
                                           {ST_BLOCKED, ST_BLOCKED}};
-static const struct sept_op OP_DEMOTE = {UA_TDX_LEVEL_2M, UA_TDX_LEVEL_1G, AT_1G_NOT_LEAF, 0, 1, 0,
-                                         {0, ST_LEAF}};
-static const struct sept_op OP_PROMOTE = {UA_TDX_LEVEL_2M, UA_TDX_LEVEL_1G, AT_1G_NO_PROMOTE, 0, 1,
-                                          0, {0, ST(S_NL_MAPPED) | ST(S_NL_BLOCKED)}};
+static const struct sept_op OP_DEMOTE = {PHASE_ANY, 0, UA_TDX_LEVEL_2M, UA_TDX_LEVEL_1G, AT_1G_NOT_LEAF,
+                                         0, 1, 0, {0, ST_LEAF}};
+static const struct sept_op OP_PROMOTE = {PHASE_ANY, 0, UA_TDX_LEVEL_2M, UA_TDX_LEVEL_1G,
+                                          AT_1G_NO_PROMOTE, 0, 1, 0,
+                                          {0, ST(S_NL_MAPPED) | ST(S_NL_BLOCKED)}};
 
 /* The entry a SEAMCALL works on. */
 struct sept_ref {
@@ -604,8 +610,9 @@ struct sept_ref {
     uint8_t *pte;      /* the 4 KiB entry; NULL at 2 MiB */
 };
 
-/* The common part of the SEAMCALLs that take page_info: decode it (OPERAND_
- * INVALID|1), check the range against guest RAM (UA_E_RANGE), walk to the
+/* The common part of the SEAMCALLs that take page_info: check the arguments
+ * (host_begin), charge the call, check the TD's phase (OP_STATE_INCORRECT),
+ * decode page_info (OPERAND_INVALID|1), check the range against guest RAM (UA_E_RANGE), walk to the
  * entry at the requested level (host walks go through NL_BLOCKED tables;
  * EPT_WALK_FAILED|1 with the entry the walk stopped at), then its lock
  * (OPERAND_BUSY|1), its state against the allowed-from set
@@ -617,8 +624,20 @@ static inline __attribute__((always_inline)) int
 sept_enter(ua_tdx *t, uint32_t vcpu, uint64_t pi, const struct sept_op *op,
            ua_tdx_host_result *out, struct sept_ref *ref, ua_status *st)
 {
-    *st = UA_OK;
-    if (op->min_level && (pi & PI_LEVEL_MASK) < op->min_level && !(pi & PI_RSVD_MASK)) {
+    if ((*st = host_begin(t, vcpu, out)))
+        return 1;
+    unsigned lvl = (unsigned)(pi & PI_LEVEL_MASK);
+    charge(t, vcpu,
+           !op->aug_events             ? UA_EV_SEAMCALL
+           : lvl == UA_TDX_LEVEL_2M    ? UA_EV_AUG_2M
+           : lvl == UA_TDX_LEVEL_4K    ? UA_EV_AUG_4K
+                                       : UA_EV_SEAMCALL,
+           1);
+    if (op->phase != PHASE_ANY && !t->finalized != (op->phase == PHASE_BUILD)) {
+        out->status = UA_TDX_OP_STATE_INCORRECT;
+        return 1;
+    }
+    if (op->min_level && lvl < op->min_level && !(pi & PI_RSVD_MASK)) {
         out->status = with_rcx(UA_TDX_OPERAND_INVALID);
         return 1;
     }
@@ -716,15 +735,8 @@ ua_status ua_tdx_host_finalize(ua_tdx *t, uint32_t vcpu, ua_tdx_host_result *out
 ua_status ua_tdx_host_add(ua_tdx *t, uint32_t vcpu, uint64_t pi, uint32_t data_nonzero,
                           ua_tdx_host_result *out)
 {
-    ua_status st = host_begin(t, vcpu, out);
-    if (st)
-        return st;
-    charge(t, vcpu, UA_EV_SEAMCALL, 1);
-    if (t->finalized) {
-        out->status = UA_TDX_OP_STATE_INCORRECT;
-        return UA_OK;
-    }
     struct sept_ref e;
+    ua_status st;
     if (sept_enter(t, vcpu, pi, &OP_ADD, out, &e, &st))
         return st;
     struct region *r = e.r;
@@ -765,16 +777,8 @@ ua_status ua_tdx_host_add_range(ua_tdx *t, uint32_t vcpu, uint64_t start, uint64
 
 ua_status ua_tdx_host_aug(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host_result *out)
 {
-    ua_status st = host_begin(t, vcpu, out);
-    if (st)
-        return st;
-    unsigned lvl = (unsigned)(pi & PI_LEVEL_MASK);
-    charge(t, vcpu, lvl == UA_TDX_LEVEL_2M ? UA_EV_AUG_2M : lvl == 0 ? UA_EV_AUG_4K : UA_EV_SEAMCALL, 1);
-    if (!t->finalized) {
-        out->status = UA_TDX_OP_STATE_INCORRECT;
-        return UA_OK;
-    }
     struct sept_ref e;
+    ua_status st;
     if (sept_enter(t, vcpu, pi, &OP_AUG, out, &e, &st))
         return st;
     struct region *r = e.r;
@@ -802,11 +806,8 @@ ua_status ua_tdx_host_aug(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host_res
 
 ua_status ua_tdx_host_block(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host_result *out)
 {
-    ua_status st = host_begin(t, vcpu, out);
-    if (st)
-        return st;
-    charge(t, vcpu, UA_EV_SEAMCALL, 1);
     struct sept_ref e;
+    ua_status st;
     if (sept_enter(t, vcpu, pi, &OP_BLOCK, out, &e, &st))
         return st;
     struct region *r = e.r;
@@ -837,11 +838,8 @@ ua_status ua_tdx_host_track(ua_tdx *t, uint32_t vcpu, ua_tdx_host_result *out)
 
 ua_status ua_tdx_host_remove(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host_result *out)
 {
-    ua_status st = host_begin(t, vcpu, out);
-    if (st)
-        return st;
-    charge(t, vcpu, UA_EV_SEAMCALL, 1);
     struct sept_ref e;
+    ua_status st;
     if (sept_enter(t, vcpu, pi, &OP_REMOVE, out, &e, &st))
         return st;
     struct region *r = e.r;
@@ -861,11 +859,8 @@ ua_status ua_tdx_host_remove(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host_
 
 ua_status ua_tdx_host_unblock(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host_result *out)
 {
-    ua_status st = host_begin(t, vcpu, out);
-    if (st)
-        return st;
-    charge(t, vcpu, UA_EV_SEAMCALL, 1);
     struct sept_ref e;
+    ua_status st;
     if (sept_enter(t, vcpu, pi, &OP_UNBLOCK, out, &e, &st))
         return st;
     unsigned s = e.s;
@@ -891,11 +886,8 @@ static void drop_ovr(ua_tdx *t, struct ext *x)
 
 ua_status ua_tdx_host_demote(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host_result *out)
 {
-    ua_status st = host_begin(t, vcpu, out);
-    if (st)
-        return st;
-    charge(t, vcpu, UA_EV_SEAMCALL, 1);
     struct sept_ref e;
+    ua_status st;
     if (sept_enter(t, vcpu, pi, &OP_DEMOTE, out, &e, &st))
         return st;
     struct region *r = e.r;
@@ -916,11 +908,8 @@ ua_status ua_tdx_host_demote(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host_
 
 ua_status ua_tdx_host_promote(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host_result *out)
 {
-    ua_status st = host_begin(t, vcpu, out);
-    if (st)
-        return st;
-    charge(t, vcpu, UA_EV_SEAMCALL, 1);
     struct sept_ref e;
+    ua_status st;
     if (sept_enter(t, vcpu, pi, &OP_PROMOTE, out, &e, &st))
         return st;
     struct region *r = e.r;
@@ -1148,6 +1137,36 @@ static int guest_lock(ua_tdx *t, struct vcpu_state *v, int locked, int hp, uint6
     return 0;
 }
 
+/* ACCEPT at the entry of the requested level (steps 3b-3e): its lock, then
+ * a non-leaf that is not FREE (NL_* at 2 MiB, and the REMOVED quirk at
+ * either level) -> PAGE_SIZE_MISMATCH | level, MAPPED -> PAGE_ALREADY_
+ * ACCEPTED | level, anything but PENDING -> VIOLATION (a TD exit).  Returns
+ * 1 when the execution ends here; 0 for a PENDING entry to zero. */
+static inline __attribute__((always_inline)) int
+accept_entry_done(ua_tdx *t, uint32_t vcpu, struct vcpu_state *v, uint64_t gpa, unsigned req,
+                  unsigned s, int locked, int hp, ua_tdcall_result *out)
+{
+    if (guest_lock(t, v, locked, hp, gpa, out)) {
+        if (out->exited)
+            charge(t, vcpu, UA_EV_TD_EXIT, 1);
+        return 1;
+    }
+    if (s != S_FREE && !is_leaf(s)) {
+        out->rax = UA_TDX_PAGE_SIZE_MISMATCH | req;
+        return 1;
+    }
+    if (s == S_MAPPED) {
+        out->rax = UA_TDX_PAGE_ALREADY_ACCEPTED | req;
+        return 1;
+    }
+    if (s != S_PENDING) {
+        accept_exit(out, gpa, req, req, s, is_leaf(s));
+        charge(t, vcpu, UA_EV_TD_EXIT, 1);
+        return 1;
+    }
+    return 0;
+}
+
 ua_status ua_tdx_tdcall_accept(ua_tdx *t, uint32_t vcpu, uint64_t rax, uint64_t rcx,
                                ua_tdcall_result *out)
 {
@@ -1195,24 +1214,8 @@ ua_status ua_tdx_tdcall_accept(ua_tdx *t, uint32_t vcpu, uint64_t rax, uint64_t 
     unsigned rs = r->state;
 
     if (req == UA_TDX_LEVEL_2M) {
-        if (guest_lock(t, v, r->flags & R_LOCK, r->flags & R_HP, gpa, out)) {
-            if (out->exited)
-                charge(t, vcpu, UA_EV_TD_EXIT, 1);
+        if (accept_entry_done(t, vcpu, v, gpa, req, rs, r->flags & R_LOCK, r->flags & R_HP, out))
             return UA_OK;
-        }
-        if (rs != S_FREE && !is_leaf(rs)) { /* NL_*, and the REMOVED quirk */
-            out->rax = UA_TDX_PAGE_SIZE_MISMATCH | UA_TDX_LEVEL_2M;
-            return UA_OK;
-        }
-        if (rs == S_MAPPED) {
-            out->rax = UA_TDX_PAGE_ALREADY_ACCEPTED | UA_TDX_LEVEL_2M;
-            return UA_OK;
-        }
-        if (rs != S_PENDING) {
-            accept_exit(out, gpa, req, UA_TDX_LEVEL_2M, rs, is_leaf(rs));
-            charge(t, vcpu, UA_EV_TD_EXIT, 1);
-            return UA_OK;
-        }
         int intr;
         uint32_t remaining = 512u - r->counter;
         uint32_t n = irq_units(v, remaining, &intr);
@@ -1246,24 +1249,8 @@ ua_status ua_tdx_tdcall_accept(ua_tdx *t, uint32_t vcpu, uint64_t rax, uint64_t 
     unsigned i = (unsigned)((gpa % UA_TDX_SZ_2M) / UA_TDX_SZ_4K);
     uint8_t p = pte_get(t, r, i);
     unsigned s = p & P_STATE;
-    if (guest_lock(t, v, p & P_LOCK, p & P_HP, gpa, out)) {
-        if (out->exited)
-            charge(t, vcpu, UA_EV_TD_EXIT, 1);
+    if (accept_entry_done(t, vcpu, v, gpa, req, s, p & P_LOCK, p & P_HP, out))
         return UA_OK;
-    }
-    if (s == S_REMOVED) { /* not FREE and not a leaf: the size-mismatch quirk */
-        out->rax = UA_TDX_PAGE_SIZE_MISMATCH | UA_TDX_LEVEL_4K;
-        return UA_OK;
-    }
-    if (s == S_MAPPED) {
-        out->rax = UA_TDX_PAGE_ALREADY_ACCEPTED | UA_TDX_LEVEL_4K;
-        return UA_OK;
-    }
-    if (s != S_PENDING) {
-        accept_exit(out, gpa, req, UA_TDX_LEVEL_4K, s, is_leaf(s));
-        charge(t, vcpu, UA_EV_TD_EXIT, 1);
-        return UA_OK;
-    }
     struct ext *e = ext_get(t, r);
     if (UA_UNLIKELY(!e))
         return UA_E_NOMEM;
