@@ -719,6 +719,26 @@ sept_enter(ua_tdx *t, uint32_t vcpu, uint64_t pi, const struct sept_op *op,
     return 0;
 }
 
+/* ADD / AUG at 4 KiB: give the entry a host page, its new state and the
+ * page's content bit; the GPA stops being shared in the VMM's view. */
+static inline __attribute__((always_inline)) ua_status
+map_page_4k(ua_tdx *t, const struct sept_ref *e, unsigned state,
+            int nonzero, ua_tdx_host_result *out)
+{
+    struct region *r = e->r;
+    ua_status st = give_page(t, r, e->i);
+    if (st)
+        return st;
+    *e->pte = (uint8_t)((*e->pte & ~P_STATE) | state);
+    if (nonzero)
+        bit_set(r->ext->dirty, e->i);
+    else
+        bit_clr(r->ext->dirty, e->i);
+    bit_clr(r->ext->shared, e->i);
+    out->hpa = page_hpa(r, e->i, 0);
+    return UA_OK;
+}
+
 ua_status ua_tdx_host_finalize(ua_tdx *t, uint32_t vcpu, ua_tdx_host_result *out)
 {
     ua_status st = host_begin(t, vcpu, out);
@@ -739,17 +759,7 @@ ua_status ua_tdx_host_add(ua_tdx *t, uint32_t vcpu, uint64_t pi, uint32_t data_n
     ua_status st;
     if (sept_enter(t, vcpu, pi, &OP_ADD, out, &e, &st))
         return st;
-    struct region *r = e.r;
-    if ((st = give_page(t, r, e.i)))
-        return st;
-    *e.pte = (uint8_t)((*e.pte & ~P_STATE) | S_MAPPED);
-    if (data_nonzero)
-        bit_set(r->ext->dirty, e.i);
-    else
-        bit_clr(r->ext->dirty, e.i);
-    bit_clr(r->ext->shared, e.i);
-    out->hpa = page_hpa(r, e.i, 0);
-    return UA_OK;
+    return map_page_4k(t, &e, S_MAPPED, data_nonzero, out);
 }
 
 ua_status ua_tdx_host_add_range(ua_tdx *t, uint32_t vcpu, uint64_t start, uint64_t end,
@@ -795,13 +805,7 @@ ua_status ua_tdx_host_aug(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host_res
         out->hpa = page_hpa(r, 0, 1);
         return UA_OK;
     }
-    if ((st = give_page(t, r, e.i)))
-        return st;
-    *e.pte = (uint8_t)((*e.pte & ~P_STATE) | S_PENDING);
-    bit_set(r->ext->dirty, e.i);
-    bit_clr(r->ext->shared, e.i);
-    out->hpa = page_hpa(r, e.i, 0);
-    return UA_OK;
+    return map_page_4k(t, &e, S_PENDING, 1, out); /* AUG: host garbage until ACCEPT */
 }
 
 ua_status ua_tdx_host_block(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host_result *out)
