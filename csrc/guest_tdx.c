@@ -282,15 +282,17 @@ int ua_tdx_accept_ovmf(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu)
     uint64_t rest = size - head, middle = 0;
     if (rest > UA_TDX_SZ_2M)
         middle = rest & ~(UA_TDX_SZ_2M - 1);
-    uint64_t tail = rest - middle;
-    if (head && (st = td_accept_pages(p, vcpu, start, head / UA_TDX_SZ_4K, UA_TDX_LEVEL_4K)))
-        return path_fail(p, vcpu, st);
-    if (middle &&
-        (st = td_accept_pages(p, vcpu, start + head, middle / UA_TDX_SZ_2M, UA_TDX_LEVEL_2M)))
-        return path_fail(p, vcpu, st);
-    if (tail &&
-        (st = td_accept_pages(p, vcpu, start + head + middle, tail / UA_TDX_SZ_4K, UA_TDX_LEVEL_4K)))
-        return path_fail(p, vcpu, st);
+    const struct {
+        uint64_t bytes;
+        unsigned level;
+    } part[3] = {{head, UA_TDX_LEVEL_4K}, {middle, UA_TDX_LEVEL_2M}, {rest - middle, UA_TDX_LEVEL_4K}};
+    for (unsigned k = 0; k < 3; k++) {
+        uint64_t bytes = part[k].bytes;
+        if (bytes && (st = td_accept_pages(p, vcpu, start, bytes / ua_tdx_level_size(part[k].level),
+                                           part[k].level)))
+            return path_fail(p, vcpu, st);
+        start += bytes;
+    }
     return UA_OK;
 }
 
@@ -363,6 +365,8 @@ ua_status ua_tdx_guest_linux_disable_sept_ve(ua_tdx *t, uint32_t vcpu, const cha
         return rc;
     if (controls & UA_TDX_TD_CTLS_PENDING_VE_DISABLE)
         return UA_OK;
+    if (cfg.attributes & UA_TDX_ATTR_DEBUG)
+        return UA_OK; /* a DEBUG TD keeps SEPT #VEs for backtraces */
     return ua_tdx_tdcall_vm_wr(t, vcpu, UA_TDX_TDCS_TD_CTLS, UA_TDX_TD_CTLS_PENDING_VE_DISABLE,
                                UA_TDX_TD_CTLS_PENDING_VE_DISABLE, &st, &old);
 }

@@ -515,58 +515,6 @@ static void set_detail(ua_tdx_host_result *out, unsigned level, unsigned state)
     out->state = pub_state[state];
 }
 
-/* Common entry check of the 4 KiB / 2 MiB operations: decodes page_info,
- * checks the range against guest RAM and finds the region.  Returns 1 when
- * out->status already holds the answer (or *st a simulator error). */
-struct target {
-    uint64_t gpa;
-    unsigned level;
-    uint64_t ridx;
-    unsigned i; /* 4 KiB index within the region */
-    struct region *r;
-};
-
-static int host_target(ua_tdx *t, uint64_t pi, unsigned max_level, ua_tdx_host_result *out,
-                       struct target *tg, ua_status *st)
-{
-    *st = UA_OK;
-    uint64_t s = decode_page_info(t, pi, max_level, &tg->gpa, &tg->level);
-    if (s) {
-        out->status = s;
-        return 1;
-    }
-    if (tg->gpa + ua_tdx_level_size(tg->level) > t->cfg.memory_bytes) {
-        *st = UA_E_RANGE;
-        return 1;
-    }
-    tg->ridx = tg->gpa / UA_TDX_SZ_2M;
-    tg->i = (unsigned)((tg->gpa % UA_TDX_SZ_2M) / UA_TDX_SZ_4K);
-    tg->r = region_w(t, tg->ridx);
-    if (!tg->r) {
-        *st = UA_E_NOMEM;
-        return 1;
-    }
-    return 0;
-}
-
-/* Host walk to a 4 KiB entry: the region must be a non-leaf (host walks go
- * through NL_BLOCKED tables).  Returns the pte or NULL with EPT_WALK_FAILED. */
-static uint8_t *host_walk_4k(ua_tdx *t, struct target *tg, ua_tdx_host_result *out, ua_status *st)
-{
-    struct region *r = tg->r;
-    if (r->state != S_NL_MAPPED && r->state != S_NL_BLOCKED) {
-        out->status = with_rcx(UA_TDX_EPT_WALK_FAILED);
-        set_detail(out, UA_TDX_LEVEL_2M, r->state);
-        return NULL;
-    }
-    struct ext *e = ext_get(t, r);
-    if (!e) {
-        *st = UA_E_NOMEM;
-        return NULL;
-    }
-    return &e->pte[tg->i];
-}
-
 /* TLB tracking: an entry blocked in the current epoch is not tracked yet. */
 static inline int tracked(const ua_tdx *t, const struct region *r, int flagged)
 {
@@ -590,6 +538,207 @@ static int block_epoch_enter(ua_tdx *t, struct region *r)
     return 0;
 }
 
+/* Is TLB tracking required before REMOVE/DEMOTE/UNBLOCK/PROMOTE?  Only while
+ * the TD may run (after finalize); then the entry must be blocked and
+ * tracked.  Returns the error status or 0. */
+static uint64_t need_blocked_tracked(const ua_tdx *t, const struct region *r, unsigned s,
+                                     int flagged)
+{
+    if (!t->finalized)
+        return 0;
+    if (!is_blocked(s))
+        return with_rcx(UA_TDX_GPA_RANGE_NOT_BLOCKED);
+    if (!tracked(t, r, flagged))
+        return with_rcx(UA_TDX_TLB_TRACKING_NOT_DONE);
+    return 0;
+}
+
+/* What a SEAMCALL that takes page_info accepts: its levels, its allowed-from
+ * states per level (seamcall_sept_state_lookup; a bit per internal state)
+ * and the checks that follow. */
+#define ST(s) (1u << (s))
+#define ST_LEAF (ST(S_PENDING) | ST(S_MAPPED) | ST(S_BLOCKED) | ST(S_PENDING_BLOCKED))
+#define ST_BLOCKED (ST(S_BLOCKED) | ST(S_PENDING_BLOCKED) | ST(S_NL_BLOCKED))
+#define ST_FREE_REMOVED (ST(S_FREE) | ST(S_REMOVED))
+
+enum {
+    AT_1G_NONE,        /* max_level below 1 GiB: the decode rejects level 2 */
+    AT_1G_UNMODELLED,  /* UA_E_STATE (model: 1 GiB blocking is not modelled) */
+    AT_1G_NOT_LEAF,    /* EPT_ENTRY_STATE_INCORRECT on the NL_MAPPED 1 GiB entry */
+    AT_1G_NO_PROMOTE   /* EPT_INVALID_PROMOTE_CONDITIONS: no 1 GiB leaves here */
+};
+
+enum { PHASE_ANY, PHASE_BUILD, PHASE_RUNNING }; /* else OP_STATE_INCORRECT */
+
+struct sept_op {
+    uint8_t phase;           /* PHASE_*: before or after TDH.MR.FINALIZE */
+    uint8_t aug_events;      /* charged as aug_4k / aug_2m by level (else seamcall) */
+    uint8_t min_level;       /* a well-formed operand below it: OPERAND_INVALID|1 */
+    uint8_t max_level;
+    uint8_t at_1g;           /* AT_1G_*: the answer at level 2 */
+    uint8_t add_table;       /* 4 KiB on a FREE 2 MiB entry: add the page table first */
+    uint8_t blocked_tracked; /* finalized TD: the entry must be blocked and tracked */
+    uint8_t warn_blocked;    /* a blocked state answers GPA_RANGE_ALREADY_BLOCKED */
+    uint8_t allowed[2];      /* allowed-from states at 4 KiB and 2 MiB */
+};
+
+static const struct sept_op OP_ADD = {PHASE_BUILD, 0, 0, UA_TDX_LEVEL_4K, AT_1G_NONE, 1, 0, 0,
+                                      {ST(S_FREE), 0}};
+static const struct sept_op OP_AUG = {PHASE_RUNNING, 1, 0, UA_TDX_LEVEL_2M, AT_1G_NONE, 1, 0, 0,
+                                      {ST_FREE_REMOVED, ST_FREE_REMOVED}};
+static const struct sept_op OP_BLOCK = {PHASE_ANY, 0, 0, UA_TDX_LEVEL_1G, AT_1G_UNMODELLED, 0, 0, 1,
+                                        {ST(S_MAPPED) | ST(S_PENDING),
+                                         ST(S_NL_MAPPED) | ST(S_MAPPED) | ST(S_PENDING)}};
+static const struct sept_op OP_REMOVE = {PHASE_ANY, 0, 0, UA_TDX_LEVEL_1G, AT_1G_NOT_LEAF, 0, 1, 0,
+                                         {ST_LEAF, ST_LEAF}};
+/* every allowed state is blocked, so "blocked and tracked" checks tracking */
+static const struct sept_op OP_UNBLOCK = {PHASE_ANY, 0, 0, UA_TDX_LEVEL_1G, AT_1G_NOT_LEAF, 0, 1, 0,
+                                          {ST_BLOCKED, ST_BLOCKED}};
+static const struct sept_op OP_DEMOTE = {PHASE_ANY, 0, UA_TDX_LEVEL_2M, UA_TDX_LEVEL_1G, AT_1G_NOT_LEAF,
+                                         0, 1, 0, {0, ST_LEAF}};
+static const struct sept_op OP_PROMOTE = {PHASE_ANY, 0, UA_TDX_LEVEL_2M, UA_TDX_LEVEL_1G,
+                                          AT_1G_NO_PROMOTE, 0, 1, 0,
+                                          {0, ST(S_NL_MAPPED) | ST(S_NL_BLOCKED)}};
+
+/* The entry a SEAMCALL works on. */
+struct sept_ref {
+    uint64_t gpa;
+    unsigned level;
+    unsigned i;        /* 4 KiB index within the region */
+    unsigned s;        /* the entry's state */
+    struct region *r;
+    uint8_t *pte;      /* the 4 KiB entry; NULL at 2 MiB */
+};
+
+/* The common part of the SEAMCALLs that take page_info: check the arguments
+ * (host_begin), charge the call, check the TD's phase (OP_STATE_INCORRECT),
+ * decode page_info (OPERAND_INVALID|1), check the range against guest RAM (UA_E_RANGE), walk to the
+ * entry at the requested level (host walks go through NL_BLOCKED tables;
+ * EPT_WALK_FAILED|1 with the entry the walk stopped at), then its lock
+ * (OPERAND_BUSY|1), its state against the allowed-from set
+ * (EPT_ENTRY_STATE_INCORRECT|1 or GPA_RANGE_ALREADY_BLOCKED|1, with level and
+ * state) and, where required, blocking and TLB tracking.  Returns 1 when the
+ * SEAMCALL ends here: out->status holds its answer, or *st a simulator
+ * error.  Inlined: AUG is on the 4 KiB-backing accept path. */
+static inline __attribute__((always_inline)) int
+sept_enter(ua_tdx *t, uint32_t vcpu, uint64_t pi, const struct sept_op *op,
+           ua_tdx_host_result *out, struct sept_ref *ref, ua_status *st)
+{
+    if ((*st = host_begin(t, vcpu, out)))
+        return 1;
+    unsigned lvl = (unsigned)(pi & PI_LEVEL_MASK);
+    charge(t, vcpu,
+           !op->aug_events             ? UA_EV_SEAMCALL
+           : lvl == UA_TDX_LEVEL_2M    ? UA_EV_AUG_2M
+           : lvl == UA_TDX_LEVEL_4K    ? UA_EV_AUG_4K
+                                       : UA_EV_SEAMCALL,
+           1);
+    if (op->phase != PHASE_ANY && !t->finalized != (op->phase == PHASE_BUILD)) {
+        out->status = UA_TDX_OP_STATE_INCORRECT;
+        return 1;
+    }
+    if (op->min_level && lvl < op->min_level && !(pi & PI_RSVD_MASK)) {
+        out->status = with_rcx(UA_TDX_OPERAND_INVALID);
+        return 1;
+    }
+    uint64_t bad = decode_page_info(t, pi, op->max_level, &ref->gpa, &ref->level);
+    if (bad) {
+        out->status = bad;
+        return 1;
+    }
+    unsigned level = ref->level;
+    if (ref->gpa + ua_tdx_level_size(level) > t->cfg.memory_bytes) {
+        *st = UA_E_RANGE;
+        return 1;
+    }
+    struct region *r = region_w(t, ref->gpa / UA_TDX_SZ_2M);
+    if (!r) {
+        *st = UA_E_NOMEM;
+        return 1;
+    }
+    ref->r = r;
+    ref->i = (unsigned)((ref->gpa % UA_TDX_SZ_2M) / UA_TDX_SZ_4K);
+    if (level == UA_TDX_LEVEL_1G) {
+        /* the 1 GiB entry of guest RAM is always a non-leaf in this model */
+        if (op->at_1g == AT_1G_UNMODELLED) {
+            *st = UA_E_STATE;
+        } else if (op->at_1g == AT_1G_NO_PROMOTE) {
+            out->status = with_rcx(UA_TDX_EPT_INVALID_PROMOTE_CONDITIONS);
+        } else {
+            out->status = with_rcx(UA_TDX_EPT_ENTRY_STATE_INCORRECT);
+            out->level = UA_TDX_LEVEL_1G;
+            out->state = UA_TDX_SEPT_NL_MAPPED;
+        }
+        return 1;
+    }
+    int locked, flagged;
+    if (level == UA_TDX_LEVEL_2M) {
+        ref->pte = NULL;
+        ref->s = r->state;
+        locked = r->flags & R_LOCK;
+        flagged = r->flags & R_BEPOCH;
+    } else {
+        if (op->add_table && r->state == S_FREE && (*st = add_table(t, vcpu, r)))
+            return 1;
+        if (r->state != S_NL_MAPPED && r->state != S_NL_BLOCKED) {
+            out->status = with_rcx(UA_TDX_EPT_WALK_FAILED);
+            set_detail(out, UA_TDX_LEVEL_2M, r->state);
+            return 1;
+        }
+        struct ext *e = ext_get(t, r);
+        if (!e) {
+            *st = UA_E_NOMEM;
+            return 1;
+        }
+        uint8_t *p = &e->pte[ref->i];
+        ref->pte = p;
+        ref->s = *p & P_STATE;
+        locked = *p & P_LOCK;
+        flagged = *p & P_BEPOCH;
+    }
+    unsigned s = ref->s;
+    if (locked) {
+        out->status = with_rcx(UA_TDX_OPERAND_BUSY);
+        return 1;
+    }
+    if (!(op->allowed[level] & ST(s))) {
+        out->status = with_rcx(op->warn_blocked && is_blocked(s) ? UA_TDX_GPA_RANGE_ALREADY_BLOCKED
+                                                                 : UA_TDX_EPT_ENTRY_STATE_INCORRECT);
+        set_detail(out, level, s);
+        return 1;
+    }
+    if (op->blocked_tracked) {
+        uint64_t e = need_blocked_tracked(t, r, s, flagged);
+        if (e) {
+            out->status = e;
+            if ((e & UA_TDX_STATUS_CLASS_MASK) == UA_TDX_GPA_RANGE_NOT_BLOCKED)
+                set_detail(out, level, s);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* ADD / AUG at 4 KiB: give the entry a host page, its new state and the
+ * page's content bit; the GPA stops being shared in the VMM's view. */
+static inline __attribute__((always_inline)) ua_status
+map_page_4k(ua_tdx *t, const struct sept_ref *e, unsigned state,
+            int nonzero, ua_tdx_host_result *out)
+{
+    struct region *r = e->r;
+    ua_status st = give_page(t, r, e->i);
+    if (st)
+        return st;
+    *e->pte = (uint8_t)((*e->pte & ~P_STATE) | state);
+    if (nonzero)
+        bit_set(r->ext->dirty, e->i);
+    else
+        bit_clr(r->ext->dirty, e->i);
+    bit_clr(r->ext->shared, e->i);
+    out->hpa = page_hpa(r, e->i, 0);
+    return UA_OK;
+}
+
 ua_status ua_tdx_host_finalize(ua_tdx *t, uint32_t vcpu, ua_tdx_host_result *out)
 {
     ua_status st = host_begin(t, vcpu, out);
@@ -606,42 +755,11 @@ ua_status ua_tdx_host_finalize(ua_tdx *t, uint32_t vcpu, ua_tdx_host_result *out
 ua_status ua_tdx_host_add(ua_tdx *t, uint32_t vcpu, uint64_t pi, uint32_t data_nonzero,
                           ua_tdx_host_result *out)
 {
-    ua_status st = host_begin(t, vcpu, out);
-    if (st)
+    struct sept_ref e;
+    ua_status st;
+    if (sept_enter(t, vcpu, pi, &OP_ADD, out, &e, &st))
         return st;
-    charge(t, vcpu, UA_EV_SEAMCALL, 1);
-    if (t->finalized) {
-        out->status = UA_TDX_OP_STATE_INCORRECT;
-        return UA_OK;
-    }
-    struct target tg;
-    if (host_target(t, pi, UA_TDX_LEVEL_4K, out, &tg, &st))
-        return st;
-    struct region *r = tg.r;
-    if (r->state == S_FREE && (st = add_table(t, vcpu, r)))
-        return st;
-    uint8_t *p = host_walk_4k(t, &tg, out, &st);
-    if (!p)
-        return st;
-    if (*p & P_LOCK) {
-        out->status = with_rcx(UA_TDX_OPERAND_BUSY);
-        return UA_OK;
-    }
-    if ((*p & P_STATE) != S_FREE) {
-        out->status = with_rcx(UA_TDX_EPT_ENTRY_STATE_INCORRECT);
-        set_detail(out, UA_TDX_LEVEL_4K, *p & P_STATE);
-        return UA_OK;
-    }
-    if ((st = give_page(t, r, tg.i)))
-        return st;
-    *p = (uint8_t)((*p & ~P_STATE) | S_MAPPED);
-    if (data_nonzero)
-        bit_set(r->ext->dirty, tg.i);
-    else
-        bit_clr(r->ext->dirty, tg.i);
-    bit_clr(r->ext->shared, tg.i);
-    out->hpa = page_hpa(r, tg.i, 0);
-    return UA_OK;
+    return map_page_4k(t, &e, S_MAPPED, data_nonzero, out);
 }
 
 ua_status ua_tdx_host_add_range(ua_tdx *t, uint32_t vcpu, uint64_t start, uint64_t end,
@@ -669,29 +787,12 @@ ua_status ua_tdx_host_add_range(ua_tdx *t, uint32_t vcpu, uint64_t start, uint64
 
 ua_status ua_tdx_host_aug(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host_result *out)
 {
-    ua_status st = host_begin(t, vcpu, out);
-    if (st)
+    struct sept_ref e;
+    ua_status st;
+    if (sept_enter(t, vcpu, pi, &OP_AUG, out, &e, &st))
         return st;
-    unsigned lvl = (unsigned)(pi & PI_LEVEL_MASK);
-    charge(t, vcpu, lvl == UA_TDX_LEVEL_2M ? UA_EV_AUG_2M : lvl == 0 ? UA_EV_AUG_4K : UA_EV_SEAMCALL, 1);
-    if (!t->finalized) {
-        out->status = UA_TDX_OP_STATE_INCORRECT;
-        return UA_OK;
-    }
-    struct target tg;
-    if (host_target(t, pi, UA_TDX_LEVEL_2M, out, &tg, &st))
-        return st;
-    struct region *r = tg.r;
-    if (tg.level == UA_TDX_LEVEL_2M) {
-        if (r->flags & R_LOCK) {
-            out->status = with_rcx(UA_TDX_OPERAND_BUSY);
-            return UA_OK;
-        }
-        if (r->state != S_FREE && r->state != S_REMOVED) {
-            out->status = with_rcx(UA_TDX_EPT_ENTRY_STATE_INCORRECT);
-            set_detail(out, UA_TDX_LEVEL_2M, r->state);
-            return UA_OK;
-        }
+    struct region *r = e.r;
+    if (e.level == UA_TDX_LEVEL_2M) {
         r->state = S_PENDING;
         r->counter = 0;
         r->frame = alloc_frame(t);
@@ -704,77 +805,26 @@ ua_status ua_tdx_host_aug(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host_res
         out->hpa = page_hpa(r, 0, 1);
         return UA_OK;
     }
-    if (r->state == S_FREE && (st = add_table(t, vcpu, r)))
-        return st;
-    uint8_t *p = host_walk_4k(t, &tg, out, &st);
-    if (!p)
-        return st;
-    if (*p & P_LOCK) {
-        out->status = with_rcx(UA_TDX_OPERAND_BUSY);
-        return UA_OK;
-    }
-    unsigned s = *p & P_STATE;
-    if (s != S_FREE && s != S_REMOVED) {
-        out->status = with_rcx(UA_TDX_EPT_ENTRY_STATE_INCORRECT);
-        set_detail(out, UA_TDX_LEVEL_4K, s);
-        return UA_OK;
-    }
-    if ((st = give_page(t, r, tg.i)))
-        return st;
-    *p = (uint8_t)((*p & ~P_STATE) | S_PENDING);
-    bit_set(r->ext->dirty, tg.i);
-    bit_clr(r->ext->shared, tg.i);
-    out->hpa = page_hpa(r, tg.i, 0);
-    return UA_OK;
+    return map_page_4k(t, &e, S_PENDING, 1, out); /* AUG: host garbage until ACCEPT */
 }
 
 ua_status ua_tdx_host_block(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host_result *out)
 {
-    ua_status st = host_begin(t, vcpu, out);
-    if (st)
+    struct sept_ref e;
+    ua_status st;
+    if (sept_enter(t, vcpu, pi, &OP_BLOCK, out, &e, &st))
         return st;
-    charge(t, vcpu, UA_EV_SEAMCALL, 1);
-    struct target tg;
-    if (host_target(t, pi, UA_TDX_LEVEL_1G, out, &tg, &st))
+    struct region *r = e.r;
+    if ((st = block_epoch_enter(t, r)))
         return st;
-    if (tg.level == UA_TDX_LEVEL_1G)
-        return UA_E_STATE; /* model: 1 GiB blocking is not modelled */
-    struct region *r = tg.r;
-    if (tg.level == UA_TDX_LEVEL_2M) {
-        if (r->flags & R_LOCK) {
-            out->status = with_rcx(UA_TDX_OPERAND_BUSY);
-            return UA_OK;
-        }
-        unsigned s = r->state;
-        if (s != S_NL_MAPPED && s != S_MAPPED && s != S_PENDING) {
-            out->status = with_rcx(is_blocked(s) ? UA_TDX_GPA_RANGE_ALREADY_BLOCKED
-                                                 : UA_TDX_EPT_ENTRY_STATE_INCORRECT);
-            set_detail(out, UA_TDX_LEVEL_2M, s);
-            return UA_OK;
-        }
-        if ((st = block_epoch_enter(t, r)))
-            return st;
+    unsigned s = e.s;
+    if (e.level == UA_TDX_LEVEL_2M) {
         r->state = s == S_NL_MAPPED ? S_NL_BLOCKED : s == S_MAPPED ? S_BLOCKED : S_PENDING_BLOCKED;
         r->flags |= R_BEPOCH;
         return UA_OK;
     }
-    uint8_t *p = host_walk_4k(t, &tg, out, &st);
-    if (!p)
-        return st;
-    if (*p & P_LOCK) {
-        out->status = with_rcx(UA_TDX_OPERAND_BUSY);
-        return UA_OK;
-    }
-    unsigned s = *p & P_STATE;
-    if (s != S_MAPPED && s != S_PENDING) {
-        out->status = with_rcx(is_blocked(s) ? UA_TDX_GPA_RANGE_ALREADY_BLOCKED
-                                             : UA_TDX_EPT_ENTRY_STATE_INCORRECT);
-        set_detail(out, UA_TDX_LEVEL_4K, s);
-        return UA_OK;
-    }
-    if ((st = block_epoch_enter(t, r)))
-        return st;
-    *p = (uint8_t)((*p & ~P_STATE) | (s == S_MAPPED ? S_BLOCKED : S_PENDING_BLOCKED) | P_BEPOCH);
+    *e.pte = (uint8_t)((*e.pte & ~P_STATE) | (s == S_MAPPED ? S_BLOCKED : S_PENDING_BLOCKED) |
+                       P_BEPOCH);
     return UA_OK;
 }
 
@@ -790,56 +840,15 @@ ua_status ua_tdx_host_track(ua_tdx *t, uint32_t vcpu, ua_tdx_host_result *out)
     return UA_OK;
 }
 
-/* Is TLB tracking required before REMOVE/DEMOTE/UNBLOCK/PROMOTE?  Only while
- * the TD may run (after finalize); then the entry must be blocked and
- * tracked.  Returns the error status or 0. */
-static uint64_t need_blocked_tracked(const ua_tdx *t, const struct region *r, unsigned s,
-                                     int flagged)
-{
-    if (!t->finalized)
-        return 0;
-    if (!is_blocked(s))
-        return with_rcx(UA_TDX_GPA_RANGE_NOT_BLOCKED);
-    if (!tracked(t, r, flagged))
-        return with_rcx(UA_TDX_TLB_TRACKING_NOT_DONE);
-    return 0;
-}
-
 ua_status ua_tdx_host_remove(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host_result *out)
 {
-    ua_status st = host_begin(t, vcpu, out);
-    if (st)
+    struct sept_ref e;
+    ua_status st;
+    if (sept_enter(t, vcpu, pi, &OP_REMOVE, out, &e, &st))
         return st;
-    charge(t, vcpu, UA_EV_SEAMCALL, 1);
-    struct target tg;
-    if (host_target(t, pi, UA_TDX_LEVEL_1G, out, &tg, &st))
-        return st;
-    struct region *r = tg.r;
-    if (tg.level == UA_TDX_LEVEL_1G) {
-        out->status = with_rcx(UA_TDX_EPT_ENTRY_STATE_INCORRECT);
-        out->level = UA_TDX_LEVEL_1G;
-        out->state = UA_TDX_SEPT_NL_MAPPED;
-        return UA_OK;
-    }
+    struct region *r = e.r;
     unsigned free_state = t->importing ? S_REMOVED : S_FREE;
-    if (tg.level == UA_TDX_LEVEL_2M) {
-        unsigned s = r->state;
-        if (r->flags & R_LOCK) {
-            out->status = with_rcx(UA_TDX_OPERAND_BUSY);
-            return UA_OK;
-        }
-        if (!is_leaf(s)) {
-            out->status = with_rcx(UA_TDX_EPT_ENTRY_STATE_INCORRECT);
-            set_detail(out, UA_TDX_LEVEL_2M, s);
-            return UA_OK;
-        }
-        uint64_t e = need_blocked_tracked(t, r, s, !!(r->flags & R_BEPOCH));
-        if (e) {
-            out->status = e;
-            if ((e & UA_TDX_STATUS_CLASS_MASK) == UA_TDX_GPA_RANGE_NOT_BLOCKED)
-                set_detail(out, UA_TDX_LEVEL_2M, s);
-            return UA_OK;
-        }
+    if (e.level == UA_TDX_LEVEL_2M) {
         out->hpa = page_hpa(r, 0, 1);
         r->state = (uint8_t)free_state;
         r->counter = 0;
@@ -847,125 +856,46 @@ ua_status ua_tdx_host_remove(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host_
         r->flags &= (uint8_t)~(R_BEPOCH | R_HP);
         return UA_OK;
     }
-    uint8_t *p = host_walk_4k(t, &tg, out, &st);
-    if (!p)
-        return st;
-    unsigned s = *p & P_STATE;
-    if (*p & P_LOCK) {
-        out->status = with_rcx(UA_TDX_OPERAND_BUSY);
-        return UA_OK;
-    }
-    if (!is_leaf(s)) {
-        out->status = with_rcx(UA_TDX_EPT_ENTRY_STATE_INCORRECT);
-        set_detail(out, UA_TDX_LEVEL_4K, s);
-        return UA_OK;
-    }
-    uint64_t e = need_blocked_tracked(t, r, s, !!(*p & P_BEPOCH));
-    if (e) {
-        out->status = e;
-        if ((e & UA_TDX_STATUS_CLASS_MASK) == UA_TDX_GPA_RANGE_NOT_BLOCKED)
-            set_detail(out, UA_TDX_LEVEL_4K, s);
-        return UA_OK;
-    }
-    out->hpa = page_hpa(r, tg.i, 0);
-    *p = (uint8_t)(free_state | P_USED);
+    out->hpa = page_hpa(r, e.i, 0);
+    *e.pte = (uint8_t)(free_state | P_USED);
     return UA_OK;
 }
 
 ua_status ua_tdx_host_unblock(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host_result *out)
 {
-    ua_status st = host_begin(t, vcpu, out);
-    if (st)
+    struct sept_ref e;
+    ua_status st;
+    if (sept_enter(t, vcpu, pi, &OP_UNBLOCK, out, &e, &st))
         return st;
-    charge(t, vcpu, UA_EV_SEAMCALL, 1);
-    struct target tg;
-    if (host_target(t, pi, UA_TDX_LEVEL_1G, out, &tg, &st))
-        return st;
-    struct region *r = tg.r;
-    if (tg.level == UA_TDX_LEVEL_1G) {
-        out->status = with_rcx(UA_TDX_EPT_ENTRY_STATE_INCORRECT);
-        out->level = UA_TDX_LEVEL_1G;
-        out->state = UA_TDX_SEPT_NL_MAPPED;
+    unsigned s = e.s;
+    if (e.level == UA_TDX_LEVEL_2M) {
+        e.r->state = s == S_NL_BLOCKED ? S_NL_MAPPED : s == S_BLOCKED ? S_MAPPED : S_PENDING;
+        e.r->flags &= (uint8_t)~R_BEPOCH;
         return UA_OK;
     }
-    if (tg.level == UA_TDX_LEVEL_2M) {
-        unsigned s = r->state;
-        if (r->flags & R_LOCK) {
-            out->status = with_rcx(UA_TDX_OPERAND_BUSY);
-            return UA_OK;
-        }
-        if (!is_blocked(s)) {
-            out->status = with_rcx(UA_TDX_EPT_ENTRY_STATE_INCORRECT);
-            set_detail(out, UA_TDX_LEVEL_2M, s);
-            return UA_OK;
-        }
-        if (t->finalized && !tracked(t, r, !!(r->flags & R_BEPOCH))) {
-            out->status = with_rcx(UA_TDX_TLB_TRACKING_NOT_DONE);
-            return UA_OK;
-        }
-        r->state = s == S_NL_BLOCKED ? S_NL_MAPPED : s == S_BLOCKED ? S_MAPPED : S_PENDING;
-        r->flags &= (uint8_t)~R_BEPOCH;
-        return UA_OK;
-    }
-    uint8_t *p = host_walk_4k(t, &tg, out, &st);
-    if (!p)
-        return st;
-    unsigned s = *p & P_STATE;
-    if (*p & P_LOCK) {
-        out->status = with_rcx(UA_TDX_OPERAND_BUSY);
-        return UA_OK;
-    }
-    if (!is_blocked(s)) {
-        out->status = with_rcx(UA_TDX_EPT_ENTRY_STATE_INCORRECT);
-        set_detail(out, UA_TDX_LEVEL_4K, s);
-        return UA_OK;
-    }
-    if (t->finalized && !tracked(t, r, !!(*p & P_BEPOCH))) {
-        out->status = with_rcx(UA_TDX_TLB_TRACKING_NOT_DONE);
-        return UA_OK;
-    }
-    *p = (uint8_t)((*p & ~(P_STATE | P_BEPOCH)) | (s == S_BLOCKED ? S_MAPPED : S_PENDING));
+    *e.pte = (uint8_t)((*e.pte & ~(P_STATE | P_BEPOCH)) | (s == S_BLOCKED ? S_MAPPED : S_PENDING));
     return UA_OK;
+}
+
+/* Forget the fresh 4 KiB host pages of a region that becomes one 2 MiB
+ * mapping again (DEMOTE's children, PROMOTE's leaf use the 2 MiB frame). */
+static void drop_ovr(ua_tdx *t, struct ext *x)
+{
+    if (x->ovr) {
+        free(x->ovr);
+        x->ovr = NULL;
+        usage_add(t, -(int64_t)(512 * sizeof(uint32_t)));
+    }
 }
 
 ua_status ua_tdx_host_demote(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host_result *out)
 {
-    ua_status st = host_begin(t, vcpu, out);
-    if (st)
+    struct sept_ref e;
+    ua_status st;
+    if (sept_enter(t, vcpu, pi, &OP_DEMOTE, out, &e, &st))
         return st;
-    charge(t, vcpu, UA_EV_SEAMCALL, 1);
-    struct target tg;
-    if ((pi & PI_LEVEL_MASK) == UA_TDX_LEVEL_4K && !(pi & PI_RSVD_MASK)) {
-        out->status = with_rcx(UA_TDX_OPERAND_INVALID); /* DEMOTE takes 2 MiB or 1 GiB */
-        return UA_OK;
-    }
-    if (host_target(t, pi, UA_TDX_LEVEL_1G, out, &tg, &st))
-        return st;
-    struct region *r = tg.r;
-    if (tg.level == UA_TDX_LEVEL_1G) {
-        /* the 1 GiB entry is always a non-leaf in this model */
-        out->status = with_rcx(UA_TDX_EPT_ENTRY_STATE_INCORRECT);
-        out->level = UA_TDX_LEVEL_1G;
-        out->state = UA_TDX_SEPT_NL_MAPPED;
-        return UA_OK;
-    }
-    unsigned s = r->state;
-    if (r->flags & R_LOCK) {
-        out->status = with_rcx(UA_TDX_OPERAND_BUSY);
-        return UA_OK;
-    }
-    if (!is_leaf(s)) {
-        out->status = with_rcx(UA_TDX_EPT_ENTRY_STATE_INCORRECT);
-        set_detail(out, UA_TDX_LEVEL_2M, s);
-        return UA_OK;
-    }
-    uint64_t e = need_blocked_tracked(t, r, s, !!(r->flags & R_BEPOCH));
-    if (e) {
-        out->status = e;
-        if ((e & UA_TDX_STATUS_CLASS_MASK) == UA_TDX_GPA_RANGE_NOT_BLOCKED)
-            set_detail(out, UA_TDX_LEVEL_2M, s);
-        return UA_OK;
-    }
+    struct region *r = e.r;
+    unsigned s = e.s;
     struct ext *x = ext_get(t, r);
     if (!x)
         return UA_E_NOMEM;
@@ -973,11 +903,7 @@ ua_status ua_tdx_host_demote(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host_
      * 2 MiB ACCEPT is forgotten (its accept_counter bits are cleaned) */
     unsigned cs = (s == S_MAPPED || s == S_BLOCKED) ? S_MAPPED : S_PENDING;
     memset(x->pte, (int)cs, sizeof(x->pte));
-    if (x->ovr) {
-        free(x->ovr);
-        x->ovr = NULL;
-        usage_add(t, -(int64_t)(512 * sizeof(uint32_t)));
-    }
+    drop_ovr(t, x);
     r->state = S_NL_MAPPED;
     r->counter = 0;
     r->flags &= (uint8_t)~(R_BEPOCH | R_HP);
@@ -986,40 +912,11 @@ ua_status ua_tdx_host_demote(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host_
 
 ua_status ua_tdx_host_promote(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host_result *out)
 {
-    ua_status st = host_begin(t, vcpu, out);
-    if (st)
+    struct sept_ref e;
+    ua_status st;
+    if (sept_enter(t, vcpu, pi, &OP_PROMOTE, out, &e, &st))
         return st;
-    charge(t, vcpu, UA_EV_SEAMCALL, 1);
-    struct target tg;
-    if ((pi & PI_LEVEL_MASK) == UA_TDX_LEVEL_4K && !(pi & PI_RSVD_MASK)) {
-        out->status = with_rcx(UA_TDX_OPERAND_INVALID);
-        return UA_OK;
-    }
-    if (host_target(t, pi, UA_TDX_LEVEL_1G, out, &tg, &st))
-        return st;
-    struct region *r = tg.r;
-    if (tg.level == UA_TDX_LEVEL_1G) {
-        /* model: 1 GiB leaves do not exist, so a merge into one never qualifies */
-        out->status = with_rcx(UA_TDX_EPT_INVALID_PROMOTE_CONDITIONS);
-        return UA_OK;
-    }
-    unsigned s = r->state;
-    if (r->flags & R_LOCK) {
-        out->status = with_rcx(UA_TDX_OPERAND_BUSY);
-        return UA_OK;
-    }
-    if (s != S_NL_MAPPED && s != S_NL_BLOCKED) {
-        out->status = with_rcx(UA_TDX_EPT_ENTRY_STATE_INCORRECT);
-        set_detail(out, UA_TDX_LEVEL_2M, s);
-        return UA_OK;
-    }
-    uint64_t e = need_blocked_tracked(t, r, s, !!(r->flags & R_BEPOCH));
-    if (e) {
-        out->status = e;
-        if ((e & UA_TDX_STATUS_CLASS_MASK) == UA_TDX_GPA_RANGE_NOT_BLOCKED)
-            set_detail(out, UA_TDX_LEVEL_2M, s);
-        return UA_OK;
-    }
+    struct region *r = e.r;
     /* all 512 entries: unlocked leaves in one state (all MAPPED or all
      * PENDING) on contiguous host pages of the region's 2 MiB frame */
     uint8_t first = pte_get(t, r, 0);
@@ -1036,11 +933,7 @@ ua_status ua_tdx_host_promote(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host
     }
     if (r->ext) {
         memset(r->ext->pte, 0, sizeof(r->ext->pte));
-        if (r->ext->ovr) {
-            free(r->ext->ovr);
-            r->ext->ovr = NULL;
-            usage_add(t, -(int64_t)(512 * sizeof(uint32_t)));
-        }
+        drop_ovr(t, r->ext);
     }
     r->state = (uint8_t)cs;
     r->counter = 0;
@@ -1076,32 +969,29 @@ static ua_status knob_entry(ua_tdx *t, uint64_t pi, uint8_t **pte, struct region
     return UA_OK;
 }
 
-ua_status ua_tdx_host_set_lock(ua_tdx *t, uint64_t pi, int locked)
+/* Set or clear a contention bit of the entry at page_info: pte_bit in a
+ * 4 KiB entry, region_bit in a 2 MiB one. */
+static ua_status knob_set(ua_tdx *t, uint64_t pi, int on, uint8_t pte_bit, uint8_t region_bit)
 {
     uint8_t *p;
     struct region *r;
     ua_status st = knob_entry(t, pi, &p, &r);
     if (st)
         return st;
-    if (p)
-        *p = locked ? (uint8_t)(*p | P_LOCK) : (uint8_t)(*p & ~P_LOCK);
-    else
-        r->flags = locked ? (uint8_t)(r->flags | R_LOCK) : (uint8_t)(r->flags & ~R_LOCK);
+    uint8_t *bits = p ? p : &r->flags;
+    uint8_t bit = p ? pte_bit : region_bit;
+    *bits = on ? (uint8_t)(*bits | bit) : (uint8_t)(*bits & ~bit);
     return UA_OK;
+}
+
+ua_status ua_tdx_host_set_lock(ua_tdx *t, uint64_t pi, int locked)
+{
+    return knob_set(t, pi, locked, P_LOCK, R_LOCK);
 }
 
 ua_status ua_tdx_host_set_priority(ua_tdx *t, uint64_t pi, int hp)
 {
-    uint8_t *p;
-    struct region *r;
-    ua_status st = knob_entry(t, pi, &p, &r);
-    if (st)
-        return st;
-    if (p)
-        *p = hp ? (uint8_t)(*p | P_HP) : (uint8_t)(*p & ~P_HP);
-    else
-        r->flags = hp ? (uint8_t)(r->flags | R_HP) : (uint8_t)(r->flags & ~R_HP);
-    return UA_OK;
+    return knob_set(t, pi, hp, P_HP, R_HP);
 }
 
 /* ---- inspection ------------------------------------------------------------ */
@@ -1251,6 +1141,36 @@ static int guest_lock(ua_tdx *t, struct vcpu_state *v, int locked, int hp, uint6
     return 0;
 }
 
+/* ACCEPT at the entry of the requested level (steps 3b-3e): its lock, then
+ * a non-leaf that is not FREE (NL_* at 2 MiB, and the REMOVED quirk at
+ * either level) -> PAGE_SIZE_MISMATCH | level, MAPPED -> PAGE_ALREADY_
+ * ACCEPTED | level, anything but PENDING -> VIOLATION (a TD exit).  Returns
+ * 1 when the execution ends here; 0 for a PENDING entry to zero. */
+static inline __attribute__((always_inline)) int
+accept_entry_done(ua_tdx *t, uint32_t vcpu, struct vcpu_state *v, uint64_t gpa, unsigned req,
+                  unsigned s, int locked, int hp, ua_tdcall_result *out)
+{
+    if (guest_lock(t, v, locked, hp, gpa, out)) {
+        if (out->exited)
+            charge(t, vcpu, UA_EV_TD_EXIT, 1);
+        return 1;
+    }
+    if (s != S_FREE && !is_leaf(s)) {
+        out->rax = UA_TDX_PAGE_SIZE_MISMATCH | req;
+        return 1;
+    }
+    if (s == S_MAPPED) {
+        out->rax = UA_TDX_PAGE_ALREADY_ACCEPTED | req;
+        return 1;
+    }
+    if (s != S_PENDING) {
+        accept_exit(out, gpa, req, req, s, is_leaf(s));
+        charge(t, vcpu, UA_EV_TD_EXIT, 1);
+        return 1;
+    }
+    return 0;
+}
+
 ua_status ua_tdx_tdcall_accept(ua_tdx *t, uint32_t vcpu, uint64_t rax, uint64_t rcx,
                                ua_tdcall_result *out)
 {
@@ -1298,24 +1218,8 @@ ua_status ua_tdx_tdcall_accept(ua_tdx *t, uint32_t vcpu, uint64_t rax, uint64_t 
     unsigned rs = r->state;
 
     if (req == UA_TDX_LEVEL_2M) {
-        if (guest_lock(t, v, r->flags & R_LOCK, r->flags & R_HP, gpa, out)) {
-            if (out->exited)
-                charge(t, vcpu, UA_EV_TD_EXIT, 1);
+        if (accept_entry_done(t, vcpu, v, gpa, req, rs, r->flags & R_LOCK, r->flags & R_HP, out))
             return UA_OK;
-        }
-        if (rs != S_FREE && !is_leaf(rs)) { /* NL_*, and the REMOVED quirk */
-            out->rax = UA_TDX_PAGE_SIZE_MISMATCH | UA_TDX_LEVEL_2M;
-            return UA_OK;
-        }
-        if (rs == S_MAPPED) {
-            out->rax = UA_TDX_PAGE_ALREADY_ACCEPTED | UA_TDX_LEVEL_2M;
-            return UA_OK;
-        }
-        if (rs != S_PENDING) {
-            accept_exit(out, gpa, req, UA_TDX_LEVEL_2M, rs, is_leaf(rs));
-            charge(t, vcpu, UA_EV_TD_EXIT, 1);
-            return UA_OK;
-        }
         int intr;
         uint32_t remaining = 512u - r->counter;
         uint32_t n = irq_units(v, remaining, &intr);
@@ -1349,24 +1253,8 @@ ua_status ua_tdx_tdcall_accept(ua_tdx *t, uint32_t vcpu, uint64_t rax, uint64_t 
     unsigned i = (unsigned)((gpa % UA_TDX_SZ_2M) / UA_TDX_SZ_4K);
     uint8_t p = pte_get(t, r, i);
     unsigned s = p & P_STATE;
-    if (guest_lock(t, v, p & P_LOCK, p & P_HP, gpa, out)) {
-        if (out->exited)
-            charge(t, vcpu, UA_EV_TD_EXIT, 1);
+    if (accept_entry_done(t, vcpu, v, gpa, req, s, p & P_LOCK, p & P_HP, out))
         return UA_OK;
-    }
-    if (s == S_REMOVED) { /* not FREE and not a leaf: the size-mismatch quirk */
-        out->rax = UA_TDX_PAGE_SIZE_MISMATCH | UA_TDX_LEVEL_4K;
-        return UA_OK;
-    }
-    if (s == S_MAPPED) {
-        out->rax = UA_TDX_PAGE_ALREADY_ACCEPTED | UA_TDX_LEVEL_4K;
-        return UA_OK;
-    }
-    if (s != S_PENDING) {
-        accept_exit(out, gpa, req, UA_TDX_LEVEL_4K, s, is_leaf(s));
-        charge(t, vcpu, UA_EV_TD_EXIT, 1);
-        return UA_OK;
-    }
     struct ext *e = ext_get(t, r);
     if (UA_UNLIKELY(!e))
         return UA_E_NOMEM;
@@ -1620,14 +1508,15 @@ ua_status ua_tdx_tdvmcall(ua_tdx *t, uint32_t vcpu, uint64_t r10, uint64_t r11, 
         out->r10 = UA_TDX_VMCALL_SUBFUNC_UNSUPPORTED;
         return UA_OK;
     }
+    /* KVM (tdx_map_gpa) checks the range before the alignment */
     uint64_t gpa = r12, size = r13, sbit = t->private_limit;
-    if ((gpa | size) % UA_TDX_SZ_4K) {
-        out->r10 = UA_TDX_VMCALL_ALIGN_ERROR;
-        return UA_OK;
-    }
     uint64_t end = gpa + size;
     if (size == 0 || end < gpa || end > (sbit << 1) || ((gpa ^ (end - 1)) & sbit)) {
         out->r10 = UA_TDX_VMCALL_INVALID_OPERAND;
+        return UA_OK;
+    }
+    if ((gpa | size) % UA_TDX_SZ_4K) {
+        out->r10 = UA_TDX_VMCALL_ALIGN_ERROR;
         return UA_OK;
     }
     uint32_t stalls = __atomic_load_n(&t->map_gpa_stalls, __ATOMIC_RELAXED);
@@ -1647,19 +1536,24 @@ ua_status ua_tdx_tdvmcall(ua_tdx *t, uint32_t vcpu, uint64_t r10, uint64_t r11, 
     }
     struct vcpu_state *v = &t->vcpus[vcpu];
     while (a < e) {
-        /* KVM converts at most 2 MiB per step (TDX_MAP_GPA_MAX_LEN) */
-        uint64_t idx = a / UA_TDX_SZ_2M;
-        uint64_t cend = (idx + 1) * UA_TDX_SZ_2M < e ? (idx + 1) * UA_TDX_SZ_2M : e;
-        struct region *r = region_w(t, idx);
-        if (!r)
-            return UA_E_NOMEM;
-        unsigned i0 = (unsigned)((a % UA_TDX_SZ_2M) / UA_TDX_SZ_4K);
-        unsigned i1 = i0 + (unsigned)((cend - a) / UA_TDX_SZ_4K);
-        ua_status st;
-        if (to_shared && (st = vmm_zap_private(t, vcpu, r, i0, i1)))
-            return st;
-        if ((st = set_shared_range(t, r, i0, i1, to_shared)))
-            return st;
+        /* KVM converts TDX_MAP_GPA_MAX_LEN (2 MiB) per step, counted from
+         * where the previous step stopped (not 2 MiB-aligned) */
+        uint64_t cend = e - a > UA_TDX_SZ_2M ? a + UA_TDX_SZ_2M : e;
+        for (uint64_t b = a; b < cend;) {
+            uint64_t idx = b / UA_TDX_SZ_2M;
+            uint64_t rend = (idx + 1) * UA_TDX_SZ_2M < cend ? (idx + 1) * UA_TDX_SZ_2M : cend;
+            struct region *r = region_w(t, idx);
+            if (!r)
+                return UA_E_NOMEM;
+            unsigned i0 = (unsigned)((b % UA_TDX_SZ_2M) / UA_TDX_SZ_4K);
+            unsigned i1 = i0 + (unsigned)((rend - b) / UA_TDX_SZ_4K);
+            ua_status st;
+            if (to_shared && (st = vmm_zap_private(t, vcpu, r, i0, i1)))
+                return st;
+            if ((st = set_shared_range(t, r, i0, i1, to_shared)))
+                return st;
+            b = rend;
+        }
         out->chunks++;
         a = cend;
         /* one interruptible unit per chunk; the check point is between chunks */
@@ -1668,12 +1562,10 @@ ua_status ua_tdx_tdvmcall(ua_tdx *t, uint32_t vcpu, uint64_t r10, uint64_t r11, 
             v->irq_countdown = v->irq_period;
             fired = 1;
         }
-        if (a < e) {
-            if (fired) {
-                out->r10 = UA_TDX_VMCALL_RETRY;
-                out->r11 = a | (to_shared ? sbit : 0);
-                return UA_OK;
-            }
+        if (a < e && fired) {
+            out->r10 = UA_TDX_VMCALL_RETRY;
+            out->r11 = a | (to_shared ? sbit : 0);
+            return UA_OK;
         }
     }
     out->r10 = UA_TDX_VMCALL_SUCCESS;

@@ -194,6 +194,30 @@ def test_map_gpa_statuses():
     assert (r.r10, r.chunks) == (0, 8)
 
 
+def test_map_gpa_checks_the_range_before_the_alignment():
+    # KVM tdx_map_gpa: an empty, wrapping, past-GPAW or shared-bit-crossing
+    # range is INVALID_OPERAND even when GPA or size is misaligned too
+    g = TdxGuest(G1)
+    assert g.tdvmcall(0, 0x10001, SHARED | 0x800, 0).r10 == VmcallStatus.INVALID_OPERAND
+    assert g.tdvmcall(0, 0x10001, SHARED - K4, K4 + 0x800).r10 == VmcallStatus.INVALID_OPERAND
+    assert g.tdvmcall(0, 0x10001, 2 * SHARED - 0x800, K4).r10 == VmcallStatus.INVALID_OPERAND
+    assert g.tdvmcall(0, 0x10001, SHARED | 0x800, K4).r10 == VmcallStatus.ALIGN_ERROR
+
+
+def test_map_gpa_chunks_are_2m_long_from_the_start():
+    # KVM (TDX_MAP_GPA_MAX_LEN): each step converts 2 MiB from where the last
+    # stopped, whatever the alignment; RETRY's R11 is start + k * 2 MiB
+    g = TdxGuest(G1)
+    r = g.tdvmcall(0, 0x10001, SHARED | K4, 4 * M2)
+    assert (r.r10, r.chunks) == (0, 4)
+    assert g.entry(K4).shared and g.entry(4 * M2).shared and not g.entry(4 * M2 + K4).shared
+    g.set_interrupts(0, after=1)
+    r = g.tdvmcall(0, 0x10001, 8 * M2 + 3 * K4, 2 * M2 + K4)
+    assert (r.r10, r.r11, r.chunks) == (1, 8 * M2 + 3 * K4 + M2, 1)
+    r = g.tdvmcall(0, 0x10001, 8 * M2 + 3 * K4 + M2, M2 + K4)
+    assert (r.r10, r.chunks) == (0, 2)
+
+
 def test_map_gpa_retry_and_conversion_order():
     g = TdxGuest(G1, cost=Cost("count"))
     g.accept_path("linux")(0, 8 * M2)
@@ -351,6 +375,20 @@ def test_linux_sept_ve_policy():
     assert not flex.pending_ve_disable
     assert flex.linux_disable_sept_ve() == ""
     assert flex.pending_ve_disable
+
+
+def test_linux_sept_ve_policy_keeps_ve_for_flexible_debug_td():
+    # arch/x86/coco/tdx/tdx.c disable_sept_ve(): with FLEXIBLE_PENDING_VE a
+    # DEBUG TD keeps SEPT #VEs enabled ("for splats"); no TDG.VM.WR, no message
+    dbg = TdxGuest(G1, pending_ve_disable=False, flexible_pending_ve=True, debug=True,
+                   cost=Cost("count"))
+    assert dbg.linux_disable_sept_ve() == ""
+    assert dbg.cost.counts()[Event.TDCALL_OTHER] == 2     # VM.RD of CONFIG_FLAGS, TD_CTLS
+    assert not dbg.pending_ve_disable
+    # one already disabled by firmware stays disabled
+    pre = TdxGuest(G1, pending_ve_disable=True, flexible_pending_ve=True, debug=True)
+    assert pre.linux_disable_sept_ve() == ""
+    assert pre.pending_ve_disable
 
 
 def test_linux_touch_of_unaccepted_memory_is_fatal():

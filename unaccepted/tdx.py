@@ -288,6 +288,12 @@ class VmcallResult:
             return None
 
 
+def _access_result(out, gpa) -> AccessResult:
+    return AccessResult(AccessOutcome(out.outcome), out.vector, out.exit_reason, out.eeq_type,
+                        out.exit_qualification, out.extended_exit_qualification, out.state,
+                        bool(out.data_nonzero), gpa)
+
+
 _BACKING = {"2M": lib.UA_TDX_LEVEL_2M, "4K": lib.UA_TDX_LEVEL_4K}
 _INITIAL = {"free": lib.UA_TDX_INIT_FREE, "pending": lib.UA_TDX_INIT_PENDING}
 _PATHS = {"linux": lib.UA_TDX_PATH_LINUX, "ovmf": lib.UA_TDX_PATH_OVMF}
@@ -419,18 +425,20 @@ class TdxGuest:
         check(lib.ua_tdx_set_interrupts(self._handle, _v(vcpu), after, period))
 
     # ---- host ----------------------------------------------------------------
-    def _host(self, fn, gpa, level, vcpu, raw, *extra):
-        pi = _u64("page_info", raw) if raw is not None else page_info(gpa, level)
+    def _host_call(self, fn, vcpu, *args, what=None) -> HostResult:
+        """A host SEAMCALL fn(t, vcpu, *args, out)."""
         out = ffi.new("ua_tdx_host_result *")
-        check(fn(self._handle, _v(vcpu), pi, *extra, out), f"{fn.__name__}({pi:#x})")
+        check(fn(self._handle, _v(vcpu), *args, out), what)
         return HostResult(out.status, out.hpa, out.level, out.state)
+
+    def _host(self, fn, gpa, level, vcpu, raw, *extra, what=None):
+        pi = _u64("page_info", raw) if raw is not None else page_info(gpa, level)
+        return self._host_call(fn, vcpu, pi, *extra, what=what or f"{fn.__name__}({pi:#x})")
 
     def add(self, gpa, level=0, *, data_nonzero=False, vcpu=0, raw=None) -> HostResult:
         """TDH.MEM.PAGE.ADD (build phase only)."""
-        pi = _u64("page_info", raw) if raw is not None else page_info(gpa, level)
-        out = ffi.new("ua_tdx_host_result *")
-        check(lib.ua_tdx_host_add(self._handle, _v(vcpu), pi, bool(data_nonzero), out), "TDH.MEM.PAGE.ADD")
-        return HostResult(out.status, out.hpa, out.level, out.state)
+        return self._host(lib.ua_tdx_host_add, gpa, level, vcpu, raw, bool(data_nonzero),
+                          what="TDH.MEM.PAGE.ADD")
 
     def add_range(self, start: int, end: int, *, data_nonzero=False, vcpu=0) -> HostResult:
         """TDH.MEM.PAGE.ADD of every 4 KiB page of [start, end) (stops at the
@@ -442,9 +450,7 @@ class TdxGuest:
 
     def finalize(self, vcpu=0) -> HostResult:
         """TDH.MR.FINALIZE."""
-        out = ffi.new("ua_tdx_host_result *")
-        check(lib.ua_tdx_host_finalize(self._handle, _v(vcpu), out))
-        return HostResult(out.status, out.hpa, out.level, out.state)
+        return self._host_call(lib.ua_tdx_host_finalize, vcpu)
 
     def aug(self, gpa, level=0, *, vcpu=0, raw=None) -> HostResult:
         return self._host(lib.ua_tdx_host_aug, gpa, level, vcpu, raw)
@@ -453,9 +459,7 @@ class TdxGuest:
         return self._host(lib.ua_tdx_host_block, gpa, level, vcpu, raw)
 
     def track(self, vcpu=0) -> HostResult:
-        out = ffi.new("ua_tdx_host_result *")
-        check(lib.ua_tdx_host_track(self._handle, _v(vcpu), out))
-        return HostResult(out.status, out.hpa, out.level, out.state)
+        return self._host_call(lib.ua_tdx_host_track, vcpu)
 
     def remove(self, gpa, level=0, *, vcpu=0, raw=None) -> HostResult:
         return self._host(lib.ua_tdx_host_remove, gpa, level, vcpu, raw)
@@ -496,18 +500,20 @@ class TdxGuest:
     def state(self, gpa: int, level: Optional[int] = None) -> SeptState:
         return self.entry(gpa, level).state
 
+    def _count(self, fn, ctype, start, end, what):
+        """fn(t, start, end, buf) over [start, end) (end None: all of RAM)."""
+        end = self.memory_bytes if end is None else end
+        buf = ffi.new(ctype)
+        check(fn(self._handle, _u64("start", start), _u64("end", end), buf), what)
+        return buf
+
     def count_states(self, start: int = 0, end: Optional[int] = None) -> Dict[SeptState, int]:
         """4 KiB pages of [start, end) by the state of their governing leaf."""
-        end = self.memory_bytes if end is None else end
-        buf = ffi.new("uint64_t[6]")
-        check(lib.ua_tdx_count_states(self._handle, _u64("start", start), _u64("end", end), buf), "count_states")
+        buf = self._count(lib.ua_tdx_count_states, "uint64_t[6]", start, end, "count_states")
         return {SeptState(i): buf[i] for i in range(6) if buf[i]}
 
     def count_nonzero(self, start: int = 0, end: Optional[int] = None) -> int:
-        end = self.memory_bytes if end is None else end
-        buf = ffi.new("uint64_t *")
-        check(lib.ua_tdx_count_nonzero(self._handle, _u64("start", start), _u64("end", end), buf), "count_nonzero")
-        return buf[0]
+        return self._count(lib.ua_tdx_count_nonzero, "uint64_t *", start, end, "count_nonzero")[0]
 
     # ---- guest -----------------------------------------------------------------
     def accept(self, gpa: int = 0, level: int = 0, *, vcpu: int = 0, rax: int = ACCEPT_RAX,
@@ -538,9 +544,7 @@ class TdxGuest:
         out = ffi.new("ua_tdx_access_result *")
         check(lib.ua_tdx_guest_access(self._handle, _v(vcpu), _u64("gpa", gpa), bool(write), out),
               f"access({gpa:#x})")
-        return AccessResult(AccessOutcome(out.outcome), out.vector, out.exit_reason, out.eeq_type,
-                            out.exit_qualification, out.extended_exit_qualification, out.state,
-                            bool(out.data_nonzero), gpa)
+        return _access_result(out, gpa)
 
     def veinfo_get(self, vcpu: int = 0) -> VeInfo:
         out = ffi.new("ua_tdx_veinfo *")
@@ -597,9 +601,7 @@ class TdxGuest:
         msg = ffi.new("const char **")
         st = lib.ua_tdx_guest_linux_touch(self._handle, _v(vcpu), _u64("gpa", gpa), bool(write), out, msg)
         check(st, ffi.string(msg[0]).decode() or f"access {gpa:#x}")
-        return AccessResult(AccessOutcome(out.outcome), out.vector, out.exit_reason, out.eeq_type,
-                            out.exit_qualification, out.extended_exit_qualification, out.state,
-                            bool(out.data_nonzero), gpa)
+        return _access_result(out, gpa)
 
     def accept_path(self, kind: str = "linux") -> "TdxAcceptPath":
         return TdxAcceptPath(self, kind)

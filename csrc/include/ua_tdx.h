@@ -348,7 +348,8 @@ UA_API ua_status ua_tdx_guest_map_gpa(ua_tdx *t, uint32_t vcpu, uint64_t start, 
                                       int shared, uint64_t *r10);
 
 /* Linux's disable_sept_ve() at boot: with CONFIG_FLAGS.FLEXIBLE_PENDING_VE
- * it sets TD_CTLS.PENDING_VE_DISABLE; without it the TD must have been built
+ * it sets TD_CTLS.PENDING_VE_DISABLE (unless the TD is a DEBUG TD, which
+ * keeps SEPT #VEs enabled); without it the TD must have been built
  * with ATTRIBUTES.SEPT_VE_DISABLE, else the kernel panics ("TD
  * misconfiguration: SEPT #VE has to be disabled"; only a warning for DEBUG
  * TDs).  UA_OK or UA_E_GUEST_PANIC; *message (may be NULL) gets the text

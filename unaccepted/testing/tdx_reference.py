@@ -181,23 +181,55 @@ class RefTdx:
         self.finalized = True
         return (SUCCESS, 0, 0)
 
+    # allowed-from states of the page_info SEAMCALLs at (4 KiB, 2 MiB)
+    _FREE_REMOVED = {FREE, REMOVED}
+    _BLOCKABLE = ({MAPPED, PENDING}, {NL_MAPPED, MAPPED, PENDING})
+    _NON_LEAF = {NL_MAPPED, NL_BLOCKED}
+
+    def _enter(self, pi, allowed, *, max_level=2, min_level=0, at_1g=None, add_table=False,
+               warn_blocked=False, needs=False):
+        """The common part of the SEAMCALLs that take page_info: decode, range,
+        walk to the entry at the requested level, lock, allowed-from state
+        and (needs) blocked-and-tracked.  ((gpa, level, region, entry), None)
+        or (None, the answer).  at_1g: the answer at level 2 (None raises
+        SimError("STATE"), 1 GiB blocking being unmodelled)."""
+        if min_level and (pi & 7) < min_level and not (pi & 0xFF8 or pi >> 52):
+            return None, (OPERAND_INVALID | RCX, 0, 0)
+        d, err = self._host_target(pi, max_level)
+        if err:
+            return None, err
+        gpa, level = d
+        if level == 2:
+            if at_1g is None:
+                raise SimError("STATE")
+            return None, at_1g
+        r = self.region(gpa // M2)
+        e = r.entry
+        if level == 0:
+            if add_table and r.entry.state == FREE:
+                self._add_table(r)
+            e, err = self._walk4k(gpa)
+            if err:
+                return None, err
+        if e.locked:
+            return None, (OPERAND_BUSY | RCX, 0, 0)
+        if e.state not in allowed[level]:
+            code = GPA_RANGE_ALREADY_BLOCKED if warn_blocked and e.state in BLOCKED_STATES \
+                else EPT_ENTRY_STATE_INCORRECT
+            return None, (code | RCX, level, e.state)
+        need = self._needs(e) if needs else None
+        if need:
+            return None, ((need, level, e.state) if need >> 32 == GPA_RANGE_NOT_BLOCKED >> 32
+                          else (need, 0, 0))
+        return (gpa, level, r, e), None
+
     def add(self, pi, data_nonzero=False):
         if self.finalized:
             return (OP_STATE_INCORRECT, 0, 0)
-        d, err = self._host_target(pi, 0)
+        ref, err = self._enter(pi, ({FREE}, set()), max_level=0, add_table=True)
         if err:
             return err
-        gpa, _ = d
-        r = self.region(gpa // M2)
-        if r.entry.state == FREE:
-            self._add_table(r)
-        e, err = self._walk4k(gpa)
-        if err:
-            return err
-        if e.locked:
-            return (OPERAND_BUSY | RCX, 0, 0)
-        if e.state != FREE:
-            return (EPT_ENTRY_STATE_INCORRECT | RCX, 0, e.state)
+        gpa, _, _, e = ref
         e.state, e.moved = MAPPED, e.used
         page = gpa // K4
         (self.nonzero.add if data_nonzero else self.nonzero.discard)(page)
@@ -207,58 +239,29 @@ class RefTdx:
     def aug(self, pi):
         if not self.finalized:
             return (OP_STATE_INCORRECT, 0, 0)
-        d, err = self._host_target(pi, 1)
+        ref, err = self._enter(pi, (self._FREE_REMOVED, self._FREE_REMOVED), max_level=1,
+                               add_table=True)
         if err:
             return err
-        gpa, level = d
-        r = self.region(gpa // M2)
+        gpa, level, r, e = ref
         if level == 1:
-            if r.entry.locked:
-                return (OPERAND_BUSY | RCX, 0, 0)
-            if r.entry.state not in (FREE, REMOVED):
-                return (EPT_ENTRY_STATE_INCORRECT | RCX, 1, r.entry.state)
             r.entry = Entry(PENDING, False, r.entry.hp)
             r.children = None
             first = gpa // K4
             self.nonzero.update(range(first, first + 512))
             self.shared.difference_update(range(first, first + 512))
             return (SUCCESS, 0, 0)
-        if r.entry.state == FREE:
-            self._add_table(r)
-        e, err = self._walk4k(gpa)
-        if err:
-            return err
-        if e.locked:
-            return (OPERAND_BUSY | RCX, 0, 0)
-        if e.state not in (FREE, REMOVED):
-            return (EPT_ENTRY_STATE_INCORRECT | RCX, 0, e.state)
         e.state, e.moved = PENDING, e.used
         self.nonzero.add(gpa // K4)
         self.shared.discard(gpa // K4)
         return (SUCCESS, 0, 0)
 
     def block(self, pi):
-        d, err = self._host_target(pi, 2)
+        ref, err = self._enter(pi, self._BLOCKABLE, warn_blocked=True)
         if err:
             return err
-        gpa, level = d
-        if level == 2:
-            raise SimError("STATE")
-        r = self.region(gpa // M2)
-        e = r.entry if level == 1 else None
-        if level == 0:
-            e, err = self._walk4k(gpa)
-            if err:
-                return err
-        if e.locked:
-            return (OPERAND_BUSY | RCX, 0, 0)
-        nxt = {NL_MAPPED: NL_BLOCKED, MAPPED: BLOCKED, PENDING: PENDING_BLOCKED}
-        if level == 0:
-            nxt.pop(NL_MAPPED)
-        if e.state not in nxt:
-            code = GPA_RANGE_ALREADY_BLOCKED if e.state in BLOCKED_STATES else EPT_ENTRY_STATE_INCORRECT
-            return (code | RCX, level, e.state)
-        e.state = nxt[e.state]
+        e = ref[3]
+        e.state = {NL_MAPPED: NL_BLOCKED, MAPPED: BLOCKED, PENDING: PENDING_BLOCKED}[e.state]
         e.blocked_epoch = self.epoch
         return (SUCCESS, 0, 0)
 
@@ -276,26 +279,14 @@ class RefTdx:
             return TLB_TRACKING_NOT_DONE | RCX
         return None
 
+    _NOT_LEAF_1G = (EPT_ENTRY_STATE_INCORRECT | RCX, 2, NL_MAPPED)
+
     def remove(self, pi):
-        d, err = self._host_target(pi, 2)
+        ref, err = self._enter(pi, (LEAF_STATES, LEAF_STATES), at_1g=self._NOT_LEAF_1G,
+                               needs=True)
         if err:
             return err
-        gpa, level = d
-        if level == 2:
-            return (EPT_ENTRY_STATE_INCORRECT | RCX, 2, NL_MAPPED)
-        r = self.region(gpa // M2)
-        e = r.entry
-        if level == 0:
-            e, err = self._walk4k(gpa)
-            if err:
-                return err
-        if e.locked:
-            return (OPERAND_BUSY | RCX, 0, 0)
-        if e.state not in LEAF_STATES:
-            return (EPT_ENTRY_STATE_INCORRECT | RCX, level, e.state)
-        need = self._needs(e)
-        if need:
-            return (need, level, e.state) if need >> 32 == GPA_RANGE_NOT_BLOCKED >> 32 else (need, 0, 0)
+        _, level, r, e = ref
         new = REMOVED if self.importing else FREE
         if level == 1:
             r.entry = Entry(new, False, False)
@@ -305,69 +296,33 @@ class RefTdx:
         return (SUCCESS, 0, 0)
 
     def unblock(self, pi):
-        d, err = self._host_target(pi, 2)
+        # every allowed state is blocked: "needs" checks the tracking
+        ref, err = self._enter(pi, (BLOCKED_STATES, BLOCKED_STATES), at_1g=self._NOT_LEAF_1G,
+                               needs=True)
         if err:
             return err
-        gpa, level = d
-        if level == 2:
-            return (EPT_ENTRY_STATE_INCORRECT | RCX, 2, NL_MAPPED)
-        r = self.region(gpa // M2)
-        e = r.entry
-        if level == 0:
-            e, err = self._walk4k(gpa)
-            if err:
-                return err
-        if e.locked:
-            return (OPERAND_BUSY | RCX, 0, 0)
-        if e.state not in BLOCKED_STATES:
-            return (EPT_ENTRY_STATE_INCORRECT | RCX, level, e.state)
-        if self.finalized and not self._tracked(e):
-            return (TLB_TRACKING_NOT_DONE | RCX, 0, 0)
+        e = ref[3]
         e.state = {NL_BLOCKED: NL_MAPPED, BLOCKED: MAPPED, PENDING_BLOCKED: PENDING}[e.state]
         e.blocked_epoch = None
         return (SUCCESS, 0, 0)
 
     def demote(self, pi):
-        if pi & 7 == 0 and not (pi & 0xFF8 or pi >> 52):
-            return (OPERAND_INVALID | RCX, 0, 0)
-        d, err = self._host_target(pi, 2)
+        ref, err = self._enter(pi, (set(), LEAF_STATES), min_level=1, at_1g=self._NOT_LEAF_1G,
+                               needs=True)
         if err:
             return err
-        gpa, level = d
-        if level == 2:
-            return (EPT_ENTRY_STATE_INCORRECT | RCX, 2, NL_MAPPED)
-        r = self.region(gpa // M2)
-        e = r.entry
-        if e.locked:
-            return (OPERAND_BUSY | RCX, 0, 0)
-        if e.state not in LEAF_STATES:
-            return (EPT_ENTRY_STATE_INCORRECT | RCX, 1, e.state)
-        need = self._needs(e)
-        if need:
-            return (need, 1, e.state) if need >> 32 == GPA_RANGE_NOT_BLOCKED >> 32 else (need, 0, 0)
+        _, _, r, e = ref
         child = MAPPED if e.state in (MAPPED, BLOCKED) else PENDING
         r.children = [Entry(child) for _ in range(512)]
         r.entry = Entry(NL_MAPPED)
         return (SUCCESS, 0, 0)
 
     def promote(self, pi):
-        if pi & 7 == 0 and not (pi & 0xFF8 or pi >> 52):
-            return (OPERAND_INVALID | RCX, 0, 0)
-        d, err = self._host_target(pi, 2)
+        ref, err = self._enter(pi, (set(), self._NON_LEAF), min_level=1,
+                               at_1g=(EPT_INVALID_PROMOTE_CONDITIONS | RCX, 0, 0), needs=True)
         if err:
             return err
-        gpa, level = d
-        if level == 2:
-            return (EPT_INVALID_PROMOTE_CONDITIONS | RCX, 0, 0)
-        r = self.region(gpa // M2)
-        e = r.entry
-        if e.locked:
-            return (OPERAND_BUSY | RCX, 0, 0)
-        if e.state not in (NL_MAPPED, NL_BLOCKED):
-            return (EPT_ENTRY_STATE_INCORRECT | RCX, 1, e.state)
-        need = self._needs(e)
-        if need:
-            return (need, 1, e.state) if need >> 32 == GPA_RANGE_NOT_BLOCKED >> 32 else (need, 0, 0)
+        _, _, r, e = ref
         # contiguity: a page given back by REMOVE and re-added breaks it
         first = r.children[0].state
         ok = first in (MAPPED, PENDING) and all(
@@ -545,11 +500,11 @@ class RefTdx:
         if r10 != 0 or r11 != 0x10001:
             return (VMCALL_SUBFUNC_UNSUPPORTED, 0, 0)
         gpa, size, s = r12, r13, self.shared_bit
-        if (gpa | size) % K4:
-            return (VMCALL_ALIGN_ERROR, 0, 0)
         end = gpa + size
         if size == 0 or end >= 1 << 64 or end > s << 1 or (gpa ^ (end - 1)) & s:
             return (VMCALL_INVALID_OPERAND, 0, 0)
+        if (gpa | size) % K4:
+            return (VMCALL_ALIGN_ERROR, 0, 0)
         to_shared = bool(gpa & s)
         a, e = gpa & ~s, end - (s if to_shared else 0)
         if e > self.mem:
@@ -559,12 +514,16 @@ class RefTdx:
             return (VMCALL_RETRY, gpa, 0)
         chunks = 0
         while a < e:
-            cend = min(e, (a // M2 + 1) * M2)
-            if to_shared:
-                self._zap(a, cend)
-                self.shared.update(range(a // K4, cend // K4))
-            else:
-                self.shared.difference_update(range(a // K4, cend // K4))
+            cend = min(e, a + M2)          # 2 MiB from a, not 2 MiB-aligned
+            b = a
+            while b < cend:
+                rend = min(cend, (b // M2 + 1) * M2)
+                if to_shared:
+                    self._zap(b, rend)
+                    self.shared.update(range(b // K4, rend // K4))
+                else:
+                    self.shared.difference_update(range(b // K4, rend // K4))
+                b = rend
             chunks += 1
             a = cend
             fired = False
