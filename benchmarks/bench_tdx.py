@@ -46,24 +46,11 @@ def _accept_all(benchmark, memory, backing, cost=False):
     return g
 
 
+@pytest.mark.parametrize("backing", ["2M", "4K"])
+@pytest.mark.parametrize("cost", [False, True], ids=["", "with_cost"])
 @pytest.mark.benchmark(group="tdx-accept-1tib")
-def test_accept_1tib_2m_backing(benchmark):
-    _accept_all(benchmark, T1, "2M")
-
-
-@pytest.mark.benchmark(group="tdx-accept-1tib")
-def test_accept_1tib_2m_backing_with_cost(benchmark):
-    _accept_all(benchmark, T1, "2M", cost=True)
-
-
-@pytest.mark.benchmark(group="tdx-accept-1tib")
-def test_accept_1tib_4k_backing(benchmark):
-    _accept_all(benchmark, T1, "4K")
-
-
-@pytest.mark.benchmark(group="tdx-accept-1tib")
-def test_accept_1tib_4k_backing_with_cost(benchmark):
-    _accept_all(benchmark, T1, "4K", cost=True)
+def test_accept_1tib(benchmark, backing, cost):
+    _accept_all(benchmark, T1, backing, cost=cost)
 
 
 @pytest.mark.benchmark(group="tdx-memory")
