@@ -7,7 +7,7 @@ import unaccepted
 from unaccepted.errors import STATUS_EXCEPTIONS, UnacceptedError, error_for
 from unaccepted._core import ffi, lib
 
-HEADER = Path(__file__).resolve().parents[1] / "csrc" / "include" / "unaccepted.h"
+HEADER = Path(__file__).resolve().parents[2] / "csrc" / "include" / "unaccepted.h"
 
 
 def declared_statuses():

@@ -405,7 +405,7 @@ def test_linux_touch_of_unaccepted_memory_is_fatal():
 def test_docs_example_runs():
     import re
     from pathlib import Path
-    text = (Path(__file__).resolve().parents[1] / "docs" / "tdx.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "docs" / "tdx.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
     assert blocks
     for code in blocks:
