@@ -1,8 +1,8 @@
 /* cost.c - cost profiles, per-vCPU event counters and simulated clocks.
  *
  * The built-in profiles are data: one cycle count per event plus the
- * sentence that says where it comes from (a row of the project's numbers
- * table, docs/cost-model.md, or "assumption").  No per-instruction latency
+ * sentence that says where it comes from: the primary source in short and
+ * its row in docs/sources.md, or "assumption".  No per-instruction latency
  * is published for PVALIDATE, TDG.MEM.PAGE.ACCEPT, AUG or RMPUPDATE, so the
  * vendor profiles anchor on the published world-switch cost and on the one
  * whole-guest throughput figure, and say which values are fitted. */
@@ -70,24 +70,29 @@ static const struct builtin builtins[] = {
             [UA_EV_ACCEPT_CALL] = 100,
         },
         .source = {
-            [UA_EV_PVALIDATE_4K] = "assumption: no published latency (numbers.md preamble); "
-                                   "RMP-entry work only, PVALIDATE writes no data (numbers.md #39)",
+            [UA_EV_PVALIDATE_4K] = "assumption: no published latency; RMP-entry work only, "
+                                   "PVALIDATE writes no data (AMD APM vol. 2 sec. 15.36); "
+                                   "docs/sources.md #S2",
             [UA_EV_PVALIDATE_2M] = "assumption: one authoritative 2 MiB RMP entry flipped "
-                                   "(vendors.md A4), taken as 2x the 4 KiB cost",
-            [UA_EV_RMPADJUST] = "assumption: same RMP-entry work as PVALIDATE 4 KiB",
-            [UA_EV_VMGEXIT_PSC_MSR] = "numbers.md #30: full KVM_RUN round trip ~2,528 cycles "
-                                      "(floor for one PSC VMGEXIT)",
-            [UA_EV_VMGEXIT_PSC] = "numbers.md #30: full KVM_RUN round trip ~2,528 cycles "
-                                  "(floor for one PSC VMGEXIT)",
-            [UA_EV_RMPUPDATE_4K] = "assumption: no published latency for RMPUPDATE "
-                                   "(numbers.md preamble)",
-            [UA_EV_RMPUPDATE_2M] = "assumption: 1.5x RMPUPDATE 4 KiB",
-            [UA_EV_PSMASH] = "assumption: like RMPUPDATE 2 MiB",
-            [UA_EV_NPF_EXIT] = "numbers.md #30: KVM_RUN round trip ~2,528 cycles per exit",
-            [UA_EV_VC] = "numbers.md #30: SVM world switch ~1,344-1,376 cycles, taken as the "
-                         "cost of delivering #VC",
-            [UA_EV_CACHE_TOUCH_4K] = "numbers.md #39: two cache-line reads per 4 KiB; "
-                                     "assumption: ~100 cycles each (miss)",
+                                   "(AMD APM vol. 2 sec. 15.36.6, Table 15-40), taken as 2x the "
+                                   "4 KiB cost; docs/sources.md #S3",
+            [UA_EV_RMPADJUST] = "assumption: same RMP-entry work as PVALIDATE 4 KiB; "
+                                "docs/sources.md #S4",
+            [UA_EV_VMGEXIT_PSC_MSR] = "full KVM_RUN round trip ~2,528 cycles on EPYC (LKML, "
+                                      "Dec 2020), floor for one PSC VMGEXIT; docs/sources.md #S5",
+            [UA_EV_VMGEXIT_PSC] = "full KVM_RUN round trip ~2,528 cycles on EPYC (LKML, "
+                                  "Dec 2020), floor for one PSC VMGEXIT; docs/sources.md #S6",
+            [UA_EV_RMPUPDATE_4K] = "assumption: no published latency for RMPUPDATE; "
+                                   "docs/sources.md #S7",
+            [UA_EV_RMPUPDATE_2M] = "assumption: 1.5x RMPUPDATE 4 KiB; docs/sources.md #S8",
+            [UA_EV_PSMASH] = "assumption: like RMPUPDATE 2 MiB; docs/sources.md #S9",
+            [UA_EV_NPF_EXIT] = "KVM_RUN round trip ~2,528 cycles per exit on EPYC (LKML, "
+                               "Dec 2020); docs/sources.md #S10",
+            [UA_EV_VC] = "SVM world switch ~1,344-1,376 cycles on EPYC (LKML, Dec 2020), "
+                         "taken as the cost of delivering #VC; docs/sources.md #S11",
+            [UA_EV_CACHE_TOUCH_4K] = "two cache-line reads per 4 KiB (Linux "
+                                     "arch/x86/coco/sev/core.c: sev_evict_cache()); "
+                                     "assumption: ~100 cycles each (miss); docs/sources.md #S12",
             [UA_EV_TDCALL_ACCEPT] = NOT_THIS_VENDOR,
             [UA_EV_TD_EXIT] = NOT_THIS_VENDOR,
             [UA_EV_AUG_4K] = NOT_THIS_VENDOR,
@@ -97,7 +102,7 @@ static const struct builtin builtins[] = {
             [UA_EV_TDVMCALL] = NOT_THIS_VENDOR,
             [UA_EV_VE] = NOT_THIS_VENDOR,
             [UA_EV_ACCEPT_CALL] = "assumption: bitmap and list bookkeeping per "
-                                  "arch_accept_memory() call",
+                                  "arch_accept_memory() call; docs/sources.md #S13",
             [UA_EV_TDCALL_OTHER] = NOT_THIS_VENDOR,
         },
     },
@@ -129,23 +134,28 @@ static const struct builtin builtins[] = {
             [UA_EV_VC] = NOT_THIS_VENDOR,
             [UA_EV_CACHE_TOUCH_4K] = NOT_THIS_VENDOR,
             [UA_EV_TDCALL_ACCEPT] = "assumption: TDCALL entry/exit and SEPT walk without "
-                                    "zeroing (zeroing is charged as zero_4k)",
-            [UA_EV_TD_EXIT] = "numbers.md #30: KVM_RUN round trip ~2,528 cycles (SVM figure, "
-                              "assumed similar for a TD exit)",
+                                    "zeroing (zeroing is charged as zero_4k); "
+                                    "docs/sources.md #S15",
+            [UA_EV_TD_EXIT] = "KVM_RUN round trip ~2,528 cycles (SVM figure, LKML Dec 2020, "
+                              "assumed similar for a TD exit); docs/sources.md #S16",
             [UA_EV_AUG_4K] = "fitted: makes the Linux path with 4 KiB-only backing cost "
-                             "2.5 us per 4 KiB at 2.0 GHz (numbers.md #20/#21): "
-                             "tdcall 300 + td_exit 2528 + aug 1472 + tdcall 300 + zero 400 = 5000",
-            [UA_EV_AUG_2M] = "assumption: one SEPT update and PAMT entry for 2 MiB, no zeroing",
+                             "2.5 us per 4 KiB at 2.0 GHz (90 GiB in ~60 s, K. Shutemov, "
+                             "LKML 2024-10-25): tdcall 300 + td_exit 2528 + aug 1472 + "
+                             "tdcall 300 + zero 400 = 5000; docs/sources.md #S17",
+            [UA_EV_AUG_2M] = "assumption: one SEPT update and PAMT entry for 2 MiB, no zeroing; "
+                             "docs/sources.md #S18",
             [UA_EV_ZERO_4K] = "assumption: MOVDIR64B zeroing of 4 KiB at ~10 bytes/cycle "
-                              "(numbers.md #37: cost proportional to bytes)",
-            [UA_EV_SEAMCALL] = "assumption: host SEAMCALL round trip",
-            [UA_EV_TDVMCALL] = "numbers.md #30: KVM_RUN round trip ~2,528 cycles",
-            [UA_EV_VE] = "numbers.md #30: world switch ~1,344-1,376 cycles, taken as the cost "
-                         "of delivering #VE",
+                              "(cost proportional to bytes: TDX module 1.5 "
+                              "tdg_mem_page_accept.c); docs/sources.md #S19",
+            [UA_EV_SEAMCALL] = "assumption: host SEAMCALL round trip; docs/sources.md #S20",
+            [UA_EV_TDVMCALL] = "KVM_RUN round trip ~2,528 cycles (SVM figure, LKML Dec 2020); "
+                               "docs/sources.md #S21",
+            [UA_EV_VE] = "world switch ~1,344-1,376 cycles (SVM figure, LKML Dec 2020), taken "
+                         "as the cost of delivering #VE; docs/sources.md #S22",
             [UA_EV_ACCEPT_CALL] = "assumption: bitmap and list bookkeeping per "
-                                  "arch_accept_memory() call",
+                                  "arch_accept_memory() call; docs/sources.md #S23",
             [UA_EV_TDCALL_OTHER] = "assumption: a TDCALL round trip into the TDX module "
-                                   "without SEPT work, like tdcall_accept",
+                                   "without SEPT work, like tdcall_accept; docs/sources.md #S24",
         },
     },
     {
@@ -156,7 +166,7 @@ static const struct builtin builtins[] = {
         },
         .source = {
             [0 ... UA_EV_COUNT - 1] = "definition: every event costs one cycle at 1 GHz, "
-                                      "so clocks count events",
+                                      "so clocks count events; docs/sources.md #S25",
         },
     },
 };

@@ -1,6 +1,9 @@
 /* test_tdx.c - C unit test of the TDX model (csrc/tdx.c, csrc/guest_tdx.c).
- * Expected values come from vendors.md Part B / E.2 and the path algorithms
- * (linux.md 7.1, firmware.md 3.3). */
+ * Expected values come from the TDX module 1.5 source (intel/tdx-module
+ * branch tdx_1.5: tdg_mem_page_accept.c, tdh_mem_page_*.c,
+ * tdx_error_codes_defs.h) and the path algorithms of Linux
+ * arch/x86/coco/tdx/tdx-shared.c:tdx_accept_memory() and EDK2
+ * MdePkg/Library/TdxLib/AcceptPages.c:TdAcceptPages(). */
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>

@@ -5,10 +5,13 @@ import pytest
 from unaccepted import Cost, CostProfile, Event, InvalidArgument
 from unaccepted._core import ffi, lib
 
-NUMBERS_ROW = re.compile(r"numbers\.md #\d+")
+SOURCES_ROW = re.compile(r"docs/sources\.md #(S\d+)")
 
 
 def test_every_builtin_value_has_a_source():
+    from pathlib import Path
+
+    rows = (Path(__file__).resolve().parents[2] / "docs" / "sources.md").read_text()
     names = CostProfile.builtin_names()
     assert {"snp-epyc-kvm", "tdx-spr-kvm", "count"} <= set(names)
     for name in names:
@@ -16,10 +19,12 @@ def test_every_builtin_value_has_a_source():
         for ev in Event:
             src = p.sources[ev]
             assert src and src != "unknown", (name, ev)
+            for cited in SOURCES_ROW.findall(src):      # a cited row exists
+                assert f"| {cited} |" in rows, (name, ev, cited)
             if p.cycles[ev] and name != "count":
-                # a value is either cited from the numbers table, fitted to it,
-                # or says it is an assumption
-                assert NUMBERS_ROW.search(src) or "assumption" in src, (name, ev, src)
+                # a value either cites its row of docs/sources.md (which names
+                # the primary source) or says it is an assumption
+                assert SOURCES_ROW.search(src) or "assumption" in src, (name, ev, src)
 
 
 def test_vendor_profiles_charge_their_own_events_only():
@@ -27,7 +32,7 @@ def test_vendor_profiles_charge_their_own_events_only():
     tdx = CostProfile.builtin("tdx-spr-kvm")
     assert snp.cycles[Event.PVALIDATE_4K] > 0 and snp.cycles[Event.TDCALL_ACCEPT] == 0
     assert tdx.cycles[Event.TDCALL_ACCEPT] > 0 and tdx.cycles[Event.PVALIDATE_4K] == 0
-    # the fitted TDX value reproduces 2.5 us per 4 KiB page at 2 GHz (numbers.md #21)
+    # the fitted TDX value reproduces 2.5 us per 4 KiB page at 2 GHz (docs/sources.md #S27)
     per_page = (2 * tdx.cycles[Event.TDCALL_ACCEPT] + tdx.cycles[Event.TD_EXIT]
                 + tdx.cycles[Event.AUG_4K] + tdx.cycles[Event.ZERO_4K])
     assert per_page / (tdx.ghz * 1e3) == pytest.approx(2.5)

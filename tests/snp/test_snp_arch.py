@@ -1,5 +1,6 @@
 """Architectural facts of the SEV-SNP model, with the expected values
-written out from the spec (vendors.md A1-A7, E.1), not taken from code."""
+written out from AMD APM vol. 2 section 15.36, the GHCB specification and
+Linux's SEV headers, not taken from code."""
 import pytest
 
 from unaccepted import Cost
@@ -71,7 +72,7 @@ def test_rmpupdate_always_leaves_page_unvalidated_and_resets_permissions():
     assert g.rmpadjust(0, target_vmpl=1, perms=3).ok
     e = g.rmp(0)
     assert e.validated and e.perm == (31, 3, 0, 0)
-    # same fields again: still cleared (the conservative reading, vendors.md Part D)
+    # same fields again: still cleared (the conservative reading of APM vol. 2 section 15.36.6)
     assert g.make_private(0, 0) == RmpCode.SUCCESS
     e = g.rmp(0)
     assert not e.validated and e.perm == (31, 0, 0, 0) and e.assigned
@@ -169,10 +170,11 @@ def test_rmpadjust_rules():
 
 
 def test_rmpadjust_npf_conditions_are_pvalidates():
-    """vendors.md A5: RMPADJUST has "the same NPF conditions as PVALIDATE";
-    E.1 item 7: an entry that is immutable, unassigned, of another ASID or
-    of another GPA gives NPF(RMP), and only an entry that passes those
-    checks but is 2M under a 4K request gives NPF(RMP|SIZEM).  A SIZEM would
+    """VeriSMo's RMPADJUST model: RMPADJUST has the same NPF conditions as
+    PVALIDATE, and for PVALIDATE (docs/snp.md) an entry that is immutable,
+    unassigned, of another ASID or of another GPA gives NPF(RMP), and only
+    an entry that passes those checks but is 2M under a 4K request gives
+    NPF(RMP|SIZEM).  A SIZEM would
     make KVM PSMASH an entry that is not the guest's to fix."""
     g = guest()
     rmp_enc_p = (1 << 31) | (1 << 34) | 1

@@ -1,4 +1,5 @@
-"""Linux's handling of a guest touch on SNP (vendors.md A2, E.1 items 15-16):
+"""Linux's handling of a guest touch on SNP (arch/x86/coco/sev/vc-handle.c;
+AMD APM vol. 2 section 15.36.10, Table 15-39):
 #VC 0x404 has no handler, so kernel mode terminates with reason set 0 code 0
 and user mode gets SIGBUS; NPFs go to the host."""
 import pytest
@@ -43,7 +44,7 @@ def test_user_touch_of_an_unvalidated_page_is_sigbus_and_the_guest_lives():
 
 
 def test_remap_after_validation_is_detected_and_fatal():
-    """E.1 item 16a: the host points X at a fresh SPA B it made private."""
+    """Attack (a) of docs/snp.md: the host points X at a fresh SPA B it made private."""
     g = accepted_guest()
     b = 256 * MiB                                      # a spare host page
     assert g.make_private(b, X) == 0

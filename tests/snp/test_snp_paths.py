@@ -190,7 +190,8 @@ def test_ghcb_level_errors_terminate(code, kind, term):
 
 @pytest.mark.parametrize("code", [1, 2, 3, 4, 5, 6])
 def test_ghcb_level_error_wins_over_psc_content_errors(code):
-    """vendors.md A6: GHCB-level input errors are reported *instead* of a PSC
+    """GHCB specification rev. 2, as KVM (arch/x86/kvm/svm/sev.c) implements
+    it: GHCB-level input errors are reported *instead* of a PSC
     result (SW_EXITINFO1 = 2, SW_EXITINFO2 = GHCB_ERR_*).  The hypervisor
     validates the GHCB before it reads the scratch area, so a bad header,
     a bad entry or a short scratch area never masks the GHCB-level error."""
@@ -235,7 +236,7 @@ def test_linux_double_validation_terminates_with_pvalidate_reason():
 
 
 def test_skipped_rmpupdate_makes_pvalidate_npf_and_the_guest_hangs():
-    """E.1 16(c): a hypervisor that answers PSC without RMPUPDATE."""
+    """Attack (c) of docs/snp.md: a hypervisor that answers PSC without RMPUPDATE."""
     cost = Cost("count")
     g = SnpGuest(64 << 20, skip_rmpupdate=True, cost=cost)
     p = g.accept_path("linux")
@@ -417,7 +418,8 @@ def test_threads_accept_disjoint_halves_through_the_table():
 # ---------------------------------------------------------------- lazy host (fault-in)
 @pytest.mark.parametrize("backing, npf_per_2m", [("4K", 512), ("2M", 1)])
 def test_lazy_rmpupdate_costs_one_npf_per_mapping(backing, npf_per_2m):
-    """numbers.md #31: with 4 KiB-only guest_memfd and no pre-faulting, every
+    """QEMU commit 4cdc489 (docs/sources.md #S28): with 4 KiB-only
+    guest_memfd and no pre-faulting, every
     validated 4 KiB page takes an NPF exit: 1024 extra exits per 4 MiB."""
     cost = Cost("count")
     g = SnpGuest(G1, backing=backing, lazy_rmpupdate=True, cost=cost)
@@ -452,7 +454,7 @@ def test_lazy_fault_in_only_for_private_attribute():
     assert g.count() == (0, 0)
 
 
-# ---------------------------------------------------------------- unaccept (E.1 item 14)
+# ------------------------------------------------ unaccept (Linux __set_pages_state())
 @pytest.mark.parametrize("kind", ["linux", "linux-early", "ovmf"])
 @pytest.mark.parametrize("backing", ["2M", "4K"])
 def test_unaccept_rescinds_then_makes_shared(kind, backing):

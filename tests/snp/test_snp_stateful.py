@@ -1,8 +1,9 @@
 """Stateful tests: a Hypothesis state machine mixing host operations
 (RMPUPDATE, PSMASH, NPT remaps, a PSC-ignoring hypervisor) and guest
 operations (PVALIDATE, accesses, accept paths, a naive #VC handler), checked
-against the reference model and the invariants of vendors.md A7 / E.1 16;
-and the three attack scenarios of E.1 item 16 spelled out."""
+against the reference model and the invariants of docs/snp.md (each GPA is
+validated at most once between rescinds, AMD APM vol. 2 section 15.36.6);
+and the three attack scenarios of docs/snp.md "Attacks" spelled out."""
 import pytest
 from hypothesis import note, settings
 from hypothesis import strategies as st
@@ -189,7 +190,7 @@ class SnpMachine(RuleBasedStateMachine):
     def validated_copies_need_guest_validations(self):
         """The host alone can never make a validated copy of a GPA: every SPA
         validated for GPA X cost the guest one PVALIDATE of X.  So a second
-        validated copy (the replay precondition, E.1 16(b)) exists only if
+        validated copy (the replay precondition, attack (b)) exists only if
         the guest validated X twice - which Linux never does."""
         for gpa in GUEST_PAGES:
             n = len(self.r.validated_spas_for(gpa))
@@ -200,7 +201,7 @@ TestSnpMachine = SnpMachine.TestCase
 TestSnpMachine.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
 
 
-# ------------------------------------------------------------- E.1 item 16
+# ------------------------------------------------ attacks (a)-(c) of docs/snp.md
 def gpa_of(g, spa):
     """The GPA the RMP entry governing spa assigns to that 4 KiB page."""
     e = g.rmp(spa)

@@ -1,4 +1,5 @@
-"""TDX model behaviour pinned to the numbers in vendors.md Part B / E.2:
+"""TDX model behaviour pinned to the numbers of the TDX module 1.5 source
+(tdx_error_codes_defs.h, tdg_mem_page_accept.c, td_ept_violation.c) and Linux:
 ACCEPT statuses, VIOLATION exits and their extended exit qualification,
 #VE / #DF / pending exits, TD_CTLS controls, MapGPA, the build phase, bad
 arguments, contents (zeroing) and host physical addresses, scale."""

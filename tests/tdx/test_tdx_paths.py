@@ -3,8 +3,10 @@ instruction / exit / AUG counts for 2 MiB and 4 KiB host backing, panics,
 OVMF's tolerance rules, resumable 2 MiB accepts, cost accounting, the core
 table driving the Linux path, and concurrent vCPUs.
 
-Expected counts are derived by hand from the algorithms in linux.md 7.1,
-firmware.md 3.3 and vendors.md B3 (see the comment at each)."""
+Expected counts are derived by hand from Linux
+arch/x86/coco/tdx/tdx-shared.c:tdx_accept_memory(), EDK2
+MdePkg/Library/TdxLib/AcceptPages.c:TdAcceptPages() and the TDX module's
+tdg_mem_page_accept.c (see the comment at each)."""
 import threading
 
 import pytest

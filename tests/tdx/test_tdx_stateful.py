@@ -1,8 +1,9 @@
 """Hypothesis state machine mixing host SEAMCALLs (AUG, BLOCK, TRACK, REMOVE,
 UNBLOCK, DEMOTE, PROMOTE), guest operations (ACCEPT at each level, touches,
 MapGPA, the accept paths) and interrupts.  After every step the C model must
-agree with the reference model, and the invariants of vendors.md B2/B6/E.2-17
-must hold:
+agree with the reference model, and the invariants of the TDX module's
+Secure EPT state rules (tdx_1.5 sept_state_lookup, tdh_mem_page_*.c,
+tdg_mem_page_accept.c) must hold:
 
   * a page becomes guest-accessible (MAPPED) only through the guest's ACCEPT
     (never through a host operation alone);

@@ -1,5 +1,7 @@
 """Pure-Python reference model of the EFI stub's table and the kernel's
-accept path (docs/fidelity.md; ../shared/spec/linux.md sections 3 and 5).
+accept path (docs/fidelity.md; Linux
+drivers/firmware/efi/libstub/unaccepted_memory.c and
+drivers/firmware/efi/unaccepted_memory.c).
 
 Deliberately simple: the bitmap is a Python set of unit indices, addresses
 are unbounded ints, and every step is written in the order the kernel does

@@ -1,5 +1,5 @@
-"""Pure-Python reference model of the SEV-SNP rules (docs/snp.md; the
-project spec's vendors.md Part A and E.1).
+"""Pure-Python reference model of the SEV-SNP rules (docs/snp.md; AMD APM
+vol. 2 section 15.36, the GHCB specification, VeriSMo's RMP model).
 
 Written independently of csrc/snp.c and as plainly as possible: every 2 MiB
 SPA region is either one 2 MiB entry or a list of 512 4 KiB entries, entries

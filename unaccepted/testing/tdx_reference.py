@@ -2,10 +2,12 @@
 TDG.MEM.PAGE.ACCEPT, guest accesses, MapGPA, the VMM policy and the guest
 accept paths.
 
-It restates the rules of vendors.md Part B / E.2 (TDX module 1.5) plus the
-modelling choices documented in docs/tdx.md, in the plainest form: a dict
-of 2 MiB entries, each optionally holding a list of 512 4 KiB entries.  It
-is an oracle for the C model (unaccepted.tdx), never a fast path.  Host
+It restates the rules of the TDX module 1.5 source (intel/tdx-module branch
+tdx_1.5: tdg_mem_page_accept.c, td_ept_violation.c, tdh_mem_page_*.c,
+sept_state_lookup) plus the modelling choices documented in docs/tdx.md, in
+the plainest form: a dict of 2 MiB entries, each optionally holding a list
+of 512 4 KiB entries.  It is an oracle for the C model (unaccepted.tdx),
+never a fast path.  Host
 physical addresses are not modelled (the C model's are identity tokens);
 everything else observable is.
 """
