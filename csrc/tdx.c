@@ -542,14 +542,14 @@ static int block_epoch_enter(ua_tdx *t, struct region *r)
  * the TD may run (after finalize); then the entry must be blocked and
  * tracked.  Returns the error status or 0. */
 static uint64_t need_blocked_tracked(const ua_tdx *t, const struct region *r, unsigned s,
-                                     int flagged)
+                                     int flagged, uint64_t tlb_operand)
 {
     if (!t->finalized)
         return 0;
     if (!is_blocked(s))
         return with_rcx(UA_TDX_GPA_RANGE_NOT_BLOCKED);
     if (!tracked(t, r, flagged))
-        return with_rcx(UA_TDX_TLB_TRACKING_NOT_DONE);
+        return UA_TDX_TLB_TRACKING_NOT_DONE | tlb_operand;
     return 0;
 }
 
@@ -577,22 +577,27 @@ struct sept_op {
     uint8_t max_level;
     uint8_t at_1g;           /* AT_1G_*: the answer at level 2 */
     uint8_t add_table;       /* 4 KiB on a FREE 2 MiB entry: add the page table first */
-    uint8_t blocked_tracked; /* finalized TD: the entry must be blocked and tracked */
+    uint8_t blocked_tracked; /* finalized TD: the entry must be blocked and tracked;
+                              * the operand id of TLB_TRACKING_NOT_DONE (1: RCX) */
     uint8_t warn_blocked;    /* a blocked state answers GPA_RANGE_ALREADY_BLOCKED */
     uint8_t allowed[2];      /* allowed-from states at 4 KiB and 2 MiB */
 };
 
 static const struct sept_op OP_ADD = {PHASE_BUILD, 0, 0, UA_TDX_LEVEL_4K, AT_1G_NONE, 1, 0, 0,
                                       {ST(S_FREE), 0}};
-static const struct sept_op OP_AUG = {PHASE_RUNNING, 1, 0, UA_TDX_LEVEL_2M, AT_1G_NONE, 1, 0, 0,
+/* AUG is allowed in the build phase too (the module's op-state table lets
+ * it run before TDH.MR.FINALIZE as well as after) */
+static const struct sept_op OP_AUG = {PHASE_ANY, 1, 0, UA_TDX_LEVEL_2M, AT_1G_NONE, 1, 0, 0,
                                       {ST_FREE_REMOVED, ST_FREE_REMOVED}};
 static const struct sept_op OP_BLOCK = {PHASE_ANY, 0, 0, UA_TDX_LEVEL_1G, AT_1G_UNMODELLED, 0, 0, 1,
                                         {ST(S_MAPPED) | ST(S_PENDING),
                                          ST(S_NL_MAPPED) | ST(S_MAPPED) | ST(S_PENDING)}};
 static const struct sept_op OP_REMOVE = {PHASE_ANY, 0, 0, UA_TDX_LEVEL_1G, AT_1G_NOT_LEAF, 0, 1, 0,
                                          {ST_LEAF, ST_LEAF}};
-/* every allowed state is blocked, so "blocked and tracked" checks tracking */
-static const struct sept_op OP_UNBLOCK = {PHASE_ANY, 0, 0, UA_TDX_LEVEL_1G, AT_1G_NOT_LEAF, 0, 1, 0,
+/* every allowed state is blocked, so "blocked and tracked" checks tracking;
+ * UNBLOCK reports missing tracking against the SEPT tree, not RCX */
+static const struct sept_op OP_UNBLOCK = {PHASE_ANY, 0, 0, UA_TDX_LEVEL_1G, AT_1G_NOT_LEAF, 0,
+                                          UA_TDX_OPERAND_ID_SEPT_TREE, 0,
                                           {ST_BLOCKED, ST_BLOCKED}};
 static const struct sept_op OP_DEMOTE = {PHASE_ANY, 0, UA_TDX_LEVEL_2M, UA_TDX_LEVEL_1G, AT_1G_NOT_LEAF,
                                          0, 1, 0, {0, ST_LEAF}};
@@ -708,7 +713,7 @@ sept_enter(ua_tdx *t, uint32_t vcpu, uint64_t pi, const struct sept_op *op,
         return 1;
     }
     if (op->blocked_tracked) {
-        uint64_t e = need_blocked_tracked(t, r, s, flagged);
+        uint64_t e = need_blocked_tracked(t, r, s, flagged, op->blocked_tracked);
         if (e) {
             out->status = e;
             if ((e & UA_TDX_STATUS_CLASS_MASK) == UA_TDX_GPA_RANGE_NOT_BLOCKED)

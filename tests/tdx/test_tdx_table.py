@@ -255,6 +255,9 @@ BUILD_SETUPS = {
     "4K:BLOCKED_tracked": [lambda b: _s(b, lambda: b.add(G4)), blk4k, trk],
     "NL_BLOCKED": [lambda b: _s(b, lambda: b.add(G4)), blk2m],
     "4K:MAPPED_locked": [lambda b: _s(b, lambda: b.add(G4)), lambda b: b.set_lock(G4, 0)],
+    "2M:PENDING_aug": [aug2m],
+    "4K:PENDING_aug": [aug4k],
+    "2M:PENDING_BLOCKED_aug": [aug2m, blk2m],
     "4K:REMOVED": [lambda b: _s(b, lambda: b.add(G4)), lambda b: b.set_importing(True),
                    lambda b: _s(b, lambda: b.host("remove", G4)),
                    lambda b: b.set_importing(False)],
@@ -265,7 +268,7 @@ BUILD_SETUPS = {
 @pytest.mark.parametrize("op", HOST_OPS + ["add"])
 @pytest.mark.parametrize("setup", sorted(BUILD_SETUPS))
 def test_host_ops_before_finalize(setup, op, operand):
-    """In the build phase: ADD allowed, AUG refused, nothing needs blocking."""
+    """In the build phase: ADD and AUG allowed, nothing needs blocking."""
     b = Both(MEM, finalized=False)
     for step in BUILD_SETUPS[setup]:
         step(b)

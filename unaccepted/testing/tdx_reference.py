@@ -44,6 +44,7 @@ METADATA_FIELD_ID_INCORRECT = 0xC0000C0000000000
 METADATA_FIELD_NOT_WRITABLE = 0xC0000C0100000000
 METADATA_FIELD_VALUE_NOT_VALID = 0xC0000C0300000000
 RCX = 1
+SEPT_TREE = 146   # the operand id RANGE.UNBLOCK gives TLB_TRACKING_NOT_DONE
 
 TD_CTLS = 0x1110000300000017
 CONFIG_FLAGS = 0x1110000300000016
@@ -189,10 +190,11 @@ class RefTdx:
     _NON_LEAF = {NL_MAPPED, NL_BLOCKED}
 
     def _enter(self, pi, allowed, *, max_level=2, min_level=0, at_1g=None, add_table=False,
-               warn_blocked=False, needs=False):
+               warn_blocked=False, needs=False, tlb_operand=RCX):
         """The common part of the SEAMCALLs that take page_info: decode, range,
         walk to the entry at the requested level, lock, allowed-from state
-        and (needs) blocked-and-tracked.  ((gpa, level, region, entry), None)
+        and (needs) blocked-and-tracked, TLB_TRACKING_NOT_DONE carrying
+        tlb_operand.  ((gpa, level, region, entry), None)
         or (None, the answer).  at_1g: the answer at level 2 (None raises
         SimError("STATE"), 1 GiB blocking being unmodelled)."""
         if min_level and (pi & 7) < min_level and not (pi & 0xFF8 or pi >> 52):
@@ -219,7 +221,7 @@ class RefTdx:
             code = GPA_RANGE_ALREADY_BLOCKED if warn_blocked and e.state in BLOCKED_STATES \
                 else EPT_ENTRY_STATE_INCORRECT
             return None, (code | RCX, level, e.state)
-        need = self._needs(e) if needs else None
+        need = self._needs(e, tlb_operand) if needs else None
         if need:
             return None, ((need, level, e.state) if need >> 32 == GPA_RANGE_NOT_BLOCKED >> 32
                           else (need, 0, 0))
@@ -239,8 +241,7 @@ class RefTdx:
         return (SUCCESS, 0, 0)
 
     def aug(self, pi):
-        if not self.finalized:
-            return (OP_STATE_INCORRECT, 0, 0)
+        # allowed before and after finalize (no op-state check here)
         ref, err = self._enter(pi, (self._FREE_REMOVED, self._FREE_REMOVED), max_level=1,
                                add_table=True)
         if err:
@@ -271,14 +272,14 @@ class RefTdx:
         self.epoch += 1
         return (SUCCESS, 0, 0)
 
-    def _needs(self, e: Entry):
+    def _needs(self, e: Entry, tlb_operand=RCX):
         """Blocked-and-tracked requirement of a running TD."""
         if not self.finalized:
             return None
         if e.state not in BLOCKED_STATES:
             return GPA_RANGE_NOT_BLOCKED | RCX
         if not self._tracked(e):
-            return TLB_TRACKING_NOT_DONE | RCX
+            return TLB_TRACKING_NOT_DONE | tlb_operand
         return None
 
     _NOT_LEAF_1G = (EPT_ENTRY_STATE_INCORRECT | RCX, 2, NL_MAPPED)
@@ -298,9 +299,10 @@ class RefTdx:
         return (SUCCESS, 0, 0)
 
     def unblock(self, pi):
-        # every allowed state is blocked: "needs" checks the tracking
+        # every allowed state is blocked: "needs" checks the tracking, which
+        # UNBLOCK reports against the SEPT tree rather than RCX
         ref, err = self._enter(pi, (BLOCKED_STATES, BLOCKED_STATES), at_1g=self._NOT_LEAF_1G,
-                               needs=True)
+                               needs=True, tlb_operand=SEPT_TREE)
         if err:
             return err
         e = ref[3]
