@@ -33,6 +33,8 @@ def test_numeric_constants():
     assert lib.UA_SNP_PSC_MAX_ENTRIES == 253 == (2032 - 8) // 8
     assert lib.UA_SNP_LINUX_PSC_MAX_ENTRIES == 64
     assert [int(c) for c in RmpCode] == [0, 1, 2, 3, 4]
+    # Linux arch/x86/include/asm/sev.h: PVALIDATE FAIL_INPUT 1, FAIL_SIZEMISMATCH
+    # 6, and 255 is Linux's own code for CF=1 (PVALIDATE_FAIL_NOUPDATE)
     assert [int(c) for c in PvalidateCode] == [0, 1, 2, 6, 255]
     assert term_msr(1, 1) == 0x100 | 1 << 12 | 1 << 16 == 0x11100
     assert term_msr(1, 2) == 0x21100
@@ -65,7 +67,9 @@ def test_launch_update_pages_start_validated():
         g.launch_update(4 * M2, K4)
 
 
-def test_rmpupdate_always_leaves_page_unvalidated_and_resets_permissions():
+def test_choice_rmpupdate_unchanged_clears_validated():
+    # model choice (docs/snp.md, RMPUPDATE): an RMPUPDATE that changes no field
+    # still clears Validated and resets the VMPL permissions
     g = guest()
     assert g.make_private(0, 0) == RmpCode.SUCCESS
     assert g.pvalidate(0).ok
@@ -83,6 +87,8 @@ def test_rmpupdate_codes():
     assert g.rmpupdate(8, gpa=0, asid=ASID, assigned=True) == RmpCode.FAIL_INPUT
     assert g.rmpupdate(K4, page_size=1) == RmpCode.FAIL_INPUT          # misaligned for 2M
     assert g.rmpupdate(16 << 20) == RmpCode.FAIL_INPUT                  # outside the RMP
+    # model choice (docs/snp.md †): the two FAIL_INPUT ownership rules, the
+    # check order and a deterministic FAIL_OVERLAP
     assert g.rmpupdate(0, asid=3) == RmpCode.FAIL_INPUT                 # hv-owned with ASID
     g.set_in_use(K4)
     assert g.make_private(K4, K4) == RmpCode.FAIL_INUSE
@@ -107,7 +113,7 @@ def test_psmash_copies_every_field_including_validated():
         e = g.rmp(M2 + i * K4)
         assert (e.page_size, e.gpa, e.validated, e.asid, e.perm, e.entry_spa) == \
             (0, M2 + i * K4, True, ASID, (31, 0, 1, 0), M2 + i * K4)
-    assert g.psmash(M2) == RmpCode.FAIL_INPUT      # already 4K entries
+    assert g.psmash(M2) == RmpCode.FAIL_INPUT      # already 4K entries (choice, docs/snp.md †)
     assert g.psmash(M2 + K4) == RmpCode.FAIL_INPUT  # not 2M aligned
 
 
@@ -143,7 +149,8 @@ def test_pvalidate_outcomes_and_order():
     g.rmpupdate(3 * M2 + 2 * K4, gpa=3 * M2 + 2 * K4, asid=ASID, assigned=True, immutable=True)
     for a in (3 * M2, 3 * M2 + K4, 3 * M2 + 2 * K4):
         assert g.pvalidate(a).fault == Fault.NPF
-    # VMPL != 0 -> #GP first, before the input checks
+    # VMPL != 0 -> #GP first, before the input checks (model choice after
+    # VeriSMo, not confirmed in the APM: docs/snp.md, Modelling decisions)
     assert SnpGuest(16 << 20, vmpl=1).pvalidate(1, 5).fault == Fault.GP
 
 

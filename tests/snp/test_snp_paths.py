@@ -45,6 +45,9 @@ def test_ghcb_psc_errors():
         buf = psc_buffer([bad])
         assert g.psc_ghcb(buf).sw_exitinfo2 == PSC_ERROR_INVALID_ENTRY, bad
         assert parse_psc_buffer(buf)[0] == 0          # cur_entry stays at the bad entry
+    # model choices (docs/snp.md †): unknown ops (0, 5) rejected as INVALID_ENTRY
+    # above; a page past the guest is GENERIC; a short scratch area is a
+    # GHCB-level INVALID_SCRATCH_AREA (KVM answers INVALID_HDR)
     buf = psc_buffer([PscEntry((8 << 20) // K4)])     # past the guest
     assert g.psc_ghcb(buf).sw_exitinfo2 == PSC_ERROR_GENERIC == 0x100 << 32
     r = g.psc_ghcb(bytearray(4))                       # scratch area too small
@@ -95,6 +98,7 @@ def test_msr_protocol():
     assert g.psc_msr(msr_psc_request(3, PscOp.SHARED)) == 0x015
     assert not g.rmp(3 * K4).assigned
     assert g.psc_msr(msr_psc_request(3, 3)) == MSR_PSC_RESP_ERROR == (1 << 63) | 0x015
+    # past the guest: the error response is a model choice (docs/snp.md †)
     assert g.psc_msr(msr_psc_request((8 << 20) // K4, 1)) == MSR_PSC_RESP_ERROR
     with pytest.raises(InvalidArgument):
         g.psc_msr(0x100)            # not a PSC request
@@ -218,6 +222,8 @@ def test_policy_validation():
 
 @pytest.mark.parametrize("fault", [PscFault.REWIND, PscFault.STALL])
 def test_linux_spins_on_a_hypervisor_that_never_progresses(fault):
+    # reporting the spin as GuestHung after hang_limit exits is a model choice
+    # (docs/snp.md †); Linux itself would loop
     g = SnpGuest(64 << 20, psc_fault=fault)
     p = g.accept_path("linux", hang_limit=50)
     with pytest.raises(GuestHung):

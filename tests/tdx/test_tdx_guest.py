@@ -127,6 +127,7 @@ def test_demote_promote_round_trip():
     g.track()
     assert g.promote(0, 1).ok
     e = g.entry(0)
+    # model choice (docs/tdx.md): PROMOTE yields an unblocked leaf
     assert (e.state, e.level, e.hpa) == (SeptState.MAPPED, 1, hpa)
 
 
@@ -171,6 +172,7 @@ def test_free_touch_plain_exit_then_aug_then_pending(write):
 def test_td_ctls_controls():
     g = TdxGuest(G1, pending_ve_disable=False)
     assert g.vm_rd(TDCS_TD_CTLS) == (0, 0)
+    # model choice (docs/tdx.md): NOT_WRITABLE without FLEXIBLE_PENDING_VE
     assert g.vm_wr(TDCS_TD_CTLS, 1, 1)[0] == 0xC0000C0100000000      # not flexible
     g2 = TdxGuest(G1, pending_ve_disable=False, flexible_pending_ve=True, initial="pending")
     assert g2.vm_rd(TDCS_CONFIG_FLAGS) == (0, 2)
@@ -178,6 +180,7 @@ def test_td_ctls_controls():
     assert g2.vm_wr(TDCS_TD_CTLS, 1, 1) == (0, 0)
     assert g2.pending_ve_disable
     assert g2.access(K4).outcome == AccessOutcome.EXIT
+    # model choice (docs/tdx.md): VALUE_NOT_VALID for bits other than bit 0
     assert g2.vm_wr(TDCS_TD_CTLS, 2, 2)[0] == 0xC0000C0300000000     # unmodelled bit
     assert g2.vm_wr(TDCS_CONFIG_FLAGS, 0, 1)[0] == 0xC0000C0100000000
     assert g2.vm_rd(0x1234)[0] == 0xC0000C0000000000
@@ -362,6 +365,7 @@ def test_launch_pages_start_mapped():
     assert g.count_states(0x800000, 0x820000) == {SeptState.MAPPED: 32}
     assert g.count_states() == {SeptState.MAPPED: 32, SeptState.FREE: G1 // K4 - 32}
     assert g.linux_touch(0x800000 + 5 * K4).data_nonzero      # measured launch data
+    # the implicit SEPT.ADD is a model choice (docs/tdx.md): ADD adds its table
     assert g.cost.counts()[Event.SEAMCALL] == 32 + 1 + 1      # ADDs, SEPT.ADD, FINALIZE
     with pytest.raises(InvalidArgument):
         TdxGuest(G1, launch=[(0, K4), (0, K4)])                 # ADD twice

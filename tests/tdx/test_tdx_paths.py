@@ -79,7 +79,10 @@ def test_linux_prefaulted_4k_pending():
     assert (s.exits, s.issued_2m, s.size_mismatch, s.issued_4k) == (0, 64, 64, 64 * 512)
 
 
-def test_1g_capable_module_still_mismatches():
+def test_choice_1g_capable_module_still_mismatches():
+    # model choice (docs/tdx.md, Modelling choices): the host never maps 1 GiB
+    # leaves, so guest RAM's 1 GiB entries are always NL_MAPPED; given that
+    # state, SIZE_MISMATCH | 2 is tdg_mem_page_accept's answer
     g = TdxGuest(2 * G1, accept_1g=True)
     r = g.accept(0, 2)
     assert r.rax == 0xC0000B0B00000002          # non-leaf at 1 GiB: SIZE_MISMATCH | 2
@@ -181,6 +184,8 @@ def test_host_priority_timeout_exit():
 
 
 def test_resumable_2m_accept_direct():
+    # when the interrupt "arrives" (after n chunks) is a model choice; stopping
+    # with the counter kept and resuming from it is tdg_mem_page_accept's loop
     g = TdxGuest(G1, initial="pending", cost=Cost("count"))
     g.set_interrupts(0, after=3)
     r = g.accept(M2, 1)
@@ -208,7 +213,9 @@ def test_resumable_2m_accept_through_linux_path():
     assert g.count_states(0, 8 * M2) == {SeptState.MAPPED: 4096}
 
 
-def test_demote_of_partly_accepted_2m_forgets_the_counter():
+def test_choice_demote_of_partly_accepted_2m_forgets_the_counter():
+    # model choice (docs/tdx.md, Modelling choices): the children of a partly
+    # accepted 2 MiB leaf are all PENDING and are zeroed again when accepted
     g = TdxGuest(G1, initial="pending")
     g.set_interrupts(0, after=10)
     assert g.accept(0, 1).interrupted
