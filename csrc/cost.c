@@ -35,6 +35,8 @@ static const char *const event_names[UA_EV_COUNT] = {
     [UA_EV_TDCALL_OTHER] = "tdcall_other",
 };
 
+int ua_event_count(void) { return UA_EV_COUNT; }
+
 const char *ua_event_name(int event)
 {
     if (event < 0 || event >= UA_EV_COUNT)
@@ -211,29 +213,29 @@ struct vcpu_slot {
 
 struct ua_cost {
     ua_cost_profile profile;
-    uint32_t nvcpus;
+    uint32_t vcpus;
     struct vcpu_slot *slots;
 };
 
-ua_status ua_cost_create(const ua_cost_profile *profile, uint32_t nvcpus, ua_cost **out)
+ua_status ua_cost_create(const ua_cost_profile *profile, uint32_t vcpus, ua_cost **out)
 {
     if (!profile || !out)
         return UA_E_INVAL;
-    if (nvcpus == 0 || nvcpus > UA_MAX_VCPUS)
+    if (vcpus == 0 || vcpus > UA_MAX_VCPUS)
         return UA_E_VCPU;
     if (!(profile->ghz > 0.0) || profile->ghz > 1000.0)
         return UA_E_INVAL;
     ua_cost *c = calloc(1, sizeof(*c));
     if (!c)
         return UA_E_NOMEM;
-    if (posix_memalign((void **)&c->slots, 64, sizeof(struct vcpu_slot) * nvcpus)) {
+    if (posix_memalign((void **)&c->slots, 64, sizeof(struct vcpu_slot) * vcpus)) {
         free(c);
         return UA_E_NOMEM;
     }
-    memset(c->slots, 0, sizeof(struct vcpu_slot) * nvcpus);
+    memset(c->slots, 0, sizeof(struct vcpu_slot) * vcpus);
     c->profile = *profile;
     c->profile.name[sizeof(c->profile.name) - 1] = 0;
-    c->nvcpus = nvcpus;
+    c->vcpus = vcpus;
     *out = c;
     return UA_OK;
 }
@@ -246,7 +248,7 @@ void ua_cost_destroy(ua_cost *c)
     free(c);
 }
 
-uint32_t ua_cost_nvcpus(const ua_cost *c) { return c ? c->nvcpus : 0; }
+uint32_t ua_cost_vcpus(const ua_cost *c) { return c ? c->vcpus : 0; }
 
 ua_status ua_cost_profile_get(const ua_cost *c, ua_cost_profile *out)
 {
@@ -258,7 +260,7 @@ ua_status ua_cost_profile_get(const ua_cost *c, ua_cost_profile *out)
 
 void ua_cost_charge(ua_cost *c, uint32_t vcpu, int event, uint64_t n)
 {
-    if (!c || vcpu >= c->nvcpus || event < 0 || event >= UA_EV_COUNT)
+    if (!c || vcpu >= c->vcpus || event < 0 || event >= UA_EV_COUNT)
         return;
     struct vcpu_slot *s = &c->slots[vcpu];
     s->counts[event] += n;
@@ -267,7 +269,7 @@ void ua_cost_charge(ua_cost *c, uint32_t vcpu, int event, uint64_t n)
 
 void ua_cost_advance(ua_cost *c, uint32_t vcpu, uint64_t cycles)
 {
-    if (!c || vcpu >= c->nvcpus)
+    if (!c || vcpu >= c->vcpus)
         return;
     c->slots[vcpu].cycles += cycles;
 }
@@ -276,7 +278,7 @@ ua_status ua_cost_counts(const ua_cost *c, uint32_t vcpu, uint64_t *counts, size
 {
     if (!c || !counts)
         return UA_E_INVAL;
-    if (vcpu >= c->nvcpus)
+    if (vcpu >= c->vcpus)
         return UA_E_VCPU;
     for (size_t i = 0; i < n; i++)
         counts[i] = i < UA_EV_COUNT ? c->slots[vcpu].counts[i] : 0;
@@ -290,7 +292,7 @@ ua_status ua_cost_total_counts(const ua_cost *c, uint64_t *counts, size_t n)
     for (size_t i = 0; i < n; i++) {
         uint64_t sum = 0;
         if (i < UA_EV_COUNT)
-            for (uint32_t v = 0; v < c->nvcpus; v++)
+            for (uint32_t v = 0; v < c->vcpus; v++)
                 sum += c->slots[v].counts[i];
         counts[i] = sum;
     }
@@ -299,7 +301,7 @@ ua_status ua_cost_total_counts(const ua_cost *c, uint64_t *counts, size_t n)
 
 uint64_t ua_cost_cycles(const ua_cost *c, uint32_t vcpu)
 {
-    return c && vcpu < c->nvcpus ? c->slots[vcpu].cycles : 0;
+    return c && vcpu < c->vcpus ? c->slots[vcpu].cycles : 0;
 }
 
 double ua_cost_seconds(const ua_cost *c, uint32_t vcpu)
@@ -310,5 +312,5 @@ double ua_cost_seconds(const ua_cost *c, uint32_t vcpu)
 void ua_cost_reset(ua_cost *c)
 {
     if (c)
-        memset(c->slots, 0, sizeof(struct vcpu_slot) * c->nvcpus);
+        memset(c->slots, 0, sizeof(struct vcpu_slot) * c->vcpus);
 }

@@ -6,15 +6,19 @@
 /* End of a descriptor; the caller has checked it does not overflow. */
 static inline uint64_t desc_end(const ua_mem_desc *d) { return d->phys_start + d->num_pages * UA_PAGE_SIZE; }
 
-struct sort_ctx { const ua_mem_desc *descs; };
+/* A descriptor's start with its index: sorted with plain qsort (ISO C; no
+ * context argument needed), ties kept in map order. */
+struct by_start {
+    uint64_t start;
+    size_t index;
+};
 
-static int cmp_start(const void *a, const void *b, void *arg)
+static int cmp_start(const void *a, const void *b)
 {
-    const ua_mem_desc *d = ((const struct sort_ctx *)arg)->descs;
-    size_t i = *(const size_t *)a, j = *(const size_t *)b;
-    if (d[i].phys_start != d[j].phys_start)
-        return d[i].phys_start < d[j].phys_start ? -1 : 1;
-    return i < j ? -1 : (i > j);
+    const struct by_start *x = a, *y = b;
+    if (x->start != y->start)
+        return x->start < y->start ? -1 : 1;
+    return x->index < y->index ? -1 : (x->index > y->index);
 }
 
 ua_status ua_memmap_check(const ua_mem_desc *descs, size_t n, uint64_t limit, size_t *bad,
@@ -41,20 +45,21 @@ ua_status ua_memmap_check(const ua_mem_desc *descs, size_t n, uint64_t limit, si
     }
     if (n < 2)
         return UA_OK;
-    size_t *order = malloc(n * sizeof(*order));
+    struct by_start *order = malloc(n * sizeof(*order));
     if (!order)
         return UA_E_NOMEM;
-    for (size_t i = 0; i < n; i++)
-        order[i] = i;
-    struct sort_ctx ctx = {descs};
-    qsort_r(order, n, sizeof(*order), cmp_start, &ctx);
+    for (size_t i = 0; i < n; i++) {
+        order[i].start = descs[i].phys_start;
+        order[i].index = i;
+    }
+    qsort(order, n, sizeof(*order), cmp_start);
     ua_status st = UA_OK;
     /* Sorted by start, a descriptor overlaps some earlier one iff it starts
      * below the largest end seen so far. */
-    size_t reach_idx = order[0];
+    size_t reach_idx = order[0].index;
     uint64_t reach = desc_end(&descs[reach_idx]);
     for (size_t k = 1; k < n; k++) {
-        size_t i = order[k];
+        size_t i = order[k].index;
         if (descs[i].phys_start < reach) {
             /* Report the later one in map order as the bad descriptor. */
             *bad = i > reach_idx ? i : reach_idx;

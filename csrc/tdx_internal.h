@@ -1,13 +1,37 @@
-/* tdx_internal.h - pieces of the TDX model shared by tdx.c and guest_tdx.c;
- * not installed. */
+/* tdx_internal.h - TDX model internals shared by the Secure EPT storage
+ * (tdx_sept.c), the TDX module's SEAMCALLs and TDCALLs (tdx_module.c), KVM
+ * (tdx_kvm.c) and the guest paths (tdx_guest.c); not installed.
+ *
+ * The SEPT is two levels deep here: one 16-byte entry per 2 MiB region (the
+ * 2 MiB-level SEPT entry: a 2 MiB leaf, FREE/REMOVED, or a non-leaf pointing
+ * to 512 4 KiB entries) and, only for regions that need it, an extension
+ * holding 512 one-byte 4 KiB entries plus per-4 KiB content and sharing
+ * bits.  Regions live in the shared sparse directory; reads of a chunk never
+ * written synthesise the initial state.  Levels above 2 MiB are implicit
+ * NL_MAPPED entries for guest RAM (model: the VMM has built the upper paging
+ * structures; 1 GiB leaves are not modelled).
+ *
+ * Host physical addresses are identity tokens: the host hands out 2 MiB
+ * frames (32-bit frame numbers) and, for 4 KiB pages re-added after a
+ * REMOVE, fresh 4 KiB frames recorded in a per-region override array.  A
+ * 4 KiB page of a region otherwise uses frame * 2 MiB + index * 4 KiB.
+ *
+ * Page contents are modelled by one bit per 4 KiB page: "holds non-zero
+ * data".  AUG leaves host garbage (non-zero), ACCEPT zeroes, guest stores
+ * set the bit. */
 #ifndef UA_TDX_INTERNAL_H
 #define UA_TDX_INTERNAL_H
 
-#include "ua_internal.h"
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
 
-#define UA_TDX_SZ_4K 4096ull
-#define UA_TDX_SZ_2M (1ull << 21)
-#define UA_TDX_SZ_1G (1ull << 30)
+#include "host_internal.h"
+#include "sparse_internal.h"
+
+#define UA_TDX_SZ_4K ((uint64_t)UA_SIZE_4K)
+#define UA_TDX_SZ_2M ((uint64_t)UA_SIZE_2M)
+#define UA_TDX_SZ_1G ((uint64_t)UA_SIZE_1G)
 
 static inline uint64_t ua_tdx_level_size(unsigned level) { return UA_TDX_SZ_4K << (9 * level); }
 
@@ -20,8 +44,225 @@ static inline uint64_t ua_tdx_eeq_accept(unsigned req_level, unsigned err_level,
     return UA_TDX_EEQ_TYPE_ACCEPT | (info << 32);
 }
 
-/* Charge events to the model's cost object (no-op without one); for the
- * guest paths, which charge one UA_EV_ACCEPT_CALL per arch_accept_memory(). */
-void ua_tdx_charge_internal(ua_tdx *t, uint32_t vcpu, int event, uint64_t n);
+/* ---- encodings ----------------------------------------------------------- */
+
+/* Internal state codes (3 bits).  NL_* exist only at the 2 MiB level. */
+enum {
+    S_FREE = 0,
+    S_PENDING = 1,
+    S_MAPPED = 2,
+    S_BLOCKED = 3,
+    S_PENDING_BLOCKED = 4,
+    S_REMOVED = 5,
+    S_NL_MAPPED = 6,
+    S_NL_BLOCKED = 7
+};
+
+static const uint8_t pub_state[8] = {
+    UA_TDX_SEPT_FREE,   UA_TDX_SEPT_PENDING, UA_TDX_SEPT_MAPPED,    UA_TDX_SEPT_BLOCKED,
+    UA_TDX_SEPT_PENDING_BLOCKED, UA_TDX_SEPT_REMOVED, UA_TDX_SEPT_NL_MAPPED, UA_TDX_SEPT_NL_BLOCKED,
+};
+
+/* The PS ("leaf") bit of the state encoding: set for MAPPED/PENDING and their
+ * blocked forms, clear for FREE, REMOVED and non-leaf entries. */
+static inline int is_leaf(unsigned s) { return s >= S_PENDING && s <= S_PENDING_BLOCKED; }
+static inline int is_blocked(unsigned s)
+{
+    return s == S_BLOCKED || s == S_PENDING_BLOCKED || s == S_NL_BLOCKED;
+}
+
+/* 4 KiB entry byte */
+#define P_STATE 0x07u
+#define P_LOCK 0x08u   /* TDEL held */
+#define P_HP 0x10u     /* host priority */
+#define P_OVR 0x20u    /* HPA is ext->ovr[i] */
+#define P_USED 0x40u   /* the default HPA slot was given back by a REMOVE */
+#define P_BEPOCH 0x80u /* blocked during ext->block_epoch */
+
+/* region flags */
+#define R_LOCK 0x01u
+#define R_HP 0x02u
+#define R_GARBAGE 0x04u /* no ext: all 512 pages hold non-zero data */
+#define R_BEPOCH 0x08u  /* 2 MiB entry blocked during ext->block_epoch */
+#define R_SHARED 0x10u  /* no ext: all 512 GPAs are shared in the VMM's view */
+
+#define FRAME_POOL_2M 0x80000000u /* first 2 MiB frame handed out by AUG */
+#define HPA_POOL_4K (1ull << 53)  /* base of fresh 4 KiB pages */
+
+struct ext {
+    uint32_t block_epoch;
+    uint32_t reserved;
+    uint32_t *ovr;      /* 512 4 KiB frame numbers, allocated on demand */
+    uint64_t dirty[8];  /* page holds non-zero data */
+    uint64_t shared[8]; /* GPA is shared in the VMM's view */
+    uint8_t pte[512];
+};
+
+struct region {
+    uint8_t state;
+    uint8_t flags;
+    uint16_t counter; /* accept_counter of a 2 MiB PENDING leaf */
+    uint32_t frame;   /* host 2 MiB frame, 0 = none */
+    struct ext *ext;
+};
+
+struct vcpu_state {
+    uint32_t irq_countdown; /* work units until the next interrupt, 0 = none armed */
+    uint32_t irq_period;
+    uint32_t hp_busy;       /* host-priority busy answers in a row */
+    uint32_t pad;
+    ua_tdx_veinfo ve;
+} __attribute__((aligned(64)));
+
+struct ua_tdx {
+    ua_tdx_config cfg;
+    uint64_t nregions;
+    uint64_t private_limit;   /* 2^(gpaw-1): the shared bit */
+    unsigned backing_level;   /* largest level the host maps (from cfg.backing) */
+    struct ua_sparse dir;     /* struct region per 2 MiB */
+    uint8_t tmpl_state, tmpl_flags, nl_default_pte;
+    uint32_t finalized, importing;
+    uint32_t epoch;
+    uint64_t td_ctls;
+    uint64_t next_frame;      /* atomic */
+    uint64_t next_frame4k;    /* atomic */
+    uint64_t mem_usage;       /* atomic */
+    ua_cost *cost;
+    ua_host *host;            /* never NULL: own_host unless a host was set */
+    ua_host own_host;
+    struct ua_fatal_slot fatal;
+    struct vcpu_state *vcpus;
+};
+
+static inline void charge(ua_tdx *t, uint32_t vcpu, int ev, uint64_t n)
+{
+    if (t->cost)
+        ua_cost_charge(t->cost, vcpu, ev, n);
+}
+
+
+/* The TD's TLB epoch: TRACK may run on a VMM thread while vCPUs run. */
+static inline uint32_t epoch_now(const ua_tdx *t) { return __atomic_load_n(&t->epoch, __ATOMIC_RELAXED); }
+
+static inline void usage_add(ua_tdx *t, int64_t n)
+{
+    __atomic_fetch_add(&t->mem_usage, (uint64_t)n, __ATOMIC_RELAXED);
+}
+
+static inline int bit_get(const uint64_t *w, unsigned i) { return (w[i >> 6] >> (i & 63)) & 1; }
+static inline void bit_set(uint64_t *w, unsigned i) { w[i >> 6] |= 1ull << (i & 63); }
+static inline void bit_clr(uint64_t *w, unsigned i) { w[i >> 6] &= ~(1ull << (i & 63)); }
+
+
+/* ---- interrupts ---- */
+
+/* Interruptible work: of `remaining` units, how many run before a check
+ * point finds an interrupt pending.  There is no check after the last unit,
+ * so an interrupt arriving then is simply delivered on return. */
+static inline uint32_t irq_units(struct vcpu_state *v, uint32_t remaining, int *interrupted)
+{
+    uint32_t n = remaining;
+    *interrupted = 0;
+    if (v->irq_countdown) {
+        if (v->irq_countdown < remaining) {
+            n = v->irq_countdown;
+            *interrupted = 1;
+        }
+        if (n >= v->irq_countdown)
+            v->irq_countdown = v->irq_period;
+        else
+            v->irq_countdown -= n;
+    }
+    return n;
+}
+
+/* ---- the directory ------------------------------------------------------- */
+
+static inline void region_init(const ua_tdx *t, struct region *r, uint64_t idx)
+{
+    r->state = t->tmpl_state;
+    r->flags = t->tmpl_flags;
+    r->counter = 0;
+    r->frame = t->tmpl_state == S_FREE ? 0 : (uint32_t)(idx + 1);
+    r->ext = NULL;
+}
+
+/* Region for writing (allocates its chunk); NULL only when out of memory. */
+static inline struct region *region_w(ua_tdx *t, uint64_t idx)
+{
+    void *c = ua_sparse_get(&t->dir, idx);
+    return c ? UA_SPARSE_AT(struct region, c, idx) : NULL;
+}
+
+/* Region for reading; a chunk never written yields the initial state in *tmp. */
+static inline const struct region *region_r(const ua_tdx *t, uint64_t idx, struct region *tmp)
+{
+    void *c = ua_sparse_peek(&t->dir, idx);
+    if (!c) {
+        region_init(t, tmp, idx);
+        return tmp;
+    }
+    return UA_SPARSE_AT(struct region, c, idx);
+}
+
+/* The extension of a region (allocated on first use); NULL on ENOMEM. */
+struct ext *tdx_ext_get(ua_tdx *t, struct region *r);
+#define ext_get tdx_ext_get
+
+/* The 4 KiB entry i of a non-leaf region (synthesised when no ext yet). */
+static inline uint8_t pte_get(const ua_tdx *t, const struct region *r, unsigned i)
+{
+    return r->ext ? r->ext->pte[i] : t->nl_default_pte;
+}
+
+static inline int page_dirty(const struct region *r, unsigned i)
+{
+    return r->ext ? bit_get(r->ext->dirty, i) : !!(r->flags & R_GARBAGE);
+}
+
+static inline int page_shared(const struct region *r, unsigned i)
+{
+    return r->ext ? bit_get(r->ext->shared, i) : !!(r->flags & R_SHARED);
+}
+
+static inline uint32_t alloc_frame(ua_tdx *t)
+{
+    return (uint32_t)__atomic_fetch_add(&t->next_frame, 1, __ATOMIC_RELAXED);
+}
+
+/* HPA of 4 KiB page i of a region (the governing leaf must hold one). */
+static inline uint64_t page_hpa(const struct region *r, unsigned i, int leaf2m)
+{
+    if (!leaf2m && r->ext && (r->ext->pte[i] & P_OVR))
+        return HPA_POOL_4K + (uint64_t)r->ext->ovr[i] * UA_TDX_SZ_4K;
+    if (!r->frame)
+        return 0;
+    return (uint64_t)r->frame * UA_TDX_SZ_2M + (uint64_t)i * UA_TDX_SZ_4K;
+}
+
+/* Give page i a host page for ADD/AUG: its default slot the first time,
+ * else a fresh 4 KiB page.  0 or UA_E_NOMEM. */
+int tdx_give_page(ua_tdx *t, struct region *r, unsigned i);
+/* Turn a FREE 2 MiB entry into a non-leaf with 512 FREE 4 KiB entries (the
+ * implicit TDH.MEM.SEPT.ADD the VMM does before mapping 4 KiB pages). */
+int tdx_add_table(ua_tdx *t, uint32_t vcpu, struct region *r);
+#define give_page tdx_give_page
+#define add_table tdx_add_table
+
+/* Record how the guest died; returns the matching status. */
+int tdx_record_fatal(ua_tdx *t, uint32_t kind, uint32_t vcpu, uint64_t gpa, uint64_t code,
+                     const char *message);
+
+/* A TD exit to the host: the host's handler, KVM's called directly when the
+ * host has none.  The exit itself is charged by the module. */
+static inline int tdx_exit_to_host(ua_tdx *t, uint32_t vcpu, uint64_t gpa, uint64_t eeq,
+                                   uint64_t exit_status, uint32_t *action)
+{
+    ua_host *h = t->host;
+    *action = UA_HOST_DID_NOTHING;
+    if (UA_LIKELY(!h->ops.tdx_exit))
+        return ua_host_kvm_tdx_exit(h, t, vcpu, gpa, eeq, exit_status, action);
+    return h->ops.tdx_exit(h, t, vcpu, gpa, eeq, exit_status, action);
+}
 
 #endif

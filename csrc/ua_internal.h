@@ -5,6 +5,8 @@
 #include "unaccepted.h"
 
 #define UA_WORD_BITS 64u
+/* Events of this build (ua_event_count()); append-only, <= UA_EV_MAX. */
+#define UA_EV_COUNT 21
 #define UA_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define UA_LIKELY(x) __builtin_expect(!!(x), 1)
 
@@ -47,6 +49,39 @@ struct ua_table {
     pthread_cond_t done;           /* signalled when an accepter leaves */
     struct ua_accept_range *accepting;
 };
+
+/* ---- the fatal record of a machine (fatal.c): the first fatal event wins ---- */
+struct ua_fatal_slot {
+    pthread_mutex_t lock;
+    int dead;                      /* atomic: a fatal event was recorded */
+    ua_fatal f;
+};
+
+void ua_fatal_slot_init(struct ua_fatal_slot *s);
+void ua_fatal_slot_fini(struct ua_fatal_slot *s);
+/* Record f unless something was recorded before; returns the status of
+ * f->kind (UA_E_GUEST_TERMINATED, UA_E_GUEST_PANIC, UA_E_GUEST_HUNG). */
+int ua_fatal_record(struct ua_fatal_slot *s, const ua_fatal *f);
+/* The same with a message, for the common case. */
+int ua_fatal_raise(struct ua_fatal_slot *s, uint32_t kind, uint32_t vcpu, uint64_t gpa,
+                   uint64_t code, const char *message);
+void ua_fatal_read(const struct ua_fatal_slot *s, ua_fatal *out);
+void ua_fatal_reset(struct ua_fatal_slot *s);
+int ua_fatal_status(uint32_t kind);
+static inline int ua_fatal_dead(const struct ua_fatal_slot *s)
+{
+    return __atomic_load_n(&s->dead, __ATOMIC_ACQUIRE);
+}
+/* UA_OK while the guest lives, else the status of how it died: a dead
+ * guest runs nothing more. */
+static inline int ua_fatal_check(const struct ua_fatal_slot *s)
+{
+    if (UA_LIKELY(!ua_fatal_dead(s)))
+        return UA_OK;
+    ua_fatal f;
+    ua_fatal_read(s, &f);
+    return ua_fatal_status(f.kind);
+}
 
 typedef unsigned __int128 ua_u128;
 #define UA_U64_LIMIT ((ua_u128)1 << 64)

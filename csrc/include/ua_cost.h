@@ -40,19 +40,23 @@ typedef enum ua_event {
     UA_EV_VE = 18,              /* #VE delivered to the guest */
     /* shared */
     UA_EV_ACCEPT_CALL = 19,     /* one arch_accept_memory() call (fixed overhead) */
-    UA_EV_TDCALL_OTHER = 20,    /* any other TDCALL (TDG.VM.RD/WR, TDG.VP.VEINFO.GET, ...) */
-    UA_EV_COUNT = 21
+    UA_EV_TDCALL_OTHER = 20     /* any other TDCALL (TDG.VM.RD/WR, TDG.VP.VEINFO.GET, ...) */
+    /* new events are appended; ua_event_count() says how many this build has */
 } ua_event;
 
-#define UA_EV_MAX 32            /* array size reserved in the ABI */
+/* Room the ABI keeps for events: profiles and count buffers of this size
+ * stay valid when events are added.  Ask ua_event_count() at run time. */
+#define UA_EV_MAX 32
 #define UA_MAX_VCPUS 65536
 
 typedef struct ua_cost_profile {
     char name[32];
     double ghz;                 /* cycles per nanosecond of the simulated CPU */
-    uint64_t cycles[32];        /* cycles per event, indexed by ua_event */
+    uint64_t cycles[32];        /* UA_EV_MAX: cycles per event, indexed by ua_event */
 } ua_cost_profile;
 
+/* Events this build charges (<= UA_EV_MAX). */
+UA_API int ua_event_count(void);
 UA_API const char *ua_event_name(int event);
 /* Built-in profiles, by index (0 .. count-1) or by name. */
 UA_API size_t ua_cost_profile_count(void);
@@ -62,9 +66,9 @@ UA_API ua_status ua_cost_profile_find(const char *name, ua_cost_profile *out);
 UA_API const char *ua_cost_profile_source(size_t index, int event);
 
 typedef struct ua_cost ua_cost;
-UA_API ua_status ua_cost_create(const ua_cost_profile *profile, uint32_t nvcpus, ua_cost **out);
+UA_API ua_status ua_cost_create(const ua_cost_profile *profile, uint32_t vcpus, ua_cost **out);
 UA_API void ua_cost_destroy(ua_cost *c);
-UA_API uint32_t ua_cost_nvcpus(const ua_cost *c);
+UA_API uint32_t ua_cost_vcpus(const ua_cost *c);
 UA_API ua_status ua_cost_profile_get(const ua_cost *c, ua_cost_profile *out);
 /* Charge n events to a vCPU.  A NULL cost, an unknown event or a vCPU out of
  * range is ignored (models validate vCPUs at their entry points). */

@@ -109,7 +109,7 @@ extern "C" {
 #define UA_SNP_TERM_PVALIDATE 2
 #define UA_SNP_TERM_NOT_VMPL0 3
 
-/* EDK2 PSC buffer sizes: entries per fill (numbers.md #43) */
+/* EDK2 PSC buffer sizes: entries per fill (OvmfPkg BaseMemEncryptSevLib; docs/sources.md #S30) */
 #define UA_SNP_OVMF_DXE_BUFFER_BYTES 4096  /* 506 entries per fill */
 #define UA_SNP_OVMF_SEC_BUFFER_BYTES 1024  /* 127 entries per fill */
 
@@ -122,11 +122,6 @@ typedef enum ua_snp_fault {
     UA_SNP_FAULT_VC = 4      /* #VC to the guest, error code in error_code */
 } ua_snp_fault;
 
-typedef enum ua_snp_backing {
-    UA_SNP_BACKING_2M = 0,   /* host backs 2 MiB PSC entries with 2 MiB RMP entries */
-    UA_SNP_BACKING_4K = 1    /* host RMPUPDATEs 4 KiB entries only */
-} ua_snp_backing;
-
 typedef enum ua_snp_access_kind {
     UA_SNP_ACCESS_READ = 0,
     UA_SNP_ACCESS_WRITE = 1,
@@ -134,48 +129,15 @@ typedef enum ua_snp_access_kind {
     UA_SNP_ACCESS_EXEC_SUPER = 3
 } ua_snp_access_kind;
 
-/* Hypervisor misbehaviour on a GHCB Page State Change (for tests/attacks). */
-typedef enum ua_snp_psc_fault {
-    UA_SNP_PSCF_NONE = 0,
-    UA_SNP_PSCF_ERROR = 1,      /* answer SW_EXITINFO2 = PSC_ERROR_GENERIC */
-    UA_SNP_PSCF_RESERVED = 2,   /* set the header's reserved word */
-    UA_SNP_PSCF_END_GROW = 3,   /* raise end_entry by one */
-    UA_SNP_PSCF_REWIND = 4,     /* do nothing and set cur_entry = 0 */
-    UA_SNP_PSCF_STALL = 5       /* do nothing, report success */
-} ua_snp_psc_fault;
-
-/* Hypervisor misbehaviour on an MSR-protocol Page State Change. */
-typedef enum ua_snp_msr_fault {
-    UA_SNP_MSRF_NONE = 0,
-    UA_SNP_MSRF_ERROR = 1,      /* answer 1<<63 | 0x015 (KVM's generic failure) */
-    UA_SNP_MSRF_BAD_CODE = 2    /* answer with a wrong GHCBInfo code (0x000) */
-} ua_snp_msr_fault;
-
-/* How the modelled hypervisor serves the guest. */
-typedef struct ua_snp_host_policy {
-    uint32_t backing;           /* ua_snp_backing */
-    uint32_t psc_max_entries;   /* entries completed per NAE exit; 0 = all */
-    uint32_t psc_max_pages;     /* 4 KiB pages completed per NAE exit; 0 = no limit */
-    uint32_t skip_rmpupdate;    /* 1: report PSC success without any RMPUPDATE (attack) */
-    uint32_t psc_fault;         /* ua_snp_psc_fault */
-    uint32_t msr_fault;         /* ua_snp_msr_fault */
-    uint32_t npf_psmash;        /* 1: on an NPF with SIZEM, PSMASH and resume (KVM) */
-    uint32_t ghcb_error;        /* 1-6: answer every NAE PSC with SW_EXITINFO1 = 2 and
-                                 * SW_EXITINFO2 = this GHCB_ERR_* code; 0 = off */
-    uint32_t lazy_rmpupdate;    /* 0: RMPUPDATE when serving the PSC (QEMU pre-faults);
-                                 * 1: the PSC only records the private attribute and the
-                                 * host RMPUPDATEs at the guest's first NPF on the page
-                                 * (KVM guest_memfd without pre-faulting) */
-    uint32_t reserved;          /* must be 0 */
-} ua_snp_host_policy;
-
 typedef struct ua_snp_config {
     uint64_t memory_bytes;      /* guest RAM, a non-zero multiple of 2 MiB, <= 2^52 */
     uint64_t spare_bytes;       /* extra RMP-covered host SPAs (multiple of 2 MiB) */
     uint32_t asid;              /* guest ASID, 1 .. UA_SNP_MAX_ASID */
     uint32_t vmpl;              /* VMPL the guest kernel runs at, 0 .. 3 */
-    uint32_t nvcpus;            /* 1 .. UA_MAX_VCPUS */
+    uint32_t vcpus;             /* 1 .. UA_MAX_VCPUS */
     uint32_t coherency_sfw_no;  /* CPUID 8000_001F EBX[31]: 1 = no cache touch needed */
+    uint32_t backing;           /* ua_backing: how the host backs private memory */
+    uint32_t reserved;          /* must be 0 */
 } ua_snp_config;
 
 /* One logical RMP entry: the one that governs a 4 KiB SPA. */
@@ -220,18 +182,6 @@ typedef struct ua_snp_ghcb_result {
     uint32_t pages_done;        /* 4 KiB pages changed by this exit */
 } ua_snp_ghcb_result;
 
-typedef struct ua_snp_termination {
-    uint32_t terminated;        /* 0 / 1 */
-    uint32_t vcpu;
-    uint64_t msr;               /* GHCB MSR value of the request */
-    uint32_t reason_set;
-    uint32_t reason_code;
-    uint64_t gpa;               /* the address being accepted when it happened */
-    uint32_t eax;               /* the failing PVALIDATE's code (255 for CF=1), if any */
-    uint32_t fault;             /* the failing PVALIDATE's ua_snp_fault, if any */
-    uint64_t sw_exitinfo2;      /* the failing PSC's SW_EXITINFO2 / MSR response */
-} ua_snp_termination;
-
 typedef struct ua_snp_stats {
     uint64_t regions;           /* 2 MiB regions covered by the RMP */
     uint64_t chunks_allocated;  /* directory chunks in use */
@@ -241,20 +191,21 @@ typedef struct ua_snp_stats {
     uint64_t validated_4k;      /* ... assigned and validated */
 } ua_snp_stats;
 
-typedef struct ua_snp ua_snp;
-
 /* ---- lifetime and settings ---------------------------------------------------- */
+/* Defaults: 1 GiB, no spare, ASID 1, VMPL 0, 1 vCPU, cache touch on, 2M backing. */
+UA_API void ua_snp_config_default(ua_snp_config *cfg);
 UA_API ua_status ua_snp_create(const ua_snp_config *cfg, ua_snp **out);
 UA_API void ua_snp_destroy(ua_snp *s);
 UA_API ua_status ua_snp_config_get(const ua_snp *s, ua_snp_config *out);
-/* Cost accounting (NULL = none).  The cost must have at least nvcpus vCPUs. */
+/* Cost accounting (NULL = none).  The cost must have at least vcpus vCPUs. */
 UA_API ua_status ua_snp_set_cost(ua_snp *s, ua_cost *cost);
-UA_API ua_status ua_snp_set_host_policy(ua_snp *s, const ua_snp_host_policy *p);
-UA_API ua_status ua_snp_host_policy_get(const ua_snp *s, ua_snp_host_policy *out);
+/* The hypervisor serving this guest (NULL = KVM); it must outlive s. */
+UA_API ua_status ua_snp_set_host(ua_snp *s, ua_host *host);
 UA_API ua_status ua_snp_set_coherency_sfw_no(ua_snp *s, uint32_t on);
 UA_API ua_status ua_snp_stats_get(const ua_snp *s, ua_snp_stats *out);
-UA_API ua_status ua_snp_termination_get(const ua_snp *s, ua_snp_termination *out);
-UA_API void ua_snp_termination_clear(ua_snp *s);
+/* The fatal record (termination requests, hangs). */
+UA_API ua_status ua_snp_fatal_get(const ua_snp *s, ua_fatal *out);
+UA_API void ua_snp_fatal_clear(ua_snp *s);
 
 /* ---- host side -------------------------------------------------------------- */
 /* RMPUPDATE: *eax gets 0..4.  UA_E_RANGE only for an SPA past 2^52. */
@@ -291,11 +242,12 @@ UA_API ua_status ua_snp_rmpadjust(ua_snp *s, uint32_t vcpu, uint64_t va, uint32_
  * always private).  fault NONE, VC 0x404, or NPF with EXITINFO1. */
 UA_API ua_status ua_snp_access(ua_snp *s, uint32_t vcpu, uint64_t gpa, uint32_t kind,
                                uint32_t c_bit, ua_snp_result *out);
-/* GHCB MSR protocol: write request_msr, VMGEXIT, read *response_msr. */
+/* GHCB MSR protocol: write request_msr, VMGEXIT (served by the host), read
+ * *response_msr.  UA_E_GUEST_HUNG if the host never resumes the vCPU. */
 UA_API ua_status ua_snp_psc_msr(ua_snp *s, uint32_t vcpu, uint64_t request_msr,
                                 uint64_t *response_msr);
 /* GHCB NAE Page State Change: buf is the scratch area (header + entries,
- * little-endian) of len bytes; the hypervisor updates it in place. */
+ * little-endian) of len bytes; the host updates it in place. */
 UA_API ua_status ua_snp_psc_ghcb(ua_snp *s, uint32_t vcpu, uint8_t *buf, size_t len,
                                  ua_snp_ghcb_result *out);
 /* The Linux guest's check after each PSC VMGEXIT against the header values
@@ -303,70 +255,45 @@ UA_API ua_status ua_snp_psc_ghcb(ua_snp *s, uint32_t vcpu, uint8_t *buf, size_t 
  * word set, 3 = end_entry grew, 4 = cur_entry went backwards. */
 UA_API int ua_snp_psc_guest_check(uint16_t start_cur, uint16_t start_end, const uint8_t *hdr,
                                   uint64_t sw_exitinfo2);
-/* A Linux guest touching GPA, with Linux's handling of the outcome: an NPF
- * goes to the host, which may fix it (lazy RMPUPDATE, PSMASH) and resume,
- * so the access is retried; an NPF the host cannot fix leaves the guest
- * re-executing forever (UA_E_GUEST_HUNG).  A #VC 0x404 (page not validated)
- * has no handler in Linux ("Unsupported exit-code 0x404 in #VC exception"):
- * in kernel mode the guest terminates with reason set 0, code 0
- * (UA_E_GUEST_TERMINATED); in user mode the process gets SIGBUS (*sigbus =
- * 1) and the guest lives on.  out gets the last attempt. */
-UA_API ua_status ua_snp_guest_linux_touch(ua_snp *s, uint32_t vcpu, uint64_t gpa, uint32_t kind,
-                                          uint32_t user_mode, ua_snp_result *out,
-                                          uint32_t *sigbus);
+/* Hand an NPF at gpa to the host, as the CPU does; *action (may be NULL)
+ * gets what the host did (ua_host_action). */
+UA_API ua_status ua_snp_serve_npf(ua_snp *s, uint32_t vcpu, uint64_t gpa, uint64_t exitinfo1,
+                                  uint32_t *action);
+/* A Linux guest touching gpa (flags UA_TOUCH_*), with Linux's handling of
+ * the outcome: an NPF goes to the host, which may fix it (lazy RMPUPDATE,
+ * PSMASH) and resume, so the access is retried; an NPF the host cannot fix
+ * leaves the guest re-executing forever (hung).  A #VC 0x404 (page not
+ * validated) has no handler in Linux ("Unsupported exit-code 0x404 in #VC
+ * exception"): in kernel mode the guest terminates with reason set 0, code
+ * 0; in user mode the process gets SIGBUS and the guest lives on
+ * (UA_TOUCH_GUEST_FAULT).  Fatal outcomes are also recorded. */
+UA_API ua_status ua_snp_linux_touch(ua_snp *s, uint32_t vcpu, uint64_t gpa, uint32_t flags,
+                                    ua_touch_result *out);
 /* Record a termination request (GHCB MSR 0x100 | set << 12 | code << 16). */
 UA_API uint64_t ua_snp_terminate(ua_snp *s, uint32_t vcpu, uint32_t reason_set,
                                  uint32_t reason_code);
 
 /* ---- guest accept paths (ua_accept_fn with a path object as ctx) ------------ */
-typedef enum ua_snp_path_kind {
-    UA_SNP_PATH_LINUX = 0,        /* snp_accept_memory(): GHCB PSC + PVALIDATE */
-    UA_SNP_PATH_LINUX_EARLY = 1,  /* decompressor: MSR PSC + PVALIDATE 4K per page */
-    UA_SNP_PATH_OVMF = 2          /* EDK2 InternalSetPageState(Private) */
-} ua_snp_path_kind;
-
-typedef struct ua_snp_path_options {
-    uint32_t kind;               /* ua_snp_path_kind */
-    uint32_t psc_max_entries;    /* Linux: entries per descriptor (default 64, <= 253) */
-    uint32_t ovmf_buffer_bytes;  /* OVMF: PSC buffer (4096 DXE, 1024 SEC) */
-    uint32_t hang_limit;         /* exits without progress before "hung" (default 1000) */
-} ua_snp_path_options;
-
-typedef struct ua_snp_path_stats {
-    uint64_t calls;              /* accept calls */
-    uint64_t psc_requests;       /* descriptors / buffers built */
-    uint64_t psc_exits;          /* NAE PSC VMGEXITs */
-    uint64_t msr_exits;          /* MSR-protocol PSC VMGEXITs */
-    uint64_t pvalidate_2m;
-    uint64_t pvalidate_4k;
-    uint64_t fallbacks;          /* 2M PVALIDATEs redone as 512 x 4K */
-    uint64_t npf_exits;
-    uint64_t psmash;             /* PSMASHes by the NPF handler */
-    uint64_t cache_touch_4k;
-    uint64_t bytes;              /* bytes accepted */
-} ua_snp_path_stats;
-
+/*   UA_PATH_LINUX        snp_accept_memory(): GHCB PSC + PVALIDATE
+ *   UA_PATH_LINUX_EARLY  decompressor: MSR PSC + PVALIDATE 4K per page
+ *   UA_PATH_OVMF         EDK2 InternalSetPageState(Private) */
 typedef struct ua_snp_path ua_snp_path;
 /* opts may be NULL (Linux defaults).  The path keeps a reference to s: s
  * must outlive it. */
-UA_API ua_status ua_snp_path_create(ua_snp *s, const ua_snp_path_options *opts,
-                                    ua_snp_path **out);
+UA_API ua_status ua_snp_path_create(ua_snp *s, const ua_path_options *opts, ua_snp_path **out);
 UA_API void ua_snp_path_destroy(ua_snp_path *p);
-UA_API ua_status ua_snp_path_stats_get(const ua_snp_path *p, ua_snp_path_stats *out);
+UA_API uint32_t ua_snp_path_kind(const ua_snp_path *p);
+UA_API ua_status ua_snp_path_stats_get(const ua_snp_path *p, ua_path_stats *out);
 UA_API void ua_snp_path_stats_reset(ua_snp_path *p);
-/* Dispatch on the path's kind. */
+/* New options for an existing path (its statistics restart); the kind may
+ * change too.  Not while the path runs. */
+UA_API ua_status ua_snp_path_set_options(ua_snp_path *p, const ua_path_options *opts);
+/* The accept primitive: the path's algorithm over [start, end). */
 UA_API int ua_snp_accept(void *path, uint64_t start, uint64_t end, uint32_t vcpu);
-/* The three algorithms (ignore the path's kind). */
-UA_API int ua_snp_accept_linux(void *path, uint64_t start, uint64_t end, uint32_t vcpu);
-UA_API int ua_snp_accept_linux_early(void *path, uint64_t start, uint64_t end, uint32_t vcpu);
-UA_API int ua_snp_accept_ovmf(void *path, uint64_t start, uint64_t end, uint32_t vcpu);
-/* The reverse conversion (vendors.md E.1 item 14): rescind validation with
- * PVALIDATE(0) first, then PSC(SHARED); same batching, checks and
- * terminations as the accept direction, no cache touch. */
+/* The reverse conversion: rescind validation with PVALIDATE(0) first, then
+ * PSC(SHARED); same batching, checks and terminations as the accept
+ * direction, no cache touch. */
 UA_API int ua_snp_unaccept(void *path, uint64_t start, uint64_t end, uint32_t vcpu);
-UA_API int ua_snp_unaccept_linux(void *path, uint64_t start, uint64_t end, uint32_t vcpu);
-UA_API int ua_snp_unaccept_linux_early(void *path, uint64_t start, uint64_t end, uint32_t vcpu);
-UA_API int ua_snp_unaccept_ovmf(void *path, uint64_t start, uint64_t end, uint32_t vcpu);
 
 /* UA_CDEF_END */
 

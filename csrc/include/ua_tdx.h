@@ -1,8 +1,8 @@
 /*
  * ua_tdx.h - Intel TDX model: Secure EPT, host SEAMCALLs, guest TDCALLs
  * (TDG.MEM.PAGE.ACCEPT, TDG.VP.VEINFO.GET, TDG.VM.RD/WR, TDG.VP.VMCALL
- * MapGPA), guest accesses (#VE / TD exits), a VMM policy that services
- * accept exits, and the guest accept paths (Linux tdx_accept_memory, OVMF
+ * MapGPA), guest accesses (#VE / TD exits) whose exits go to the host
+ * (ua_host.h), and the guest accept paths (Linux tdx_accept_memory, OVMF
  * TdAcceptPages).  Included by unaccepted.h; do not include directly.
  *
  * Register-level conventions follow the TDX module 1.5 ABI (docs/tdx.md):
@@ -121,17 +121,13 @@ extern "C" {
 #define UA_TDX_INIT_FREE 0      /* private RAM starts FREE: the VMM AUGs on demand */
 #define UA_TDX_INIT_PENDING 1   /* private RAM starts PENDING (VMM pre-AUGed it) */
 
-#define UA_TDX_VMM_AUG_REQUESTED 0 /* AUG at the level the accept asked for, capped by backing */
-#define UA_TDX_VMM_AUG_4K 1        /* always AUG 4 KiB pages */
-#define UA_TDX_VMM_REFUSE 2        /* never serve an exit (the TD cannot make progress) */
-
 typedef struct ua_tdx_config {
     uint64_t memory_bytes;   /* private RAM is GPA [0, memory_bytes); multiple of 4 KiB, > 0 */
-    uint32_t nvcpus;         /* 1 .. UA_MAX_VCPUS */
+    uint32_t vcpus;          /* 1 .. UA_MAX_VCPUS */
     uint32_t gpaw;           /* 48 or 52; the shared bit is bit gpaw-1 */
-    uint32_t backing;        /* largest level the host maps: UA_TDX_LEVEL_2M or UA_TDX_LEVEL_4K */
+    uint32_t backing;        /* ua_backing: the largest page the host maps */
     uint32_t initial;        /* UA_TDX_INIT_FREE or UA_TDX_INIT_PENDING (at the backing level) */
-    uint32_t vmm_policy;     /* UA_TDX_VMM_* */
+    uint32_t reserved;       /* must be 0 */
     uint32_t accept_1g;      /* nonzero: a module that takes level-2 ACCEPT operands */
     uint64_t attributes;     /* TD ATTRIBUTES; bit 28 SEPT_VE_DISABLE initialises TD_CTLS bit 0 */
     uint64_t config_flags;   /* CONFIG_FLAGS; bit 1 FLEXIBLE_PENDING_VE */
@@ -140,17 +136,19 @@ typedef struct ua_tdx_config {
     uint32_t finalized;      /* nonzero: create the TD already finalized (no build phase) */
 } ua_tdx_config;
 
-typedef struct ua_tdx ua_tdx;
-
-/* Defaults: 1 GiB, 1 vCPU, GPAW 52, 2 MiB backing, FREE, AUG_REQUESTED,
- * no 1 GiB accept, SEPT_VE_DISABLE set, no flexible control, finalized. */
+/* Defaults: 1 GiB, 1 vCPU, GPAW 52, 2 MiB backing, FREE, no 1 GiB accept,
+ * SEPT_VE_DISABLE set, no flexible control, finalized. */
 UA_API void ua_tdx_config_default(ua_tdx_config *cfg);
 UA_API ua_status ua_tdx_create(const ua_tdx_config *cfg, ua_tdx **out);
 UA_API void ua_tdx_destroy(ua_tdx *t);
 UA_API ua_status ua_tdx_config_get(const ua_tdx *t, ua_tdx_config *out);
-/* Charge events to this cost object from now on (NULL: no accounting). */
-UA_API void ua_tdx_set_cost(ua_tdx *t, ua_cost *cost);
-UA_API ua_status ua_tdx_set_vmm_policy(ua_tdx *t, uint32_t policy);
+/* Cost accounting (NULL = none).  The cost must have at least vcpus vCPUs. */
+UA_API ua_status ua_tdx_set_cost(ua_tdx *t, ua_cost *cost);
+/* The hypervisor serving this TD (NULL = KVM); it must outlive t. */
+UA_API ua_status ua_tdx_set_host(ua_tdx *t, ua_host *host);
+/* The fatal record (panics, hangs, a host that stopped the TD). */
+UA_API ua_status ua_tdx_fatal_get(const ua_tdx *t, ua_fatal *out);
+UA_API void ua_tdx_fatal_clear(ua_tdx *t);
 /* Bytes of simulator memory held by the SEPT model. */
 UA_API uint64_t ua_tdx_memory_usage(const ua_tdx *t);
 UA_API int ua_tdx_is_finalized(const ua_tdx *t);
@@ -212,7 +210,7 @@ UA_API ua_status ua_tdx_count_states(const ua_tdx *t, uint64_t start, uint64_t e
 UA_API ua_status ua_tdx_count_nonzero(const ua_tdx *t, uint64_t start, uint64_t end, uint64_t *count);
 
 /* ---- guest side (TDCALLs, accesses) ----------------------------------------- */
-typedef struct ua_tdcall_result {
+typedef struct ua_tdx_tdcall_result {
     uint64_t rax;                 /* TDX status; the input RAX if there was no return */
     uint32_t exited;              /* 1: asynchronous TD exit instead of a return */
     uint32_t interrupted;         /* 1: 2 MiB accept paused for a pending interrupt;
@@ -224,12 +222,12 @@ typedef struct ua_tdcall_result {
     uint64_t gpa;                 /* GPA reported with an exit */
     uint32_t chunks_zeroed;       /* 4 KiB chunks zeroed by this execution */
     uint32_t accept_counter;      /* 2 MiB leaf's accept counter afterwards */
-} ua_tdcall_result;
+} ua_tdx_tdcall_result;
 
 /* One execution of TDG.MEM.PAGE.ACCEPT.  rax must have leaf 6 in bits 15:0
  * (else UA_E_INVAL); other RAX bits are the version/reserved checks. */
 UA_API ua_status ua_tdx_tdcall_accept(ua_tdx *t, uint32_t vcpu, uint64_t rax, uint64_t rcx,
-                                      ua_tdcall_result *out);
+                                      ua_tdx_tdcall_result *out);
 
 #define UA_TDX_ACCESS_OK 0
 #define UA_TDX_ACCESS_VE 1        /* #VE injected (vector 20) */
@@ -273,79 +271,54 @@ typedef struct ua_tdx_vmcall_result {
     uint64_t r11;      /* RETRY: the GPA to resume from */
     uint64_t chunks;   /* 2 MiB chunks the VMM converted in this call */
 } ua_tdx_vmcall_result;
-/* TDG.VP.VMCALL with R10 (0 = standard), R11 (sub-function), R12, R13.
- * Only MapGPA (0x10001) is implemented; others get SUBFUNC_UNSUPPORTED. */
+/* TDG.VP.VMCALL with R10 (0 = standard), R11 (sub-function), R12, R13,
+ * served by the host.  KVM implements MapGPA (0x10001) only; others get
+ * SUBFUNC_UNSUPPORTED. */
 UA_API ua_status ua_tdx_tdvmcall(ua_tdx *t, uint32_t vcpu, uint64_t r10, uint64_t r11,
                                  uint64_t r12, uint64_t r13, ua_tdx_vmcall_result *out);
-
-/* A misbehaving VMM: the next `count` MapGPA calls answer RETRY without
- * converting anything (R11 = the requested start).  KVM itself always makes
- * progress before a RETRY; this exercises the guest's no-progress rule. */
-UA_API ua_status ua_tdx_set_map_gpa_stalls(ua_tdx *t, uint32_t count);
 
 /* An interrupt arrives after the vCPU completes `after` more interruptible
  * work units (a 4 KiB chunk of a 2 MiB ACCEPT, a 2 MiB chunk of MapGPA),
  * then every `period` units (0 = once).  after = 0 disarms. */
 UA_API ua_status ua_tdx_set_interrupts(ua_tdx *t, uint32_t vcpu, uint32_t after, uint32_t period);
 
-/* ---- the VMM ------------------------------------------------------------------ */
-/* Service a TD exit reported by a TDCALL (its exit_qualification) or an
- * access (its extended_exit_qualification).  EEQ ACCEPT: AUG or
- * BLOCK+TRACK+DEMOTE per policy; HOST_PRIORITY timeout: the host releases
- * the HP bit; plain EPT violation: AUG).  UA_E_HOST if the VMM cannot or
- * will not serve it.  *action (may be NULL) gets a UA_TDX_VMM_DID_* value. */
-#define UA_TDX_VMM_DID_NOTHING 0
-#define UA_TDX_VMM_DID_AUG_4K 1
-#define UA_TDX_VMM_DID_AUG_2M 2
-#define UA_TDX_VMM_DID_DEMOTE 3
-#define UA_TDX_VMM_DID_RELEASE_HP 4
-UA_API ua_status ua_tdx_vmm_handle_exit(ua_tdx *t, uint32_t vcpu, uint64_t gpa,
-                                        uint64_t exit_qualification, uint64_t exit_status,
-                                        uint32_t *action);
+/* ---- the host ------------------------------------------------------------------ */
+/* Hand a TD exit to the host, as the module does: one reported by a TDCALL
+ * (its exit_qualification) or an access (its extended_exit_qualification),
+ * with the exit status (HOST_PRIORITY_BUSY_TIMEOUT or 0).  *action (may be
+ * NULL) gets what the host did (ua_host_action).  UA_E_HOST when the host
+ * stops the TD. */
+UA_API ua_status ua_tdx_serve_exit(ua_tdx *t, uint32_t vcpu, uint64_t gpa,
+                                   uint64_t exit_qualification, uint64_t exit_status,
+                                   uint32_t *action);
 
 /* ---- guest accept paths --------------------------------------------------------- */
-#define UA_TDX_PATH_LINUX 0   /* tdx_accept_memory: 1G -> 2M -> 4K, any non-zero fails */
-#define UA_TDX_PATH_OVMF 1    /* TdxMemoryAccept + TdAcceptPages */
-
+/*   UA_PATH_LINUX, UA_PATH_LINUX_EARLY  tdx_accept_memory(): 1G -> 2M -> 4K, any
+ *                                       non-zero status fails (the decompressor
+ *                                       and the kernel share it)
+ *   UA_PATH_OVMF                        TdxMemoryAccept + TdAcceptPages */
 typedef struct ua_tdx_path ua_tdx_path;
-
-typedef struct ua_tdx_path_stats {
-    uint64_t calls;            /* accept-primitive calls */
-    uint64_t failures;         /* calls that returned non-OK */
-    uint64_t issued_1g;        /* ACCEPT instructions issued, by level ... */
-    uint64_t issued_2m;
-    uint64_t issued_4k;
-    uint64_t executions;       /* ... and executions incl. re-executions */
-    uint64_t success_2m;
-    uint64_t success_4k;
-    uint64_t already_accepted;
-    uint64_t size_mismatch;
-    uint64_t operand_invalid;
-    uint64_t operand_busy;
-    uint64_t other_status;
-    uint64_t exits;            /* TD exits serviced by the VMM */
-    uint64_t interrupts;       /* 2 MiB accepts paused and resumed */
-    uint64_t vmm_aug_4k;
-    uint64_t vmm_aug_2m;
-    uint64_t vmm_demote;
-    uint64_t vmm_release_hp;
-} ua_tdx_path_stats;
-
-UA_API ua_status ua_tdx_path_create(ua_tdx *t, uint32_t kind, ua_tdx_path **out);
+/* opts may be NULL (Linux defaults); the SNP fields must be 0.  The path
+ * keeps a reference to t: t must outlive it. */
+UA_API ua_status ua_tdx_path_create(ua_tdx *t, const ua_path_options *opts, ua_tdx_path **out);
 UA_API void ua_tdx_path_destroy(ua_tdx_path *p);
 UA_API uint32_t ua_tdx_path_kind(const ua_tdx_path *p);
-UA_API ua_status ua_tdx_path_stats_get(const ua_tdx_path *p, ua_tdx_path_stats *out);
-UA_API void ua_tdx_path_reset(ua_tdx_path *p);
-/* The panic message of the first failed call ("" if none). */
-UA_API const char *ua_tdx_path_panic_message(const ua_tdx_path *p);
-/* The accept primitives (ua_accept_fn); ctx is a ua_tdx_path of that kind. */
-UA_API int ua_tdx_accept_linux(void *path, uint64_t start, uint64_t end, uint32_t vcpu);
-UA_API int ua_tdx_accept_ovmf(void *path, uint64_t start, uint64_t end, uint32_t vcpu);
+UA_API ua_status ua_tdx_path_stats_get(const ua_tdx_path *p, ua_path_stats *out);
+UA_API void ua_tdx_path_stats_reset(ua_tdx_path *p);
+/* New options for an existing path (its statistics restart); the kind may
+ * change too.  Not while the path runs. */
+UA_API ua_status ua_tdx_path_set_options(ua_tdx_path *p, const ua_path_options *opts);
+/* The accept primitive: the path's algorithm over [start, end). */
+UA_API int ua_tdx_accept(void *path, uint64_t start, uint64_t end, uint32_t vcpu);
+/* The reverse conversion, as Linux gives private memory back: MapGPA to
+ * shared (the VMM removes the private pages), then back to private; the
+ * pages are unaccepted (FREE) afterwards. */
+UA_API int ua_tdx_unaccept(void *path, uint64_t start, uint64_t end, uint32_t vcpu);
 
 /* Linux's MapGPA loop (tdx_map_gpa): convert [start, end) to shared or
  * private, re-issuing on RETRY; gives up after 3 retries without progress.
  * *r10 gets the last VMCALL status. */
-UA_API ua_status ua_tdx_guest_map_gpa(ua_tdx *t, uint32_t vcpu, uint64_t start, uint64_t end,
+UA_API ua_status ua_tdx_linux_map_gpa(ua_tdx *t, uint32_t vcpu, uint64_t start, uint64_t end,
                                       int shared, uint64_t *r10);
 
 /* Linux's disable_sept_ve() at boot: with CONFIG_FLAGS.FLEXIBLE_PENDING_VE
@@ -355,13 +328,14 @@ UA_API ua_status ua_tdx_guest_map_gpa(ua_tdx *t, uint32_t vcpu, uint64_t start, 
  * misconfiguration: SEPT #VE has to be disabled"; only a warning for DEBUG
  * TDs).  UA_OK or UA_E_GUEST_PANIC; *message (may be NULL) gets the text
  * printed ("" if none). */
-UA_API ua_status ua_tdx_guest_linux_disable_sept_ve(ua_tdx *t, uint32_t vcpu, const char **message);
-/* A Linux kernel load/store to gpa: plain EPT-violation exits are served by
- * the VMM and the access retried; a #VE on private memory panics
- * ("Unexpected EPT-violation on private memory."); a pending-page exit
- * (EEQ type 6) stops the VM (KVM: UA_E_HOST).  out gets the last attempt. */
-UA_API ua_status ua_tdx_guest_linux_touch(ua_tdx *t, uint32_t vcpu, uint64_t gpa, uint32_t write,
-                                          ua_tdx_access_result *out, const char **message);
+UA_API ua_status ua_tdx_linux_disable_sept_ve(ua_tdx *t, uint32_t vcpu, const char **message);
+/* A Linux kernel load or store to gpa (flags UA_TOUCH_*; UA_TOUCH_SHARED sets
+ * the shared bit): plain EPT-violation exits are served by the host and the
+ * access retried; a #VE on private memory panics ("Unexpected
+ * EPT-violation on private memory."); a pending-page exit (EEQ type 6)
+ * makes KVM stop the TD (terminated).  Fatal outcomes are also recorded. */
+UA_API ua_status ua_tdx_linux_touch(ua_tdx *t, uint32_t vcpu, uint64_t gpa, uint32_t flags,
+                                    ua_touch_result *out);
 
 /* UA_CDEF_END */
 

@@ -33,9 +33,9 @@ extern "C" {
 #endif
 
 #define UA_VERSION_MAJOR 0
-#define UA_VERSION_MINOR 1
+#define UA_VERSION_MINOR 2
 #define UA_VERSION_PATCH 0
-#define UA_VERSION_STRING "0.1.0"
+#define UA_VERSION_STRING "0.2.0"
 
 /* UA_CDEF_BEGIN */
 
@@ -250,7 +250,10 @@ UA_API ua_status ua_run_ops(ua_table *t, const ua_op *ops, size_t n, ua_op_resul
 #endif
 
 #include "ua_cost.h"
+#include "ua_vm.h"
 #include "ua_snp.h"
 #include "ua_tdx.h"
+#include "ua_host.h"
+#include "ua_guest.h"
 
 #endif /* UNACCEPTED_H */

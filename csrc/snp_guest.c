@@ -23,13 +23,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ua_snp_internal.h"
+#include "snp_internal.h"
 
 struct ua_snp_path {
     ua_snp *s;
-    ua_snp_path_options o;
+    ua_path_options o;
     uint32_t fill;              /* OVMF entries per buffer fill */
-    ua_snp_path_stats st;       /* updated with atomic adds */
+    ua_path_stats st;           /* updated with atomic adds */
 };
 
 #define OVMF_MAX_BUFFER 16384
@@ -38,7 +38,8 @@ static uint32_t ovmf_entries_per_fill(uint32_t bytes)
 {
     /* EDK2 BuildPageStateBuffer: floor((size - 8) / 8), rounded down to a
      * multiple of 253 (PSC) and then of 510 (SVSM PVALIDATE) when those
-     * are non-zero (numbers.md #43: 506 per 4 KiB, 127 in SEC's 1 KiB). */
+     * are non-zero: 506 per 4 KiB, 127 in SEC's 1 KiB (OvmfPkg
+     * BaseMemEncryptSevLib SnpPageStateChangeInternal.c). */
     uint32_t n = (bytes - UA_SNP_PSC_HDR_BYTES) / 8;
     uint32_t psc = n / UA_SNP_PSC_MAX_ENTRIES * UA_SNP_PSC_MAX_ENTRIES;
     if (psc)
@@ -49,26 +50,36 @@ static uint32_t ovmf_entries_per_fill(uint32_t bytes)
     return n;
 }
 
-ua_status ua_snp_path_create(ua_snp *s, const ua_snp_path_options *opts, ua_snp_path **out)
+/* Defaults filled in and the options checked; UA_E_INVAL if one is out of
+ * its domain. */
+static ua_status normalize(ua_path_options *o)
+{
+    if (o->kind >= UA_PATH_KIND_COUNT)
+        return UA_E_INVAL;
+    if (o->psc_max_entries == 0)
+        o->psc_max_entries = UA_SNP_LINUX_PSC_MAX_ENTRIES;
+    if (o->psc_max_entries > UA_SNP_PSC_MAX_ENTRIES)
+        return UA_E_INVAL;
+    if (o->ovmf_buffer_bytes == 0)
+        o->ovmf_buffer_bytes = UA_SNP_OVMF_DXE_BUFFER_BYTES;
+    if (o->ovmf_buffer_bytes < UA_SNP_PSC_HDR_BYTES + 8 || o->ovmf_buffer_bytes > OVMF_MAX_BUFFER)
+        return UA_E_INVAL;
+    if (o->hang_limit == 0)
+        o->hang_limit = 1000;
+    return UA_OK;
+}
+
+ua_status ua_snp_path_create(ua_snp *s, const ua_path_options *opts, ua_snp_path **out)
 {
     if (!s || !out)
         return UA_E_INVAL;
     *out = NULL;
-    ua_snp_path_options o = {0};
+    ua_path_options o = {0};
     if (opts)
         o = *opts;
-    if (o.kind > UA_SNP_PATH_OVMF)
-        return UA_E_INVAL;
-    if (o.psc_max_entries == 0)
-        o.psc_max_entries = UA_SNP_LINUX_PSC_MAX_ENTRIES;
-    if (o.psc_max_entries > UA_SNP_PSC_MAX_ENTRIES)
-        return UA_E_INVAL;
-    if (o.ovmf_buffer_bytes == 0)
-        o.ovmf_buffer_bytes = UA_SNP_OVMF_DXE_BUFFER_BYTES;
-    if (o.ovmf_buffer_bytes < UA_SNP_PSC_HDR_BYTES + 8 || o.ovmf_buffer_bytes > OVMF_MAX_BUFFER)
-        return UA_E_INVAL;
-    if (o.hang_limit == 0)
-        o.hang_limit = 1000;
+    ua_status st = normalize(&o);
+    if (st)
+        return st;
     ua_snp_path *p = calloc(1, sizeof(*p));
     if (!p)
         return UA_E_NOMEM;
@@ -79,9 +90,25 @@ ua_status ua_snp_path_create(ua_snp *s, const ua_snp_path_options *opts, ua_snp_
     return UA_OK;
 }
 
+ua_status ua_snp_path_set_options(ua_snp_path *p, const ua_path_options *opts)
+{
+    if (!p || !opts)
+        return UA_E_INVAL;
+    ua_path_options o = *opts;
+    ua_status st = normalize(&o);
+    if (st)
+        return st;
+    p->o = o;
+    p->fill = ovmf_entries_per_fill(o.ovmf_buffer_bytes);
+    ua_snp_path_stats_reset(p);
+    return UA_OK;
+}
+
 void ua_snp_path_destroy(ua_snp_path *p) { free(p); }
 
-ua_status ua_snp_path_stats_get(const ua_snp_path *p, ua_snp_path_stats *out)
+uint32_t ua_snp_path_kind(const ua_snp_path *p) { return p ? p->o.kind : 0; }
+
+ua_status ua_snp_path_stats_get(const ua_snp_path *p, ua_path_stats *out)
 {
     if (!p || !out)
         return UA_E_INVAL;
@@ -103,15 +130,15 @@ void ua_snp_path_stats_reset(ua_snp_path *p)
 
 /* Per-call counters, charged and published once at the end of the call. */
 struct ctr {
-    ua_snp_path_stats st;
+    ua_path_stats st;
 };
 
 static void publish(ua_snp_path *p, uint32_t vcpu, const struct ctr *c)
 {
     ua_snp *s = p->s;
     snp_charge(s, vcpu, UA_EV_ACCEPT_CALL, 1);
-    snp_charge(s, vcpu, UA_EV_PVALIDATE_2M, c->st.pvalidate_2m);
-    snp_charge(s, vcpu, UA_EV_PVALIDATE_4K, c->st.pvalidate_4k);
+    snp_charge(s, vcpu, UA_EV_PVALIDATE_2M, c->st.accept_2m);
+    snp_charge(s, vcpu, UA_EV_PVALIDATE_4K, c->st.accept_4k);
     snp_charge(s, vcpu, UA_EV_NPF_EXIT, c->st.npf_exits);
     snp_charge(s, vcpu, UA_EV_CACHE_TOUCH_4K, c->st.cache_touch_4k);
     const uint64_t *src = (const uint64_t *)&c->st;
@@ -126,34 +153,47 @@ static ua_status prologue(ua_snp_path *p, uint64_t start, uint64_t end, uint32_t
     if (!p)
         return UA_E_INVAL;
     ua_snp *s = p->s;
-    if (vcpu >= s->cfg.nvcpus)
+    if (vcpu >= s->cfg.vcpus)
         return UA_E_VCPU;
     ua_status st = snp_check_range(s, start, end);
     if (st)
         return st;
-    if (__atomic_load_n(&s->terminated, __ATOMIC_ACQUIRE))
-        return UA_E_GUEST_TERMINATED;
-    return UA_OK;
+    return ua_fatal_check(&s->fatal);
+}
+
+/* Count what the host did to serve an exit. */
+static void count_action(struct ctr *c, uint32_t action)
+{
+    if (action == UA_HOST_DID_PSMASH)
+        c->st.host_psmash++;
+    else if (action == UA_HOST_DID_RMPUPDATE)
+        c->st.host_rmpupdate++;
 }
 
 /* PVALIDATE as a guest executes it: NPFs go to the host and the instruction
- * re-executes when the host fixed the cause.  Returns 1 if the guest would
- * spin forever. */
+ * re-executes when the host fixed the cause.  UA_OK, or UA_E_GUEST_HUNG
+ * (recorded) when the guest would spin forever, or the host's failure. */
 static inline int guest_pvalidate(ua_snp_path *p, uint32_t vcpu, uint64_t gpa, uint32_t size,
                                   int validate, ua_snp_result *r, struct ctr *c)
 {
     for (uint32_t tries = 0;; tries++) {
         snp_pvalidate(p->s, gpa, size, (uint32_t)validate, r);
         if (size)
-            c->st.pvalidate_2m++;
+            c->st.accept_2m++;
         else
-            c->st.pvalidate_4k++;
+            c->st.accept_4k++;
         if (UA_LIKELY(r->fault != UA_SNP_FAULT_NPF))
-            return 0;
+            return UA_OK;
         c->st.npf_exits++;
-        if (tries >= p->o.hang_limit ||
-            !snp_host_npf(p->s, vcpu, gpa, r->exitinfo1, &c->st.psmash))
-            return 1;
+        uint32_t action;
+        int st = snp_exit_npf(p->s, vcpu, gpa, r->exitinfo1, &action);
+        count_action(c, action);
+        if (st == UA_E_GUEST_HUNG || (!st && (action == UA_HOST_DID_NOTHING ||
+                                              tries >= p->o.hang_limit)))
+            return snp_record_hang(p->s, vcpu, gpa,
+                                   "PVALIDATE: nested page fault the host never resolves");
+        if (st)
+            return st;
     }
 }
 
@@ -175,22 +215,23 @@ static int validate_entry(ua_snp_path *p, uint32_t vcpu, uint64_t gpa, int big, 
                           struct ctr *c, ua_snp_result *r, uint64_t *bad)
 {
     *bad = gpa;
-    if (guest_pvalidate(p, vcpu, gpa, big ? 1 : 0, validate, r, c))
-        return UA_E_GUEST_HUNG;
+    int st = guest_pvalidate(p, vcpu, gpa, big ? 1 : 0, validate, r, c);
+    if (st)
+        return st;
     if (big && r->fault == UA_SNP_FAULT_NONE && r->eax == UA_SNP_FAIL_SIZEMISMATCH) {
         c->st.fallbacks++;
         for (unsigned i = 0; i < 512;) {
             /* the common case in one pass; anything else page by page */
             unsigned k = snp_pvalidate_run4k(p->s, gpa + (uint64_t)i * SNP_4K, 512 - i,
                                              (uint32_t)validate);
-            c->st.pvalidate_4k += k;
+            c->st.accept_4k += k;
             i += k;
             if (i == 512)
                 break;
             uint64_t a = gpa + (uint64_t)i * SNP_4K;
             *bad = a;
-            if (guest_pvalidate(p, vcpu, a, 0, validate, r, c))
-                return UA_E_GUEST_HUNG;
+            if ((st = guest_pvalidate(p, vcpu, a, 0, validate, r, c)))
+                return st;
             if (UA_UNLIKELY(pv_failed(r)))
                 return -1;
             i++;
@@ -242,7 +283,7 @@ static int validate_all(ua_snp_path *p, uint32_t vcpu, const uint64_t *ent, uint
         ua_snp_result r;
         uint64_t bad;
         int v = validate_entry(p, vcpu, ENT_GPA(ent[i]), ENT_BIG(ent[i]), validate, c, &r, &bad);
-        if (v == UA_E_GUEST_HUNG)
+        if (v > 0)
             return v;
         if (v)
             return snp_record_termination(p->s, vcpu, t.set, t.code, bad, pv_code(&r), r.fault, 0);
@@ -267,15 +308,20 @@ static int psc_issue(ua_snp_path *p, uint32_t vcpu, uint64_t *ent, uint32_t n, u
     while (PSC_CUR(hdr) <= PSC_END(hdr)) {
         ua_snp_ghcb_result g;
         uint64_t before = psc_pos(hdr, ent, cap);
-        snp_psc_ghcb(s, vcpu, &hdr, ent, UA_SNP_PSC_MAX_ENTRIES, &g);
+        int st = snp_exit_psc(s, vcpu, &hdr, ent, UA_SNP_PSC_MAX_ENTRIES, &g);
         c->st.psc_exits++;
+        if (st == UA_E_GUEST_HUNG)
+            return snp_record_hang(s, vcpu, first, "Page State Change: the host never returns");
+        if (st)
+            return st;
         if ((g.sw_exitinfo1 & 0xffffffffu) || g.sw_exitinfo2 ||
             (linux_checks && ((hdr >> 32) || PSC_END(hdr) > end0 || PSC_CUR(hdr) < cur0)))
             return snp_record_termination(s, vcpu, t.set, t.code, first, 0, 0,
                                           g.sw_exitinfo2 ? g.sw_exitinfo2 : g.sw_exitinfo1);
         if (psc_pos(hdr, ent, cap) == before) {
             if (++stuck >= p->o.hang_limit)
-                return UA_E_GUEST_HUNG;
+                return snp_record_hang(s, vcpu, first,
+                                       "Page State Change: the host makes no progress");
         } else {
             stuck = 0;
         }
@@ -359,8 +405,13 @@ static int early_set_state(ua_snp_path *p, uint64_t start, uint64_t end, uint32_
         if (!priv && (rc = validate_all(p, vcpu, &page, 1, 0, c, TERM_LINUX_PVALIDATE)))
             return rc;
         uint64_t req = UA_SNP_GHCB_MSR_PSC_REQ | ((a >> 12) << 12) | op << 52;
-        uint64_t resp = snp_psc_msr(s, vcpu, req);
+        uint64_t resp;
+        int st = snp_exit_psc_msr(s, vcpu, req, &resp);
         c->st.msr_exits++;
+        if (st == UA_E_GUEST_HUNG)
+            return snp_record_hang(s, vcpu, a, "Page State Change (MSR): the host never returns");
+        if (st)
+            return st;
         if ((resp & 0xfff) != UA_SNP_GHCB_MSR_PSC_RESP || (resp >> 32))
             return snp_record_termination(s, vcpu, TERM_LINUX_PSC.set, TERM_LINUX_PSC.code, a, 0,
                                           0, resp);
@@ -378,27 +429,27 @@ static int early_set_state(ua_snp_path *p, uint64_t start, uint64_t end, uint32_
 typedef int set_state_fn(ua_snp_path *p, uint64_t start, uint64_t end, uint32_t vcpu, int priv,
                          struct ctr *c);
 
-/* Indexed by ua_snp_path_kind, with the termination a guest that does not
- * run at VMPL0 requests (no SVSM in this model): Linux stops at boot with
+/* Indexed by ua_path_kind, with the termination a guest that does not run
+ * at VMPL0 requests (no SVSM in this model): Linux stops at boot with
  * NOT_VMPL0; OVMF's SEC refuses to run with the general reason. */
 static const struct {
     set_state_fn *fn;
     struct term not_vmpl0;
-} KINDS[] = {
-    [UA_SNP_PATH_LINUX] = {linux_set_state, {UA_SNP_TERM_SET_LINUX, UA_SNP_TERM_NOT_VMPL0}},
-    [UA_SNP_PATH_LINUX_EARLY] = {early_set_state, {UA_SNP_TERM_SET_LINUX, UA_SNP_TERM_NOT_VMPL0}},
-    [UA_SNP_PATH_OVMF] = {ovmf_set_state, {UA_SNP_TERM_SET_GEN, UA_SNP_TERM_GEN_REQ}},
+} KINDS[UA_PATH_KIND_COUNT] = {
+    [UA_PATH_LINUX] = {linux_set_state, {UA_SNP_TERM_SET_LINUX, UA_SNP_TERM_NOT_VMPL0}},
+    [UA_PATH_LINUX_EARLY] = {early_set_state, {UA_SNP_TERM_SET_LINUX, UA_SNP_TERM_NOT_VMPL0}},
+    [UA_PATH_OVMF] = {ovmf_set_state, {UA_SNP_TERM_SET_GEN, UA_SNP_TERM_GEN_REQ}},
 };
 
-/* One accept/unaccept call of the given kind: argument checks, then the
- * algorithm with per-call counters charged and published at the end. */
-static int run_path(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu, uint32_t kind,
-                    int priv)
+/* One accept/unaccept call: argument checks, then the path's algorithm with
+ * per-call counters charged and published at the end. */
+static int run_path(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu, int priv)
 {
     ua_snp_path *p = ctx;
     ua_status st = prologue(p, start, end, vcpu);
     if (st || start == end)
         return st;
+    const uint32_t kind = p->o.kind;
     struct ctr c;
     memset(&c, 0, sizeof(c));
     c.st.calls = 1;
@@ -408,32 +459,20 @@ static int run_path(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu, uint
                                     KINDS[kind].not_vmpl0.code, start, 0, 0, 0);
     else
         rc = KINDS[kind].fn(p, start, end, vcpu, priv, &c);
+    c.st.exits = c.st.psc_exits + c.st.msr_exits + c.st.npf_exits;
+    c.st.failures = rc != UA_OK;
     publish(p, vcpu, &c);
     return rc;
 }
 
-#define PATH_FN(name, kind, priv)                                                  \
-    int name(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu)              \
-    {                                                                              \
-        return run_path(ctx, start, end, vcpu, kind, priv);                        \
-    }
-
-PATH_FN(ua_snp_accept_linux, UA_SNP_PATH_LINUX, 1)
-PATH_FN(ua_snp_accept_linux_early, UA_SNP_PATH_LINUX_EARLY, 1)
-PATH_FN(ua_snp_accept_ovmf, UA_SNP_PATH_OVMF, 1)
-PATH_FN(ua_snp_unaccept_linux, UA_SNP_PATH_LINUX, 0)
-PATH_FN(ua_snp_unaccept_linux_early, UA_SNP_PATH_LINUX_EARLY, 0)
-PATH_FN(ua_snp_unaccept_ovmf, UA_SNP_PATH_OVMF, 0)
-
-/* Dispatch on the path's kind. */
 int ua_snp_accept(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu)
 {
-    return ctx ? run_path(ctx, start, end, vcpu, ((ua_snp_path *)ctx)->o.kind, 1) : UA_E_INVAL;
+    return run_path(ctx, start, end, vcpu, 1);
 }
 
 int ua_snp_unaccept(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu)
 {
-    return ctx ? run_path(ctx, start, end, vcpu, ((ua_snp_path *)ctx)->o.kind, 0) : UA_E_INVAL;
+    return run_path(ctx, start, end, vcpu, 0);
 }
 
 /* ---- Linux's handling of a guest touch --------------------------------------- */
@@ -442,33 +481,62 @@ int ua_snp_unaccept(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu)
  * through: past this the guest counts as hung. */
 #define TOUCH_NPF_LIMIT 8
 
-ua_status ua_snp_guest_linux_touch(ua_snp *s, uint32_t vcpu, uint64_t gpa, uint32_t kind,
-                                   uint32_t user_mode, ua_snp_result *out, uint32_t *sigbus)
+ua_status ua_snp_linux_touch(ua_snp *s, uint32_t vcpu, uint64_t gpa, uint32_t flags,
+                             ua_touch_result *out)
 {
-    if (!s || !out || !sigbus)
+    if (!s || !out)
         return UA_E_INVAL;
-    *sigbus = 0;
+    if (flags & ~(uint32_t)(UA_TOUCH_WRITE | UA_TOUCH_SHARED | UA_TOUCH_USER))
+        return UA_E_INVAL;
+    memset(out, 0, sizeof(*out));
+    const uint32_t kind = (flags & UA_TOUCH_WRITE) ? UA_SNP_ACCESS_WRITE : UA_SNP_ACCESS_READ;
+    const uint32_t c_bit = !(flags & UA_TOUCH_SHARED);
     for (int tries = 0;; tries++) {
-        ua_status st = ua_snp_access(s, vcpu, gpa, kind, 1, out);
+        ua_snp_result r;
+        ua_status st = ua_snp_access(s, vcpu, gpa, kind, c_bit, &r);
         if (st)
             return st;
-        if (out->fault == UA_SNP_FAULT_NONE)
+        if (r.fault == UA_SNP_FAULT_NONE) {
+            out->outcome = out->exits ? UA_TOUCH_SERVED_EXIT : UA_TOUCH_SERVED;
             return UA_OK;
-        if (out->fault == UA_SNP_FAULT_NPF) {
-            uint64_t psmashes = 0;
-            if (tries >= TOUCH_NPF_LIMIT || !snp_host_npf(s, vcpu, gpa, out->exitinfo1, &psmashes))
-                return UA_E_GUEST_HUNG;
+        }
+        if (r.fault == UA_SNP_FAULT_NPF) {
+            uint32_t action;
+            out->detail = r.exitinfo1;
+            /* the NPF_EXIT was charged by ua_snp_access() (guest_npf) */
+            st = snp_exit_npf(s, vcpu, gpa, r.exitinfo1, &action);
+            if (st && st != UA_E_GUEST_HUNG && st != UA_E_HOST)
+                return st;
+            out->exits++;
+            if (st == UA_E_HOST) {
+                ua_fatal_raise(&s->fatal, UA_FATAL_TERMINATED, vcpu, gpa, r.exitinfo1,
+                               "the host stopped the guest at a nested page fault");
+                out->outcome = UA_TOUCH_TERMINATED;
+                return UA_OK;
+            }
+            if (st || action == UA_HOST_DID_NOTHING || tries >= TOUCH_NPF_LIMIT) {
+                snp_record_hang(s, vcpu, gpa, "access: nested page fault the host never resolves");
+                out->outcome = UA_TOUCH_HUNG;
+                return UA_OK;
+            }
             continue;
         }
-        if (out->fault == UA_SNP_FAULT_VC && out->error_code == UA_SNP_VC_PAGE_NOT_VALIDATED) {
-            if (user_mode) {
-                *sigbus = 1;
+        out->vector = r.fault == UA_SNP_FAULT_VC ? 29 : r.fault == UA_SNP_FAULT_GP ? 13 : 14;
+        out->error_code = r.error_code;
+        if (r.fault == UA_SNP_FAULT_VC && r.error_code == UA_SNP_VC_PAGE_NOT_VALIDATED) {
+            if (flags & UA_TOUCH_USER) { /* SIGBUS to the process */
+                out->outcome = UA_TOUCH_GUEST_FAULT;
                 return UA_OK;
             }
             snp_record_termination(s, vcpu, UA_SNP_TERM_SET_GEN, UA_SNP_TERM_GEN_REQ, gpa, 0,
                                    UA_SNP_FAULT_VC, 0);
-            return UA_E_GUEST_TERMINATED;
+            out->outcome = UA_TOUCH_TERMINATED;
+            return UA_OK;
         }
-        return UA_E_FAULT;   /* any other fault on a plain access: not survivable */
+        /* any other fault on a plain kernel access is not survivable */
+        ua_fatal_raise(&s->fatal, UA_FATAL_PANIC, vcpu, gpa, r.error_code,
+                       "unhandled exception on a memory access");
+        out->outcome = UA_TOUCH_PANIC;
+        return UA_OK;
     }
 }

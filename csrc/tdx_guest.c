@@ -1,8 +1,10 @@
-/* guest_tdx.c - TDX guest accept paths (the core's ua_accept_fn primitives)
- * and the Linux MapGPA loop.
+/* tdx_guest.c - TDX guest accept paths (the core's ua_accept_fn primitives),
+ * the unaccept conversion, and Linux's MapGPA loop, SEPT #VE set-up and
+ * handling of a touch.
  *
  * Every ACCEPT goes through execute(): the TDCALL runs; a TD exit is served
- * by the model's VMM and the same TDCALL re-executes (RIP was not advanced);
+ * by the host and the same TDCALL re-executes (RIP was not advanced); a host
+ * that leaves it unserved hang_limit times in a row hangs the guest;
  * a 2 MiB accept paused by an interrupt re-executes after the interrupt and
  * resumes at its accept counter.  All of it is charged by the model.
  *
@@ -28,42 +30,55 @@
 
 #define ACCEPT_RAX ((uint64_t)UA_TDX_TDCALL_MEM_PAGE_ACCEPT)
 #define OVMF_MAX_RETRIES 3
+#define DEFAULT_HANG_LIMIT 1000
 
 struct path_vcpu {
-    ua_tdx_path_stats s;
+    ua_path_stats s;
 } __attribute__((aligned(64)));
 
 struct ua_tdx_path {
     ua_tdx *t;
-    uint32_t kind;
-    uint32_t nvcpus;
-    const char *panic_msg; /* atomic: NULL until the first failure */
+    ua_path_options o;
+    uint32_t vcpus;
     struct path_vcpu *v;
 };
 
 static const char *const MSG_LINUX = "TDX: Failed to accept memory";
-static const char *const MSG_OVMF = "TdAcceptPages: failed to accept memory (EFI_INVALID_PARAMETER)";
-static const char *const MSG_HOST = "TDX: the VMM did not resolve an accept exit (TD cannot make progress)";
+static const char *const MSG_HUNG = "TDX: the host never resolves an accept exit";
+static const char *const MSG_STOPPED = "KVM stopped the TD while serving an accept exit";
 
-ua_status ua_tdx_path_create(ua_tdx *t, uint32_t kind, ua_tdx_path **out)
+/* Defaults filled in and the options checked (the SNP fields must be 0). */
+static ua_status normalize(ua_path_options *o)
 {
-    if (!t || !out || kind > UA_TDX_PATH_OVMF)
+    if (o->kind >= UA_PATH_KIND_COUNT || o->psc_max_entries || o->ovmf_buffer_bytes)
+        return UA_E_INVAL;
+    if (o->hang_limit == 0)
+        o->hang_limit = DEFAULT_HANG_LIMIT;
+    return UA_OK;
+}
+
+ua_status ua_tdx_path_create(ua_tdx *t, const ua_path_options *opts, ua_tdx_path **out)
+{
+    if (!t || !out)
         return UA_E_INVAL;
     *out = NULL;
-    ua_tdx_config cfg;
-    ua_tdx_config_get(t, &cfg);
+    ua_path_options o = {0};
+    if (opts)
+        o = *opts;
+    ua_status st = normalize(&o);
+    if (st)
+        return st;
     ua_tdx_path *p = calloc(1, sizeof(*p));
     if (!p)
         return UA_E_NOMEM;
-    if (posix_memalign((void **)&p->v, 64, sizeof(*p->v) * cfg.nvcpus)) {
+    if (posix_memalign((void **)&p->v, 64, sizeof(*p->v) * t->cfg.vcpus)) {
         free(p);
         return UA_E_NOMEM;
     }
-    memset(p->v, 0, sizeof(*p->v) * cfg.nvcpus);
+    memset(p->v, 0, sizeof(*p->v) * t->cfg.vcpus);
     p->t = t;
-    p->kind = kind;
-    p->nvcpus = cfg.nvcpus;
-    p->panic_msg = NULL;
+    p->o = o;
+    p->vcpus = t->cfg.vcpus;
     *out = p;
     return UA_OK;
 }
@@ -76,16 +91,16 @@ void ua_tdx_path_destroy(ua_tdx_path *p)
     free(p);
 }
 
-uint32_t ua_tdx_path_kind(const ua_tdx_path *p) { return p ? p->kind : 0; }
+uint32_t ua_tdx_path_kind(const ua_tdx_path *p) { return p ? p->o.kind : 0; }
 
-ua_status ua_tdx_path_stats_get(const ua_tdx_path *p, ua_tdx_path_stats *out)
+ua_status ua_tdx_path_stats_get(const ua_tdx_path *p, ua_path_stats *out)
 {
     if (!p || !out)
         return UA_E_INVAL;
     memset(out, 0, sizeof(*out));
     uint64_t *dst = (uint64_t *)out;
     size_t n = sizeof(*out) / sizeof(uint64_t);
-    for (uint32_t v = 0; v < p->nvcpus; v++) {
+    for (uint32_t v = 0; v < p->vcpus; v++) {
         const uint64_t *src = (const uint64_t *)&p->v[v].s;
         for (size_t k = 0; k < n; k++)
             dst[k] += src[k];
@@ -93,42 +108,41 @@ ua_status ua_tdx_path_stats_get(const ua_tdx_path *p, ua_tdx_path_stats *out)
     return UA_OK;
 }
 
-void ua_tdx_path_reset(ua_tdx_path *p)
+void ua_tdx_path_stats_reset(ua_tdx_path *p)
 {
-    if (!p)
-        return;
-    memset(p->v, 0, sizeof(*p->v) * p->nvcpus);
-    __atomic_store_n(&p->panic_msg, NULL, __ATOMIC_RELEASE);
+    if (p)
+        memset(p->v, 0, sizeof(*p->v) * p->vcpus);
 }
 
-const char *ua_tdx_path_panic_message(const ua_tdx_path *p)
+ua_status ua_tdx_path_set_options(ua_tdx_path *p, const ua_path_options *opts)
 {
-    const char *msg = p ? __atomic_load_n(&p->panic_msg, __ATOMIC_ACQUIRE) : NULL;
-    return msg ? msg : "";
-}
-
-static void record_panic(ua_tdx_path *p, const char *msg)
-{
-    const char *expected = NULL;
-    /* the first failure's message wins */
-    __atomic_compare_exchange_n(&p->panic_msg, &expected, msg, 0, __ATOMIC_RELEASE,
-                                __ATOMIC_RELAXED);
+    if (!p || !opts)
+        return UA_E_INVAL;
+    ua_path_options o = *opts;
+    ua_status st = normalize(&o);
+    if (st)
+        return st;
+    p->o = o;
+    ua_tdx_path_stats_reset(p);
+    return UA_OK;
 }
 
 /* One ACCEPT instruction as the guest sees it: executions until it returns.
- * UA_OK with *rax, or the status of a simulator / VMM failure. */
+ * UA_OK with *rax; UA_E_GUEST_HUNG when the host never serves its exit;
+ * UA_E_HOST when the host stops the TD; or a simulator failure. */
 static ua_status execute(ua_tdx_path *p, uint32_t vcpu, uint64_t rcx, uint64_t *rax)
 {
-    ua_tdx_path_stats *s = &p->v[vcpu].s;
+    ua_path_stats *s = &p->v[vcpu].s;
     unsigned level = (unsigned)(rcx & 7);
     if (level == UA_TDX_LEVEL_1G)
-        s->issued_1g++;
+        s->accept_1g++;
     else if (level == UA_TDX_LEVEL_2M)
-        s->issued_2m++;
+        s->accept_2m++;
     else
-        s->issued_4k++;
+        s->accept_4k++;
+    uint32_t unserved = 0;
     for (;;) {
-        ua_tdcall_result r;
+        ua_tdx_tdcall_result r;
         ua_status st = ua_tdx_tdcall_accept(p->t, vcpu, ACCEPT_RAX, rcx, &r);
         if (st)
             return st;
@@ -140,17 +154,21 @@ static ua_status execute(ua_tdx_path *p, uint32_t vcpu, uint64_t rcx, uint64_t *
         if (r.exited) {
             uint32_t action;
             s->exits++;
-            st = ua_tdx_vmm_handle_exit(p->t, vcpu, r.gpa, r.exit_qualification, r.exit_status,
-                                        &action);
+            st = tdx_exit_to_host(p->t, vcpu, r.gpa, r.exit_qualification, r.exit_status,
+                                  &action);
             if (st)
                 return st;
             switch (action) {
-            case UA_TDX_VMM_DID_AUG_4K: s->vmm_aug_4k++; break;
-            case UA_TDX_VMM_DID_AUG_2M: s->vmm_aug_2m++; break;
-            case UA_TDX_VMM_DID_DEMOTE: s->vmm_demote++; break;
-            case UA_TDX_VMM_DID_RELEASE_HP: s->vmm_release_hp++; break;
-            default: break;
+            case UA_HOST_DID_AUG_4K: s->host_aug_4k++; break;
+            case UA_HOST_DID_AUG_2M: s->host_aug_2m++; break;
+            case UA_HOST_DID_DEMOTE: s->host_demote++; break;
+            case UA_HOST_DID_RELEASE_HP: s->host_release_hp++; break;
+            default:
+                if (++unserved >= p->o.hang_limit)
+                    return UA_E_GUEST_HUNG;
+                continue;
             }
+            unserved = 0;
             continue;
         }
         uint64_t cls = r.rax & UA_TDX_STATUS_CLASS_MASK;
@@ -179,35 +197,41 @@ static int path_enter(ua_tdx_path *p, uint64_t start, uint64_t end, uint32_t vcp
 {
     if (!p)
         return UA_E_INVAL;
-    if (vcpu >= p->nvcpus)
+    if (vcpu >= p->vcpus)
         return UA_E_VCPU;
     if ((start | end) % UA_TDX_SZ_4K)
         return UA_E_ALIGN;
     if (start > end)
         return UA_E_RANGE;
+    int st = ua_fatal_check(&p->t->fatal);
+    if (st)
+        return st;
     p->v[vcpu].s.calls++;
-    ua_tdx_charge_internal(p->t, vcpu, UA_EV_ACCEPT_CALL, 1);
+    charge(p->t, vcpu, UA_EV_ACCEPT_CALL, 1);
     return UA_OK;
 }
 
-static int path_fail(ua_tdx_path *p, uint32_t vcpu, int st)
+/* A failed call: record how the guest died (the first death wins). */
+static int path_fail(ua_tdx_path *p, uint32_t vcpu, int st, uint64_t gpa, uint64_t status)
 {
     p->v[vcpu].s.failures++;
-    if (st == UA_E_GUEST_PANIC)
-        record_panic(p, MSG_LINUX);
-    else if (st == UA_E_ACCEPT_FAILED)
-        record_panic(p, MSG_OVMF);
-    else if (st == UA_E_HOST)
-        record_panic(p, MSG_HOST);
-    return st;
+    ua_tdx *t = p->t;
+    switch (st) {
+    case UA_E_GUEST_PANIC:
+        return tdx_record_fatal(t, UA_FATAL_PANIC, vcpu, gpa, status, MSG_LINUX);
+    case UA_E_GUEST_HUNG:
+        return tdx_record_fatal(t, UA_FATAL_HUNG, vcpu, gpa, status, MSG_HUNG);
+    case UA_E_HOST:
+        return tdx_record_fatal(t, UA_FATAL_TERMINATED, vcpu, gpa, status, MSG_STOPPED);
+    default:
+        return st;
+    }
 }
 
-int ua_tdx_accept_linux(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu)
+static int accept_linux(ua_tdx_path *p, uint64_t start, uint64_t end, uint32_t vcpu)
 {
-    ua_tdx_path *p = ctx;
-    int st = path_enter(p, start, end, vcpu);
-    if (st)
-        return st;
+    int st;
+    uint64_t last = 0;
     while (start < end) {
         uint64_t len = end - start, done = 0;
         for (int level = UA_TDX_LEVEL_1G; level >= UA_TDX_LEVEL_4K; level--) {
@@ -217,29 +241,34 @@ int ua_tdx_accept_linux(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu)
             uint64_t rax;
             st = execute(p, vcpu, start | (uint64_t)level, &rax);
             if (st)
-                return path_fail(p, vcpu, st);
+                return path_fail(p, vcpu, st, start, 0);
             if (rax == UA_TDX_SUCCESS) {
                 done = size;
                 break;
             }
+            last = rax;
+            if (level > UA_TDX_LEVEL_4K) /* a big accept redone smaller */
+                p->v[vcpu].s.fallbacks++;
         }
         if (!done)
-            return path_fail(p, vcpu, UA_E_GUEST_PANIC);
+            return path_fail(p, vcpu, UA_E_GUEST_PANIC, start, last);
         start += done;
     }
     return UA_OK;
 }
 
-/* TdAcceptPages(start, npages, level) */
+/* TdAcceptPages(start, npages, level); *bad gets the failing page. */
 static int td_accept_pages(ua_tdx_path *p, uint32_t vcpu, uint64_t start, uint64_t npages,
-                           unsigned level)
+                           unsigned level, uint64_t *bad)
 {
+    *bad = start;
     uint64_t size = ua_tdx_level_size(level);
     if (start & 0xFFF0000000000FFFull)
         return UA_E_ACCEPT_FAILED; /* EFI_INVALID_PARAMETER: bits 63:52 / 11:0 */
     uint64_t addr = start;
     for (uint64_t k = 0; k < npages; k++, addr += size) {
         unsigned retried = 0;
+        *bad = addr;
         for (;;) {
             uint64_t rax;
             ua_status st = execute(p, vcpu, addr | level, &rax);
@@ -251,7 +280,8 @@ static int td_accept_pages(ua_tdx_path *p, uint32_t vcpu, uint64_t start, uint64
             if (m == UA_TDX_PAGE_SIZE_MISMATCH) {
                 if (level == UA_TDX_LEVEL_4K)
                     return UA_E_ACCEPT_FAILED;
-                int r = td_accept_pages(p, vcpu, addr, 512, level - 1);
+                p->v[vcpu].s.fallbacks++;
+                int r = td_accept_pages(p, vcpu, addr, 512, level - 1, bad);
                 if (r)
                     return r;
                 break;
@@ -264,12 +294,9 @@ static int td_accept_pages(ua_tdx_path *p, uint32_t vcpu, uint64_t start, uint64
     return UA_OK;
 }
 
-int ua_tdx_accept_ovmf(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu)
+static int accept_ovmf(ua_tdx_path *p, uint64_t start, uint64_t end, uint32_t vcpu)
 {
-    ua_tdx_path *p = ctx;
-    int st = path_enter(p, start, end, vcpu);
-    if (st)
-        return st;
+    int st;
     uint64_t size = end - start;
     if (size == 0)
         return UA_OK;
@@ -288,22 +315,59 @@ int ua_tdx_accept_ovmf(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu)
     } part[3] = {{head, UA_TDX_LEVEL_4K}, {middle, UA_TDX_LEVEL_2M}, {rest - middle, UA_TDX_LEVEL_4K}};
     for (unsigned k = 0; k < 3; k++) {
         uint64_t bytes = part[k].bytes;
+        uint64_t bad;
         if (bytes && (st = td_accept_pages(p, vcpu, start, bytes / ua_tdx_level_size(part[k].level),
-                                           part[k].level)))
-            return path_fail(p, vcpu, st);
+                                           part[k].level, &bad)))
+            return path_fail(p, vcpu, st, bad, 0);
         start += bytes;
     }
     return UA_OK;
 }
 
-ua_status ua_tdx_guest_map_gpa(ua_tdx *t, uint32_t vcpu, uint64_t start, uint64_t end, int shared,
+int ua_tdx_accept(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu)
+{
+    ua_tdx_path *p = ctx;
+    int st = path_enter(p, start, end, vcpu);
+    if (st)
+        return st;
+    /* OVMF's protocol returns its error to the caller (UA_E_ACCEPT_FAILED);
+     * Linux panics */
+    st = p->o.kind == UA_PATH_OVMF ? accept_ovmf(p, start, end, vcpu)
+                                   : accept_linux(p, start, end, vcpu);
+    if (!st)
+        p->v[vcpu].s.bytes += end - start;
+    return st;
+}
+
+/* Linux gives private memory back with set_memory_decrypted(): MapGPA to
+ * shared, after which KVM has removed the private pages; converting back
+ * (MapGPA to private) leaves them FREE, unaccepted until the next ACCEPT. */
+int ua_tdx_unaccept(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu)
+{
+    ua_tdx_path *p = ctx;
+    int st = path_enter(p, start, end, vcpu);
+    if (st || start == end)
+        return st;
+    uint64_t r10 = 0;
+    if (!(st = ua_tdx_linux_map_gpa(p->t, vcpu, start, end, 1, &r10)))
+        st = ua_tdx_linux_map_gpa(p->t, vcpu, start, end, 0, &r10);
+    if (st == UA_E_HOST) /* Linux: a failed conversion is a kernel BUG */
+        return path_fail(p, vcpu, UA_E_GUEST_PANIC, start, r10);
+    if (st)
+        p->v[vcpu].s.failures++;
+    else
+        p->v[vcpu].s.bytes += end - start;
+    return st;
+}
+
+ua_status ua_tdx_linux_map_gpa(ua_tdx *t, uint32_t vcpu, uint64_t start, uint64_t end, int shared,
                                uint64_t *r10)
 {
     if (!t)
         return UA_E_INVAL;
     ua_tdx_config cfg;
     ua_tdx_config_get(t, &cfg);
-    if (vcpu >= cfg.nvcpus)
+    if (vcpu >= cfg.vcpus)
         return UA_E_VCPU;
     if (start >= end)
         return UA_E_RANGE;
@@ -339,7 +403,7 @@ ua_status ua_tdx_guest_map_gpa(ua_tdx *t, uint32_t vcpu, uint64_t start, uint64_
     return r.r10 == UA_TDX_VMCALL_SUCCESS ? UA_OK : UA_E_HOST;
 }
 
-ua_status ua_tdx_guest_linux_disable_sept_ve(ua_tdx *t, uint32_t vcpu, const char **message)
+ua_status ua_tdx_linux_disable_sept_ve(ua_tdx *t, uint32_t vcpu, const char **message)
 {
     static const char *const msg = "TD misconfiguration: SEPT #VE has to be disabled";
     if (message)
@@ -348,7 +412,7 @@ ua_status ua_tdx_guest_linux_disable_sept_ve(ua_tdx *t, uint32_t vcpu, const cha
         return UA_E_INVAL;
     ua_tdx_config cfg;
     ua_tdx_config_get(t, &cfg);
-    if (vcpu >= cfg.nvcpus)
+    if (vcpu >= cfg.vcpus)
         return UA_E_VCPU;
     uint64_t st, config, controls, old;
     ua_status rc = ua_tdx_tdcall_vm_rd(t, vcpu, UA_TDX_TDCS_CONFIG_FLAGS, &st, &config);
@@ -371,38 +435,64 @@ ua_status ua_tdx_guest_linux_disable_sept_ve(ua_tdx *t, uint32_t vcpu, const cha
                                UA_TDX_TD_CTLS_PENDING_VE_DISABLE, &st, &old);
 }
 
-ua_status ua_tdx_guest_linux_touch(ua_tdx *t, uint32_t vcpu, uint64_t gpa, uint32_t write,
-                                   ua_tdx_access_result *out, const char **message)
+/* Exits one access may take before the guest counts as hung (the host
+ * keeps "serving" it without the access going through). */
+#define TOUCH_EXIT_LIMIT 4
+
+ua_status ua_tdx_linux_touch(ua_tdx *t, uint32_t vcpu, uint64_t gpa, uint32_t flags,
+                             ua_touch_result *out)
 {
-    ua_tdx_access_result local;
-    if (!out)
-        out = &local;
-    if (message)
-        *message = "";
-    for (int attempt = 0; attempt < 4; attempt++) {
-        ua_status st = ua_tdx_guest_access(t, vcpu, gpa, write, out);
+    if (!t || !out)
+        return UA_E_INVAL;
+    if (flags & ~(uint32_t)(UA_TOUCH_WRITE | UA_TOUCH_SHARED | UA_TOUCH_USER))
+        return UA_E_INVAL;
+    memset(out, 0, sizeof(*out));
+    if (flags & UA_TOUCH_SHARED)
+        gpa |= t->private_limit;
+    for (;;) {
+        ua_tdx_access_result a;
+        ua_status st = ua_tdx_guest_access(t, vcpu, gpa, !!(flags & UA_TOUCH_WRITE), &a);
         if (st)
             return st;
-        switch (out->outcome) {
+        switch (a.outcome) {
         case UA_TDX_ACCESS_OK:
+            out->outcome = out->exits ? UA_TOUCH_SERVED_EXIT : UA_TOUCH_SERVED;
             return UA_OK;
         case UA_TDX_ACCESS_VE:
         case UA_TDX_ACCESS_DF:
-            if (message)
-                *message = out->outcome == UA_TDX_ACCESS_VE
-                               ? "Unexpected EPT-violation on private memory."
-                               : "double fault";
-            return UA_E_GUEST_PANIC;
+            out->vector = a.vector;
+            tdx_record_fatal(t, UA_FATAL_PANIC, vcpu, gpa, a.exit_qualification,
+                             a.outcome == UA_TDX_ACCESS_VE
+                                 ? "Unexpected EPT-violation on private memory."
+                                 : "double fault");
+            out->outcome = UA_TOUCH_PANIC;
+            return UA_OK;
         default:
-            if (out->eeq_type == UA_TDX_EEQ_TYPE_PENDING_EPT_VIOLATION) {
-                if (message)
-                    *message = "KVM: guest access before accepting (memory fault exit)";
-                return UA_E_HOST;
+            out->detail = a.extended_exit_qualification;
+            if (a.eeq_type == UA_TDX_EEQ_TYPE_PENDING_EPT_VIOLATION) {
+                /* KVM exits to user space with a memory fault; the VMM stops */
+                tdx_record_fatal(t, UA_FATAL_TERMINATED, vcpu, gpa, a.extended_exit_qualification,
+                                 "KVM: guest access before accepting (memory fault exit)");
+                out->outcome = UA_TOUCH_TERMINATED;
+                return UA_OK;
             }
-            st = ua_tdx_vmm_handle_exit(t, vcpu, gpa, out->extended_exit_qualification, 0, NULL);
-            if (st)
+            uint32_t action;
+            st = tdx_exit_to_host(t, vcpu, gpa, a.extended_exit_qualification, 0, &action);
+            out->exits++;
+            if (st == UA_E_HOST) {
+                tdx_record_fatal(t, UA_FATAL_TERMINATED, vcpu, gpa, a.extended_exit_qualification,
+                                 "the host stopped the TD at an EPT violation");
+                out->outcome = UA_TOUCH_TERMINATED;
+                return UA_OK;
+            }
+            if (st && st != UA_E_GUEST_HUNG)
                 return st;
+            if (st || action == UA_HOST_DID_NOTHING || out->exits >= TOUCH_EXIT_LIMIT) {
+                tdx_record_fatal(t, UA_FATAL_HUNG, vcpu, gpa, a.extended_exit_qualification,
+                                 "access: an EPT violation the host never resolves");
+                out->outcome = UA_TOUCH_HUNG;
+                return UA_OK;
+            }
         }
     }
-    return UA_E_HOST;
 }

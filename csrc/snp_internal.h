@@ -1,17 +1,18 @@
-/* ua_snp_internal.h - SEV-SNP model internals shared by snp.c and
- * guest_snp.c; not installed. */
+/* snp_internal.h - SEV-SNP model internals shared by the RMP (snp_rmp.c),
+ * the CPU's instructions (snp_cpu.c), KVM (snp_kvm.c) and the guest paths
+ * (snp_guest.c); not installed. */
 #ifndef UA_SNP_INTERNAL_H
 #define UA_SNP_INTERNAL_H
 
 #include <pthread.h>
+#include <string.h>
 
-#include "ua_internal.h"
+#include "host_internal.h"
+#include "sparse_internal.h"
 
-#define SNP_4K 4096ull
-#define SNP_2M 2097152ull
+#define SNP_4K ((uint64_t)UA_SIZE_4K)
+#define SNP_2M ((uint64_t)UA_SIZE_2M)
 #define SNP_REGION_SHIFT 21
-#define SNP_CHUNK_SHIFT 12                       /* 4096 regions (8 GiB) per chunk */
-#define SNP_CHUNK_REGIONS (1ull << SNP_CHUNK_SHIFT)
 #define SNP_PA_LIMIT (1ull << 52)
 #define SNP_NO_VCPU 0xffffffffu                  /* host-initiated: charge nobody */
 
@@ -79,36 +80,44 @@ struct snp_remap {
 
 struct ua_snp {
     ua_snp_config cfg;
-    ua_snp_host_policy pol;
     ua_cost *cost;
+    ua_host *host;              /* never NULL: own_host unless a host was set */
+    ua_host own_host;
     uint64_t guest_pages;
     uint64_t rmp_end;           /* bytes of SPA covered */
     uint64_t nregions;
-    uint64_t nchunks;
-    void **chunks;              /* struct snp_region[] per chunk, allocated on first write */
-    /* Lazy mode: the private memory attribute per GPA 2 MiB region: 0 = all
-     * shared, 1 = all private, else a pointer to a 512-bit bitmap. */
-    void **attr;                /* uintptr_t[] per chunk */
-    uint64_t nattr_chunks;
-    pthread_mutex_t lock;       /* chunk allocation, termination record */
+    struct ua_sparse rmp;       /* struct snp_region per 2 MiB of SPA */
+    /* KVM's lazy mode: the private memory attribute per GPA 2 MiB region:
+     * 0 = all shared, 1 = all private, else a pointer to a 512-bit bitmap. */
+    struct ua_sparse attr;      /* uintptr_t per 2 MiB of GPA */
     uint64_t bytes_allocated;   /* atomic */
     struct snp_remap *remaps;   /* sorted by gfn; host-side configuration */
     size_t nremaps, capremaps;
     uint64_t *in_use;           /* SPAs (4 KiB aligned) marked in use */
     size_t nin_use, capin_use;
     int launch_finished;
-    int terminated;             /* atomic */
-    ua_snp_termination term;
+    struct ua_fatal_slot fatal;
 };
 
 /* ---- region lookup ---- */
 static inline struct snp_region *snp_region_peek(const ua_snp *s, uint64_t r)
 {
-    struct snp_region *c = __atomic_load_n(&s->chunks[r >> SNP_CHUNK_SHIFT], __ATOMIC_ACQUIRE);
-    return c ? &c[r & (SNP_CHUNK_REGIONS - 1)] : NULL;
+    void *c = ua_sparse_peek(&s->rmp, r);
+    return c ? UA_SPARSE_AT(struct snp_region, c, r) : NULL;
 }
 
-struct snp_region *snp_region_get(ua_snp *s, uint64_t r); /* allocates; NULL on ENOMEM */
+/* allocates its chunk; NULL on ENOMEM */
+static inline struct snp_region *snp_region_get(ua_snp *s, uint64_t r)
+{
+    void *c = ua_sparse_get(&s->rmp, r);
+    return c ? UA_SPARSE_AT(struct snp_region, c, r) : NULL;
+}
+/* Turn a region into 512 4 KiB entries (PSMASH semantics for a 2 MiB
+ * entry); 0 when out of memory. */
+int snp_region_split(ua_snp *s, struct snp_region *rg);
+void snp_split_free(ua_snp *s, struct snp_split *sp);
+/* Whether a page of [spa, spa + size) is marked in use (running VMSA/VMCB). */
+int snp_in_use_any(const ua_snp *s, uint64_t spa, uint64_t size);
 /* Store entry i of a split region (expanding a compact one if the entry
  * does not fit its pattern); -1 when out of memory (nothing changed). */
 int split_put(ua_snp *s, struct snp_split *sp, unsigned i, uint64_t e);
@@ -142,6 +151,19 @@ static inline ua_status snp_check_range(const ua_snp *s, uint64_t start, uint64_
 uint64_t snp_npt(const ua_snp *s, uint64_t gpa);
 int snp_range_remapped(const ua_snp *s, uint64_t gfn, uint64_t npages);
 
+/* The RMP checks a guest operation on a private page makes before looking
+ * at Validated: assigned, ASID, reverse map (GPA), immutable.  gpa is the
+ * 4 KiB GPA the guest used; spa its translation. */
+static inline int rmp_owner_fault(uint64_t e, int is2m, uint64_t gpa, uint64_t spa, uint32_t asid)
+{
+    uint64_t egpa = (e & E_GPA_MASK) + (is2m ? (spa & (SNP_2M - 1) & ~0xfffull) : 0);
+    return !(e & E_ASSIGNED) || e_asid(e) != asid || egpa != (gpa & ~0xfffull) ||
+           (e & E_IMMUTABLE);
+}
+
+/* The RMPUPDATE operand a host uses to make a guest page private or shared. */
+ua_snp_rmp_state snp_rmp_state_for(const ua_snp *s, uint64_t gpa, int private_, int big);
+
 /* Internal instruction bodies (arguments already validated). */
 uint32_t snp_rmpupdate(ua_snp *s, uint32_t vcpu, uint64_t spa, const ua_snp_rmp_state *st);
 uint32_t snp_psmash(ua_snp *s, uint32_t vcpu, uint64_t spa);
@@ -155,21 +177,65 @@ unsigned snp_pvalidate_run4k(ua_snp *s, uint64_t gpa, unsigned n, uint32_t valid
 #define PSC_CUR(h) ((uint16_t)((h) & 0xffff))
 #define PSC_END(h) ((uint16_t)(((h) >> 16) & 0xffff))
 
-/* Hypervisor handlers (charge their events to vcpu). */
-uint64_t snp_psc_msr(ua_snp *s, uint32_t vcpu, uint64_t req);
-/* hdr/ent: native words of the scratch area; cap = entries that fit. */
-void snp_psc_ghcb(ua_snp *s, uint32_t vcpu, uint64_t *hdr, uint64_t *ent, size_t cap,
-                  ua_snp_ghcb_result *out);
-/* NPF exit from a guest instruction: 1 if the host fixed it (re-execute). */
-int snp_host_npf(ua_snp *s, uint32_t vcpu, uint64_t gpa, uint64_t exitinfo1, uint64_t *psmashes);
-
-ua_status snp_record_termination(ua_snp *s, uint32_t vcpu, uint32_t set, uint32_t code,
-                                 uint64_t gpa, uint32_t eax, uint32_t fault, uint64_t info2);
-
 static inline void snp_charge(ua_snp *s, uint32_t vcpu, int ev, uint64_t n)
 {
     if (s->cost && n)
         ua_cost_charge(s->cost, vcpu, ev, n);
 }
+
+/* Exits to the host: the exit is charged, then the host's handler runs
+ * (KVM's directly when the host has no handler of its own). */
+static inline int snp_exit_psc(ua_snp *s, uint32_t vcpu, uint64_t *hdr, uint64_t *ent,
+                               uint32_t cap, ua_snp_ghcb_result *out)
+{
+    ua_host *h = s->host;
+    memset(out, 0, sizeof(*out));
+    snp_charge(s, vcpu, UA_EV_VMGEXIT_PSC, 1);
+    if (UA_LIKELY(!h->ops.snp_psc))
+        return ua_host_kvm_snp_psc(h, s, vcpu, hdr, ent, cap, out);
+    return h->ops.snp_psc(h, s, vcpu, hdr, ent, cap, out);
+}
+
+static inline int snp_exit_psc_msr(ua_snp *s, uint32_t vcpu, uint64_t req, uint64_t *resp)
+{
+    ua_host *h = s->host;
+    snp_charge(s, vcpu, UA_EV_VMGEXIT_PSC_MSR, 1);
+    if (UA_LIKELY(!h->ops.snp_psc_msr))
+        return ua_host_kvm_snp_psc_msr(h, s, vcpu, req, resp);
+    return h->ops.snp_psc_msr(h, s, vcpu, req, resp);
+}
+
+/* The NPF exit is charged by the caller (the guest path batches it). */
+static inline int snp_exit_npf(ua_snp *s, uint32_t vcpu, uint64_t gpa, uint64_t exitinfo1,
+                               uint32_t *action)
+{
+    ua_host *h = s->host;
+    *action = UA_HOST_DID_NOTHING;
+    if (UA_LIKELY(!h->ops.snp_npf))
+        return ua_host_kvm_snp_npf(h, s, vcpu, gpa, exitinfo1, action);
+    return h->ops.snp_npf(h, s, vcpu, gpa, exitinfo1, action);
+}
+
+/* KVM's checks of a PSC header before any entry is read: 0 if the walk may
+ * start, else the error is in out. */
+int snp_psc_header_check(uint64_t *hdr, uint32_t cap, ua_snp_ghcb_result *out);
+/* KVM's PSC walk; rmpupdate = 0 advances without converting anything. */
+int snp_kvm_psc_walk(ua_host *h, ua_snp *s, uint32_t vcpu, uint64_t *hdr, uint64_t *ent,
+                     uint32_t cap, ua_snp_ghcb_result *out, int rmpupdate);
+/* Decode an MSR-protocol PSC request: 0 if KVM would reject it. */
+int snp_psc_msr_decode(const ua_snp *s, uint64_t req, uint64_t *gfn, int *private_);
+
+/* Record a GHCB termination request; returns UA_E_GUEST_TERMINATED. */
+int snp_record_termination(ua_snp *s, uint32_t vcpu, uint32_t set, uint32_t code, uint64_t gpa,
+                           uint32_t eax, uint32_t fault, uint64_t info2);
+/* Record that the guest hangs at gpa; returns UA_E_GUEST_HUNG. */
+int snp_record_hang(ua_snp *s, uint32_t vcpu, uint64_t gpa, const char *why);
+
+
+/* PSC entry fields */
+#define PSC_ENT_GFN(x) (((x) >> 12) & ((1ull << 40) - 1))
+#define PSC_ENT_OP(x) ((unsigned)(((x) >> 52) & 0xf))
+#define PSC_ENT_2M(x) ((unsigned)(((x) >> 56) & 1))
+#define PSC_HDR(cur, end, rsvd) ((uint64_t)(cur) | ((uint64_t)(end) << 16) | ((uint64_t)(rsvd) << 32))
 
 #endif
