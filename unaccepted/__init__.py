@@ -14,22 +14,26 @@ from .errors import (AcceptFailed, ArchitecturalFault, CallbackError, GuestDied,
 from .memmap import MemoryDescriptor, MemoryMap, MemoryType
 from .primitives import Noop, PythonPrimitive, Recorder
 from .table import AcceptResult, Op, OpBatch, OpResult, StubResult, Table, stub_build_table
-from .snp import SnpAcceptPath, SnpGuest
-from .tdx import TdxAcceptPath, TdxGuest
+from .host import Host, HostAction, NeverResume
+from .guest import (AcceptPath, Fatal, FatalKind, Guest, GuestConfig, PathStats, TouchOutcome,
+                    TouchResult, Vendor)
+from .snp import SnpConfig, SnpGuest
+from .tdx import TdxConfig, TdxGuest
 
 __version__ = _ffi.string(_lib.ua_version_string()).decode()
 
 # The Python half and the C half must come from the same build.
-if __version__ != "0.1.0":  # pragma: no cover - guards a stale extension
-    raise ImportError(f"unaccepted: C core {__version__} does not match the package 0.1.0")
+if __version__ != "0.2.0":  # pragma: no cover - guards a stale extension
+    raise ImportError(f"unaccepted: C core {__version__} does not match the package 0.2.0")
 
 __all__ = [
-    "AcceptFailed", "AcceptResult", "ArchitecturalFault", "CallbackError", "Cost",
-    "CostProfile", "Event", "GuestDied", "GuestHung", "GuestPanic", "GuestTerminated", "HostError",
+    "AcceptFailed", "AcceptPath", "AcceptResult", "ArchitecturalFault", "CallbackError", "Cost",
+    "CostProfile", "Event", "Fatal", "FatalKind", "Guest", "GuestConfig", "GuestDied",
+    "GuestHung", "GuestPanic", "GuestTerminated", "Host", "HostAction", "HostError",
     "InvalidArgument", "InvalidMemoryMap", "InvalidOp", "InvalidState", "InvalidTable",
     "InvalidTrace", "InvalidUnitSize", "MemoryDescriptor", "MemoryMap", "MemoryType",
-    "Misaligned", "Noop", "Op", "OpBatch", "OpResult", "OutOfMemory", "OutOfRange",
-    "PythonPrimitive", "Recorder", "SnpAcceptPath", "SnpGuest", "StubResult", "Table", "TableTooLarge", "TdxAcceptPath",
-    "TdxGuest", "UnacceptedError",
-    "UnknownTableVersion", "stub_build_table",
+    "Misaligned", "NeverResume", "Noop", "Op", "OpBatch", "OpResult", "OutOfMemory",
+    "OutOfRange", "PathStats", "PythonPrimitive", "Recorder", "SnpConfig", "SnpGuest",
+    "StubResult", "Table", "TableTooLarge", "TdxConfig", "TdxGuest", "TouchOutcome",
+    "TouchResult", "UnacceptedError", "UnknownTableVersion", "Vendor", "stub_build_table",
 ]

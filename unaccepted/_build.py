@@ -22,9 +22,19 @@ _BLOCK = re.compile(r"/\* UA_CDEF_BEGIN \*/(.*?)/\* UA_CDEF_END \*/", re.S)
 _INCLUDE = re.compile(r'^#include "([^"]+)"', re.M)
 _API = re.compile(r"\bUA_API\s+")
 
-# Python callbacks the extension can hand to C as ua_accept_fn.
+# Python callbacks the extension can hand to C: an accept primitive
+# (ua_accept_fn) and the entries of a host's ops table (ua_host_ops).
 PYTHON_CALLBACKS = """
 extern "Python" int _ua_py_accept(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu);
+extern "Python" int _ua_py_host_snp_psc(ua_host *, ua_snp *, uint32_t, uint64_t *, uint64_t *,
+                                        uint32_t, ua_snp_ghcb_result *);
+extern "Python" int _ua_py_host_snp_psc_msr(ua_host *, ua_snp *, uint32_t, uint64_t, uint64_t *);
+extern "Python" int _ua_py_host_snp_npf(ua_host *, ua_snp *, uint32_t, uint64_t, uint64_t,
+                                        uint32_t *);
+extern "Python" int _ua_py_host_tdx_exit(ua_host *, ua_tdx *, uint32_t, uint64_t, uint64_t,
+                                         uint64_t, uint32_t *);
+extern "Python" int _ua_py_host_tdx_vmcall(ua_host *, ua_tdx *, uint32_t, uint64_t, uint64_t,
+                                           uint64_t, uint64_t, ua_tdx_vmcall_result *);
 """
 
 
@@ -49,7 +59,7 @@ def sources():
 
 
 def c_flags():
-    flags = ["-std=gnu11", "-O2", "-fvisibility=hidden", "-Wall", "-Wextra",
+    flags = ["-std=c11", "-O2", "-fvisibility=hidden", "-Wall", "-Wextra",
              "-Wno-unused-parameter", "-pthread"]
     extra = os.environ.get("UA_EXTRA_CFLAGS")
     if extra:
@@ -64,7 +74,7 @@ ffibuilder.set_source(
     '#define UA_BUILDING_LIBRARY 1\n#include "unaccepted.h"\n',
     sources=sources(),
     include_dirs=[os.path.relpath(INCLUDE, ROOT)],
-    define_macros=[("UA_BUILDING_LIBRARY", "1"), ("_GNU_SOURCE", "1")],
+    define_macros=[("UA_BUILDING_LIBRARY", "1"), ("_POSIX_C_SOURCE", "200809L")],
     extra_compile_args=c_flags(),
     extra_link_args=["-pthread"],
 )

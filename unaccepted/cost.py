@@ -11,8 +11,9 @@ from typing import Dict, Optional
 
 from ._core import ffi, lib
 from .errors import InvalidArgument, check
+from .validate import as_int, as_vcpu
 
-EVENT_COUNT = lib.UA_EV_COUNT
+EVENT_COUNT = lib.ua_event_count()
 
 
 class Event(enum.IntEnum):
@@ -150,21 +151,29 @@ def profiles_markdown() -> str:
 class Cost:
     """Per-vCPU event counters and clocks charged by the vendor models."""
 
-    def __init__(self, profile: CostProfile | str = "count", nvcpus: int = 1):
+    def __init__(self, profile: CostProfile | str = "count", vcpus: int = 1):
         if isinstance(profile, str):
             profile = CostProfile.builtin(profile)
-        if isinstance(nvcpus, bool) or not isinstance(nvcpus, int) or not 1 <= nvcpus <= lib.UA_MAX_VCPUS:
-            raise InvalidArgument(f"nvcpus = {nvcpus!r} must be an int in [1, {lib.UA_MAX_VCPUS}]")
+        vcpus = as_int(vcpus, "vcpus", 1, lib.UA_MAX_VCPUS + 1)
         out = ffi.new("ua_cost **")
-        check(lib.ua_cost_create(profile._to_c(), nvcpus, out), "cannot create cost model")
+        check(lib.ua_cost_create(profile._to_c(), vcpus, out), "cannot create cost model")
         self._handle = ffi.gc(out[0], lib.ua_cost_destroy)
+        self._owner = None
         self.profile = profile
-        self.nvcpus = nvcpus
+        self.vcpus = vcpus
+
+    @classmethod
+    def _borrow(cls, handle, profile: CostProfile, vcpus: int, owner) -> "Cost":
+        """A view of counters another object owns (a guest's); keeps it alive."""
+        self = cls.__new__(cls)
+        self._handle = handle
+        self._owner = owner
+        self.profile = profile
+        self.vcpus = vcpus
+        return self
 
     def _vcpu(self, vcpu):
-        if isinstance(vcpu, bool) or not isinstance(vcpu, int) or not 0 <= vcpu < self.nvcpus:
-            raise InvalidArgument(f"vcpu = {vcpu!r} is not in [0, {self.nvcpus})")
-        return vcpu
+        return as_vcpu(vcpu, self.vcpus)
 
     def charge(self, event: Event, n: int = 1, vcpu: int = 0) -> None:
         lib.ua_cost_charge(self._handle, self._vcpu(vcpu), Event(event), n)

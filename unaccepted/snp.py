@@ -1,6 +1,7 @@
-"""AMD SEV-SNP vendor model (csrc/snp.c, csrc/guest_snp.c).
+"""AMD SEV-SNP vendor model (csrc/snp_rmp.c, snp_cpu.c, snp_kvm.c, snp_guest.c).
 
-    guest = SnpGuest(64 << 30, backing="4K", cost=Cost("count"))
+    guest = SnpConfig(64 << 30, backing="4K", cost_profile="count").build()
+    guest = SnpGuest(64 << 30, backing="4K", cost=Cost("count"))   # the same, shorter
     guest.launch_update(0, 2 << 20)              # SNP_LAUNCH_UPDATE: validated at launch
     r = guest.pvalidate(4 << 30, PageSize.SIZE_2M)   # -> InstrResult(fault=Fault.NPF, ...)
     path = guest.accept_path("linux")            # snp_accept_memory() as an accept primitive
@@ -20,6 +21,8 @@ from typing import Iterable, List, Optional, Tuple
 
 from ._core import ffi, lib
 from .errors import InvalidArgument, check
+from .guest import GuestBase, GuestConfig, Vendor, make_config
+from .validate import as_int
 
 PAGE_4K = 4096
 PAGE_2M = 2 << 20
@@ -96,23 +99,6 @@ class PscOp(enum.IntEnum):
     UNSMASH = lib.UA_SNP_PSC_OP_UNSMASH
 
 
-class PscFault(enum.IntEnum):
-    """Hypervisor misbehaviour on a GHCB NAE Page State Change."""
-
-    NONE = lib.UA_SNP_PSCF_NONE
-    ERROR = lib.UA_SNP_PSCF_ERROR
-    RESERVED = lib.UA_SNP_PSCF_RESERVED
-    END_GROW = lib.UA_SNP_PSCF_END_GROW
-    REWIND = lib.UA_SNP_PSCF_REWIND
-    STALL = lib.UA_SNP_PSCF_STALL
-
-
-class MsrFault(enum.IntEnum):
-    NONE = lib.UA_SNP_MSRF_NONE
-    ERROR = lib.UA_SNP_MSRF_ERROR
-    BAD_CODE = lib.UA_SNP_MSRF_BAD_CODE
-
-
 class PscCheck(enum.IntEnum):
     """Result of the Linux guest's check after a PSC VMGEXIT."""
 
@@ -154,19 +140,8 @@ def msr_psc_request(gfn: int, op: int) -> int:
     return MSR_PSC_REQ | (gfn & ((1 << 40) - 1)) << 12 | (op & 0xF) << 52
 
 
-_BACKING = {"2M": lib.UA_SNP_BACKING_2M, "4K": lib.UA_SNP_BACKING_4K}
-_PATHS = {"linux": lib.UA_SNP_PATH_LINUX, "linux-early": lib.UA_SNP_PATH_LINUX_EARLY,
-          "ovmf": lib.UA_SNP_PATH_OVMF}
-_PATH_FNS = {"linux": "ua_snp_accept_linux", "linux-early": "ua_snp_accept_linux_early",
-             "ovmf": "ua_snp_accept_ovmf"}
-_UNACCEPT_FNS = {"linux": "ua_snp_unaccept_linux",
-                 "linux-early": "ua_snp_unaccept_linux_early", "ovmf": "ua_snp_unaccept_ovmf"}
-
-
 def _int(value, name, lo=0, hi=1 << 64):
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value < hi:
-        raise InvalidArgument(f"{name} = {value!r} must be an int in [{lo}, {hi})")
-    return value
+    return as_int(value, name, lo, hi)
 
 
 @dataclass(frozen=True)
@@ -217,47 +192,11 @@ def _instr(r) -> InstrResult:
 
 
 @dataclass(frozen=True)
-class TouchResult:
-    """The last access of a Linux touch, and whether the process got SIGBUS."""
-
-    access: InstrResult
-    sigbus: bool
-
-
-@dataclass(frozen=True)
 class GhcbResult:
     sw_exitinfo1: int
     sw_exitinfo2: int
     entries_done: int
     pages_done: int
-
-
-@dataclass(frozen=True)
-class Termination:
-    terminated: bool
-    vcpu: int
-    msr: int
-    reason_set: int
-    reason_code: int
-    gpa: int
-    eax: int
-    fault: Fault
-    sw_exitinfo2: int
-
-
-@dataclass(frozen=True)
-class HostPolicy:
-    """How the modelled hypervisor serves the guest."""
-
-    backing: str = "2M"               # "2M" or "4K"
-    psc_max_entries: int = 0          # entries completed per NAE PSC exit (0 = all)
-    psc_max_pages: int = 0            # 4 KiB pages completed per exit (0 = no limit)
-    skip_rmpupdate: bool = False      # answer PSC success without RMPUPDATE (attack)
-    psc_fault: PscFault = PscFault.NONE
-    msr_fault: MsrFault = MsrFault.NONE
-    npf_psmash: bool = True           # PSMASH and resume on an NPF with SIZEM (KVM)
-    ghcb_error: int = 0               # 1-6: every NAE PSC fails with this GHCB_ERR_* code
-    lazy_rmpupdate: bool = False      # PSC records the attribute; RMPUPDATE at the first NPF
 
 
 @dataclass(frozen=True)
@@ -268,21 +207,6 @@ class SnpStats:
     bytes_allocated: int
     assigned_4k: int
     validated_4k: int
-
-
-@dataclass(frozen=True)
-class PathStats:
-    calls: int
-    psc_requests: int
-    psc_exits: int
-    msr_exits: int
-    pvalidate_2m: int
-    pvalidate_4k: int
-    fallbacks: int
-    npf_exits: int
-    psmash: int
-    cache_touch_4k: int
-    bytes: int
 
 
 @dataclass(frozen=True)
@@ -336,91 +260,53 @@ def psc_guest_check(start_cur: int, start_end: int, buf, sw_exitinfo2: int = 0) 
     return PscCheck(lib.ua_snp_psc_guest_check(start_cur, start_end, hdr, sw_exitinfo2))
 
 
-def _cost_handle(cost):
-    if cost is None:
-        return ffi.NULL
-    if hasattr(cost, "_handle"):
-        return cost._handle
-    if isinstance(cost, ffi.CData):
-        return cost
-    raise InvalidArgument(f"cost must be a Cost (or a ua_cost * cdata), got {cost!r}")
+@dataclass(frozen=True)
+class SnpConfig(GuestConfig):
+    """An SEV-SNP guest: GuestConfig plus the ASID, the VMPL the kernel runs
+    at, RMP-covered host memory above guest RAM (for remap attacks) and
+    CPUID 8000_001F EBX[31] (COHERENCY_SFW_NO: no cache touch needed)."""
+
+    asid: int = 1
+    vmpl: int = 0
+    spare_bytes: int = 0
+    coherency_sfw_no: bool = False
+
+    def build(self) -> "SnpGuest":
+        return SnpGuest(config=self)
 
 
-class SnpGuest:
-    """An SEV-SNP guest: its RMP, NPT, the hypervisor model and the guest's
-    instructions.  Guest RAM is GPA [0, memory_bytes); the RMP also covers
-    `spare_bytes` of host memory above it (for remap attacks)."""
+class SnpGuest(GuestBase):
+    """An SEV-SNP guest: its RMP and NPT, the host serving it, the guest's
+    instructions and accept paths.  Guest RAM is GPA [0, memory_bytes); the
+    RMP also covers `spare_bytes` of host memory above it.
 
-    def __init__(self, memory_bytes: int, *, backing: str = "2M", asid: int = 1, vmpl: int = 0,
-                 nvcpus: int = 1, spare_bytes: int = 0, coherency_sfw_no: bool = False,
-                 cost=None, **policy):
+    SnpGuest(memory_bytes, **settings) takes SnpConfig's fields; `cost=` a
+    Cost object to charge instead of counters of the guest's own."""
+
+    vendor = Vendor.SNP
+
+    def __init__(self, memory_bytes: Optional[int] = None, *, config: Optional[SnpConfig] = None,
+                 cost=None, **settings):
+        config = make_config(SnpConfig, memory_bytes, config, settings)
         cfg = ffi.new("ua_snp_config *")
-        cfg.memory_bytes = _int(memory_bytes, "memory_bytes")
-        cfg.spare_bytes = _int(spare_bytes, "spare_bytes")
-        cfg.asid = _int(asid, "asid", 0, 1 << 32)
-        cfg.vmpl = _int(vmpl, "vmpl", 0, 1 << 32)
-        cfg.nvcpus = _int(nvcpus, "nvcpus", 0, 1 << 32)
-        cfg.coherency_sfw_no = bool(coherency_sfw_no)
-        out = ffi.new("ua_snp **")
-        check(lib.ua_snp_create(cfg, out), f"SnpGuest({memory_bytes:#x})")
-        self._handle = ffi.gc(out[0], lib.ua_snp_destroy)
-        self.memory_bytes = memory_bytes
-        self.spare_bytes = spare_bytes
-        self.asid = asid
-        self.vmpl = vmpl
-        self.nvcpus = nvcpus
-        self._cost = None
-        unknown = set(policy) - {f.name for f in fields(HostPolicy)}
-        if unknown:
-            raise InvalidArgument(f"unknown host policy setting(s): {', '.join(sorted(unknown))}")
-        self.set_policy(HostPolicy(backing=backing, **policy))
-        if cost is not None:
-            self.set_cost(cost)
+        lib.ua_snp_config_default(cfg)
+        cfg.spare_bytes = _int(config.spare_bytes, "spare_bytes")
+        cfg.asid = _int(config.asid, "asid", 0, 1 << 32)
+        cfg.vmpl = _int(config.vmpl, "vmpl", 0, 1 << 32)
+        cfg.coherency_sfw_no = bool(config.coherency_sfw_no)
+        self._create(config, cfg, cost)
+        self.spare_bytes = config.spare_bytes
+        self.asid = config.asid
+        self.vmpl = config.vmpl
 
     def __repr__(self):
-        return (f"SnpGuest({self.memory_bytes:#x}, backing={self.policy.backing!r}, "
-                f"asid={self.asid}, vmpl={self.vmpl}, nvcpus={self.nvcpus})")
+        return (f"SnpGuest({self.memory_bytes:#x}, vcpus={self.vcpus}, backing={self.backing!r}, "
+                f"asid={self.asid}, vmpl={self.vmpl}, host={self.host!r})")
+
+    def __reduce__(self):
+        raise TypeError("a guest holds C state; pickle its config and build() it again")
 
     # ---- settings ----
-    def set_cost(self, cost) -> None:
-        check(lib.ua_snp_set_cost(self._handle, _cost_handle(cost)), "set_cost")
-        self._cost = cost
-
-    @property
-    def cost(self):
-        return self._cost
-
-    @property
-    def policy(self) -> HostPolicy:
-        p = ffi.new("ua_snp_host_policy *")
-        check(lib.ua_snp_host_policy_get(self._handle, p))
-        return HostPolicy(backing="4K" if p.backing == lib.UA_SNP_BACKING_4K else "2M",
-                          psc_max_entries=p.psc_max_entries, psc_max_pages=p.psc_max_pages,
-                          skip_rmpupdate=bool(p.skip_rmpupdate), psc_fault=PscFault(p.psc_fault),
-                          msr_fault=MsrFault(p.msr_fault), npf_psmash=bool(p.npf_psmash),
-                          ghcb_error=p.ghcb_error, lazy_rmpupdate=bool(p.lazy_rmpupdate))
-
-    def set_policy(self, policy: Optional[HostPolicy] = None, **changes) -> None:
-        """Replace the host policy, or change some of its fields."""
-        import dataclasses
-        unknown = set(changes) - {f.name for f in fields(HostPolicy)}
-        if unknown:
-            raise InvalidArgument(f"unknown host policy setting(s): {', '.join(sorted(unknown))}")
-        policy = dataclasses.replace(policy or self.policy, **changes)
-        if policy.backing not in _BACKING:
-            raise InvalidArgument(f"backing = {policy.backing!r} must be '2M' or '4K'")
-        p = ffi.new("ua_snp_host_policy *")
-        p.backing = _BACKING[policy.backing]
-        p.psc_max_entries = _int(policy.psc_max_entries, "psc_max_entries", 0, 1 << 32)
-        p.psc_max_pages = _int(policy.psc_max_pages, "psc_max_pages", 0, 1 << 32)
-        p.skip_rmpupdate = bool(policy.skip_rmpupdate)
-        p.psc_fault = PscFault(policy.psc_fault)
-        p.msr_fault = MsrFault(policy.msr_fault)
-        p.npf_psmash = bool(policy.npf_psmash)
-        p.ghcb_error = _int(policy.ghcb_error, "ghcb_error", 0, 1 << 32)
-        p.lazy_rmpupdate = bool(policy.lazy_rmpupdate)
-        check(lib.ua_snp_set_host_policy(self._handle, p), "host policy")
-
     def set_coherency_sfw_no(self, on: bool) -> None:
         check(lib.ua_snp_set_coherency_sfw_no(self._handle, bool(on)))
 
@@ -428,16 +314,6 @@ class SnpGuest:
         st = ffi.new("ua_snp_stats *")
         check(lib.ua_snp_stats_get(self._handle, st))
         return SnpStats(*(getattr(st, f.name) for f in fields(SnpStats)))
-
-    @property
-    def termination(self) -> Termination:
-        t = ffi.new("ua_snp_termination *")
-        check(lib.ua_snp_termination_get(self._handle, t))
-        return Termination(bool(t.terminated), t.vcpu, t.msr, t.reason_set, t.reason_code, t.gpa,
-                           t.eax, Fault(t.fault), t.sw_exitinfo2)
-
-    def clear_termination(self) -> None:
-        lib.ua_snp_termination_clear(self._handle)
 
     def terminate(self, reason_set: int, code: int, vcpu: int = 0) -> int:
         """The guest writes a termination request; returns the MSR value."""
@@ -537,25 +413,20 @@ class SnpGuest:
                                 _int(int(kind), "kind", 0, 1 << 32), bool(c_bit), r), "access")
         return _instr(r)
 
-    def linux_touch(self, gpa: int, kind: Access = Access.READ, *, user_mode: bool = False,
-                    vcpu: int = 0) -> "TouchResult":
-        """A Linux guest access with Linux's handling of the outcome: NPFs go to
-        the host and the access retries (GuestHung if the host cannot fix
-        them); #VC 0x404 terminates the guest in kernel mode (GuestTerminated,
-        reason set 0, code 0) and sends SIGBUS in user mode (sigbus=True)."""
-        r = ffi.new("ua_snp_result *")
-        sigbus = ffi.new("uint32_t *")
-        st = lib.ua_snp_guest_linux_touch(self._handle, _int(vcpu, "vcpu", 0, 1 << 32),
-                                          _int(gpa, "gpa"), _int(int(kind), "kind", 0, 1 << 32),
-                                          bool(user_mode), r, sigbus)
-        check(st, f"Linux touch of {gpa:#x}")
-        return TouchResult(_instr(r), bool(sigbus[0]))
+    def serve_npf(self, gpa: int, exitinfo1: int, *, vcpu: int = 0):
+        """Hand an NPF to the host as the CPU does; returns what it did."""
+        from .host import HostAction
+        action = ffi.new("uint32_t *")
+        st = lib.ua_snp_serve_npf(self._handle, _int(vcpu, "vcpu", 0, 1 << 32), _int(gpa, "gpa"),
+                                  _int(exitinfo1, "exitinfo1"), action)
+        self._check(st, "NPF")
+        return HostAction(action[0])
 
     def psc_msr(self, request: int, vcpu: int = 0) -> int:
         """GHCB MSR protocol: returns the response MSR value."""
         out = ffi.new("uint64_t *")
-        check(lib.ua_snp_psc_msr(self._handle, _int(vcpu, "vcpu", 0, 1 << 32),
-                                 _int(request, "request"), out), "psc_msr")
+        self._check(lib.ua_snp_psc_msr(self._handle, _int(vcpu, "vcpu", 0, 1 << 32),
+                                       _int(request, "request"), out), "psc_msr")
         return out[0]
 
     def psc_ghcb(self, buf: bytearray, vcpu: int = 0) -> GhcbResult:
@@ -565,69 +436,14 @@ class SnpGuest:
             raise InvalidArgument("the PSC scratch area must be a bytearray (it is written)")
         out = ffi.new("ua_snp_ghcb_result *")
         cbuf = ffi.from_buffer("uint8_t[]", buf, require_writable=True)
-        check(lib.ua_snp_psc_ghcb(self._handle, _int(vcpu, "vcpu", 0, 1 << 32), cbuf, len(buf),
-                                  out), "psc_ghcb")
+        self._check(lib.ua_snp_psc_ghcb(self._handle, _int(vcpu, "vcpu", 0, 1 << 32), cbuf,
+                                        len(buf), out), "psc_ghcb")
         return GhcbResult(out.sw_exitinfo1, out.sw_exitinfo2, out.entries_done, out.pages_done)
-
-    def accept_path(self, kind: str = "linux", *, psc_max_entries: int = 0,
-                    ovmf_buffer_bytes: int = 0, hang_limit: int = 0) -> "SnpAcceptPath":
-        return SnpAcceptPath(self, kind, psc_max_entries=psc_max_entries,
-                             ovmf_buffer_bytes=ovmf_buffer_bytes, hang_limit=hang_limit)
-
-
-class SnpAcceptPath:
-    """A guest accept path as an accept primitive for Table (`_c_accept`),
-    or called directly with accept(start, end, vcpu)."""
-
-    def __init__(self, guest: SnpGuest, kind: str = "linux", *, psc_max_entries: int = 0,
-                 ovmf_buffer_bytes: int = 0, hang_limit: int = 0):
-        if kind not in _PATHS:
-            raise InvalidArgument(f"unknown SNP accept path {kind!r}; known: {', '.join(_PATHS)}")
-        o = ffi.new("ua_snp_path_options *")
-        o.kind = _PATHS[kind]
-        o.psc_max_entries = _int(psc_max_entries, "psc_max_entries", 0, 1 << 32)
-        o.ovmf_buffer_bytes = _int(ovmf_buffer_bytes, "ovmf_buffer_bytes", 0, 1 << 32)
-        o.hang_limit = _int(hang_limit, "hang_limit", 0, 1 << 32)
-        out = ffi.new("ua_snp_path **")
-        check(lib.ua_snp_path_create(guest._handle, o, out), f"accept_path({kind!r})")
-        self._handle = ffi.gc(out[0], lib.ua_snp_path_destroy)
-        self.guest = guest          # keeps the model alive as long as the path
-        self.kind = kind
-        self._fn = getattr(lib, _PATH_FNS[kind])
-        self._unfn = getattr(lib, _UNACCEPT_FNS[kind])
-
-    def __repr__(self):
-        return f"SnpAcceptPath({self.guest!r}, {self.kind!r})"
-
-    @property
-    def _c_accept(self):
-        return self._fn, ffi.cast("void *", self._handle)
-
-    def accept(self, start: int, end: int, vcpu: int = 0) -> None:
-        """Run the path on [start, end) directly (no table)."""
-        status = self._fn(ffi.cast("void *", self._handle), _int(start, "start"), _int(end, "end"),
-                          _int(vcpu, "vcpu", 0, 1 << 32))
-        check(status, f"{self.kind} accept [{start:#x}, {end:#x})")
-
-    def unaccept(self, start: int, end: int, vcpu: int = 0) -> None:
-        """Make [start, end) shared again: PVALIDATE(0) first, then PSC(SHARED)."""
-        status = self._unfn(ffi.cast("void *", self._handle), _int(start, "start"),
-                            _int(end, "end"), _int(vcpu, "vcpu", 0, 1 << 32))
-        check(status, f"{self.kind} unaccept [{start:#x}, {end:#x})")
-
-    def stats(self) -> PathStats:
-        st = ffi.new("ua_snp_path_stats *")
-        check(lib.ua_snp_path_stats_get(self._handle, st))
-        return PathStats(*(getattr(st, f.name) for f in fields(PathStats)))
-
-    def reset_stats(self) -> None:
-        lib.ua_snp_path_stats_reset(self._handle)
 
 
 __all__ = [
-    "Access", "Fault", "GhcbResult", "HostPolicy", "InstrResult", "MsrFault", "NpfBits",
-    "PageSize", "PathStats", "Perm", "PscCheck", "PscEntry", "PscFault", "PscOp",
-    "PvalidateCode", "RmpCode", "RmpEntry", "SnpAcceptPath", "SnpGuest", "SnpStats",
-    "Termination", "msr_psc_request", "parse_psc_buffer", "psc_buffer", "psc_guest_check",
+    "Access", "Fault", "GhcbResult", "InstrResult", "NpfBits", "PageSize", "Perm", "PscCheck",
+    "PscEntry", "PscOp", "PvalidateCode", "RmpCode", "RmpEntry", "SnpConfig", "SnpGuest",
+    "SnpStats", "msr_psc_request", "parse_psc_buffer", "psc_buffer", "psc_guest_check",
     "term_msr",
 ]

@@ -1,11 +1,11 @@
-"""Intel TDX model (csrc/tdx.c, csrc/guest_tdx.c): Secure EPT, host SEAMCALLs,
-guest TDCALLs, #VE / TD exits, MapGPA, the VMM policy and the guest accept
-paths.
+"""Intel TDX model (csrc/tdx_sept.c, tdx_module.c, tdx_kvm.c, tdx_guest.c):
+Secure EPT, host SEAMCALLs, guest TDCALLs, #VE / TD exits, MapGPA, the host
+and the guest accept paths.
 
-    guest = TdxGuest(1 << 30, backing="4K")
+    guest = TdxConfig(1 << 30, backing="4K").build()    # or TdxGuest(1 << 30, backing="4K")
     r = guest.accept(0x200000, Level.L2M)      # one TDCALL execution
     r.exited, r.req_level, r.err_state          # -> True, 1, SeptState.FREE
-    guest.vmm_handle_exit(r)                    # the VMM AUGs
+    guest.serve_exit(r)                         # the host (KVM) AUGs
     guest.accept(0x200000, Level.L2M).status    # -> TdxStatus.PAGE_SIZE_MISMATCH
     path = guest.accept_path("linux")           # for Table(accept=path)
 
@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 from ._core import ffi, lib
 from .errors import InvalidArgument, Misaligned, check
+from .guest import GuestBase, GuestConfig, Vendor, make_config
+from .host import HostAction
+from .validate import as_int, as_u32, as_u64, as_vcpu
 
 U64 = 1 << 64
 PAGE_4K = 4096
@@ -111,20 +114,6 @@ class VmcallStatus(enum.IntEnum):
     SUBFUNC_UNSUPPORTED = lib.UA_TDX_VMCALL_SUBFUNC_UNSUPPORTED
 
 
-class VmmPolicy(enum.IntEnum):
-    AUG_REQUESTED = lib.UA_TDX_VMM_AUG_REQUESTED  # AUG at the accept's level, capped by backing
-    AUG_4K = lib.UA_TDX_VMM_AUG_4K
-    REFUSE = lib.UA_TDX_VMM_REFUSE
-
-
-class VmmAction(enum.IntEnum):
-    NOTHING = lib.UA_TDX_VMM_DID_NOTHING
-    AUG_4K = lib.UA_TDX_VMM_DID_AUG_4K
-    AUG_2M = lib.UA_TDX_VMM_DID_AUG_2M
-    DEMOTE = lib.UA_TDX_VMM_DID_DEMOTE
-    RELEASE_HP = lib.UA_TDX_VMM_DID_RELEASE_HP
-
-
 class AccessOutcome(enum.IntEnum):
     OK = lib.UA_TDX_ACCESS_OK
     VE = lib.UA_TDX_ACCESS_VE
@@ -144,15 +133,11 @@ ACCEPT_RAX = lib.UA_TDX_TDCALL_MEM_PAGE_ACCEPT
 
 
 def _u64(name, v):
-    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < U64:
-        raise InvalidArgument(f"{name} = {v!r} is not a 64-bit unsigned integer")
-    return v
+    return as_u64(v, name)
 
 
 def _v(vcpu):
-    if isinstance(vcpu, bool) or not isinstance(vcpu, int) or not 0 <= vcpu < 1 << 32:
-        raise InvalidArgument(f"vcpu = {vcpu!r} is not a vCPU index")
-    return vcpu
+    return as_vcpu(vcpu)
 
 
 def page_info(gpa: int, level: int = 0) -> int:
@@ -161,9 +146,7 @@ def page_info(gpa: int, level: int = 0) -> int:
     for other malformed operands."""
     if _u64("gpa", gpa) % PAGE_4K:
         raise Misaligned(f"gpa = {gpa:#x} is not 4 KiB aligned (pass a raw RCX to test that)")
-    if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level < PAGE_4K:
-        raise InvalidArgument(f"level = {level!r} does not fit RCX bits 11:0")
-    return gpa | level
+    return gpa | as_int(level, "level (RCX bits 11:0)", 0, PAGE_4K)
 
 
 @dataclass(frozen=True)
@@ -294,109 +277,91 @@ def _access_result(out, gpa) -> AccessResult:
                         bool(out.data_nonzero), gpa)
 
 
-_BACKING = {"2M": lib.UA_TDX_LEVEL_2M, "4K": lib.UA_TDX_LEVEL_4K}
 _INITIAL = {"free": lib.UA_TDX_INIT_FREE, "pending": lib.UA_TDX_INIT_PENDING}
-_PATHS = {"linux": lib.UA_TDX_PATH_LINUX, "ovmf": lib.UA_TDX_PATH_OVMF}
 
 
-def _policy(p) -> int:
-    if isinstance(p, str):
-        try:
-            return int(VmmPolicy[p.upper()])
-        except KeyError:
-            raise InvalidArgument(f"unknown VMM policy {p!r}; use one of "
-                                  f"{[m.name.lower() for m in VmmPolicy]}") from None
-    return int(VmmPolicy(p))
+@dataclass(frozen=True)
+class TdxConfig(GuestConfig):
+    """A TD: GuestConfig plus the TD's settings.
 
-
-class TdxGuest:
-    """A TD: its Secure EPT, the host that drives it and the guest that runs
-    in it.  `memory_bytes` of private RAM at GPA 0.
-
-    backing: "2M" (the host maps 2 MiB pages when asked) or "4K" (4 KiB only).
-    initial: "free" (the VMM AUGs on demand, through ACCEPT exits) or
+    initial: "free" (the host AUGs on demand, through ACCEPT exits) or
     "pending" (pre-AUGed at the backing level).  pending_ve_disable sets
     ATTRIBUTES.SEPT_VE_DISABLE (TD_CTLS.PENDING_VE_DISABLE at start);
-    flexible_pending_ve lets the guest change it with TDG.VM.WR.  accept_1g
-    models a module that takes 1 GiB ACCEPT operands.  finalized=False starts
-    in the build phase (TDH.MEM.PAGE.ADD allowed, call finalize()).  launch:
-    [(start, end), ...] ranges TDH.MEM.PAGE.ADDed (MAPPED, already accepted)
-    before TDH.MR.FINALIZE."""
+    flexible_pending_ve lets the guest change it with TDG.VM.WR; debug sets
+    ATTRIBUTES.DEBUG.  accept_1g models a module that takes 1 GiB ACCEPT
+    operands.  finalized=False starts in the build phase (TDH.MEM.PAGE.ADD
+    allowed, call finalize()).  launch: ((start, end), ...) ranges
+    TDH.MEM.PAGE.ADDed (MAPPED, already accepted) before TDH.MR.FINALIZE."""
 
-    def __init__(self, memory_bytes: int, *, vcpus: int = 1, backing: str = "2M",
-                 initial: str = "free", vmm_policy="aug_requested",
-                 pending_ve_disable: bool = True, flexible_pending_ve: bool = False,
-                 accept_1g: bool = False, gpaw: int = 52, hp_busy_limit: int = 0,
-                 finalized: bool = True, debug: bool = False, cost=None, launch=()):
+    initial: str = "free"
+    pending_ve_disable: bool = True
+    flexible_pending_ve: bool = False
+    accept_1g: bool = False
+    gpaw: int = 52
+    hp_busy_limit: int = 0
+    finalized: bool = True
+    debug: bool = False
+    launch: Tuple[Tuple[int, int], ...] = ()
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.initial not in _INITIAL:
+            raise InvalidArgument(f"initial = {self.initial!r}; use 'free' or 'pending'")
+        if self.gpaw not in (48, 52):
+            raise InvalidArgument(f"gpaw = {self.gpaw!r}; use 48 or 52")
+        as_u32(self.hp_busy_limit, "hp_busy_limit")
+        object.__setattr__(self, "launch", tuple((as_u64(a, "launch start"),
+                                                  as_u64(b, "launch end"))
+                                                 for a, b in self.launch))
+
+    def build(self) -> "TdxGuest":
+        return TdxGuest(config=self)
+
+
+class TdxGuest(GuestBase):
+    """A TD: its Secure EPT, the host that drives it and the guest that runs
+    in it.  `memory_bytes` of private RAM at GPA 0.  TdxGuest(memory_bytes,
+    **settings) takes TdxConfig's fields; `cost=` a Cost object to charge
+    instead of counters of the guest's own."""
+
+    vendor = Vendor.TDX
+
+    def __init__(self, memory_bytes: Optional[int] = None, *, config: Optional[TdxConfig] = None,
+                 cost=None, **settings):
+        if "launch" in settings:
+            settings["launch"] = tuple(tuple(r) for r in settings["launch"])
+        config = make_config(TdxConfig, memory_bytes, config, settings)
         cfg = ffi.new("ua_tdx_config *")
         lib.ua_tdx_config_default(cfg)
-        cfg.memory_bytes = _u64("memory_bytes", memory_bytes)
-        if isinstance(vcpus, bool) or not isinstance(vcpus, int) or not 1 <= vcpus <= lib.UA_MAX_VCPUS:
-            raise InvalidArgument(f"vcpus = {vcpus!r} must be in [1, {lib.UA_MAX_VCPUS}]")
-        cfg.nvcpus = vcpus
-        if backing not in _BACKING:
-            raise InvalidArgument(f"backing = {backing!r}; use '2M' or '4K'")
-        if initial not in _INITIAL:
-            raise InvalidArgument(f"initial = {initial!r}; use 'free' or 'pending'")
-        cfg.backing = _BACKING[backing]
-        cfg.initial = _INITIAL[initial]
-        cfg.vmm_policy = _policy(vmm_policy)
-        cfg.gpaw = gpaw if gpaw in (48, 52) else 0
-        cfg.accept_1g = bool(accept_1g)
-        cfg.attributes = ((lib.UA_TDX_ATTR_SEPT_VE_DISABLE if pending_ve_disable else 0)
-                          | (lib.UA_TDX_ATTR_DEBUG if debug else 0))
-        cfg.config_flags = lib.UA_TDX_CONFIG_FLEXIBLE_PENDING_VE if flexible_pending_ve else 0
-        if isinstance(hp_busy_limit, bool) or not isinstance(hp_busy_limit, int) \
-                or not 0 <= hp_busy_limit < 1 << 32:
-            raise InvalidArgument(f"hp_busy_limit = {hp_busy_limit!r}")
-        cfg.hp_busy_limit = hp_busy_limit
-        launch = list(launch)
-        cfg.finalized = bool(finalized) and not launch
-        out = ffi.new("ua_tdx **")
-        check(lib.ua_tdx_create(cfg, out), f"TdxGuest({memory_bytes:#x}, gpaw={gpaw})")
-        self._handle = ffi.gc(out[0], lib.ua_tdx_destroy)
-        self.memory_bytes = memory_bytes
-        self.nvcpus = vcpus
-        self.backing = backing
-        self.initial = initial
-        self.gpaw = gpaw
-        self.shared_bit = 1 << (gpaw - 1)
-        self._cost = None
-        self.cost = cost
-        for start, end in launch:
+        cfg.initial = _INITIAL[config.initial]
+        cfg.gpaw = config.gpaw
+        cfg.accept_1g = bool(config.accept_1g)
+        cfg.attributes = ((lib.UA_TDX_ATTR_SEPT_VE_DISABLE if config.pending_ve_disable else 0)
+                          | (lib.UA_TDX_ATTR_DEBUG if config.debug else 0))
+        cfg.config_flags = (lib.UA_TDX_CONFIG_FLEXIBLE_PENDING_VE if config.flexible_pending_ve
+                            else 0)
+        cfg.hp_busy_limit = config.hp_busy_limit
+        cfg.finalized = bool(config.finalized) and not config.launch
+        self._create(config, cfg, cost)
+        self.initial = config.initial
+        self.gpaw = config.gpaw
+        self.shared_bit = 1 << (config.gpaw - 1)
+        for start, end in config.launch:
             res = self.add_range(start, end, data_nonzero=True)
             if not res.ok:
                 raise InvalidArgument(f"launch range [{start:#x}, {end:#x}): TDH.MEM.PAGE.ADD "
                                       f"failed with {res.status:#x}")
-        if launch and finalized:
+        if config.launch and config.finalized:
             self.finalize()
 
     def __repr__(self):
-        return (f"TdxGuest({self.memory_bytes:#x}, vcpus={self.nvcpus}, backing={self.backing!r}, "
-                f"initial={self.initial!r})")
+        return (f"TdxGuest({self.memory_bytes:#x}, vcpus={self.vcpus}, backing={self.backing!r}, "
+                f"initial={self.initial!r}, host={self.host!r})")
+
+    def __reduce__(self):
+        raise TypeError("a guest holds C state; pickle its config and build() it again")
 
     # ---- configuration -------------------------------------------------------
-    @property
-    def cost(self):
-        return self._cost
-
-    @cost.setter
-    def cost(self, cost):
-        """A unaccepted.cost.Cost (or None); events are charged to it."""
-        handle = ffi.NULL if cost is None else getattr(cost, "_handle", cost)
-        lib.ua_tdx_set_cost(self._handle, handle)
-        self._cost = cost  # keeps the C object alive
-
-    @property
-    def vmm_policy(self) -> VmmPolicy:
-        cfg = ffi.new("ua_tdx_config *")
-        check(lib.ua_tdx_config_get(self._handle, cfg))
-        return VmmPolicy(cfg.vmm_policy)
-
-    @vmm_policy.setter
-    def vmm_policy(self, policy):
-        check(lib.ua_tdx_set_vmm_policy(self._handle, _policy(policy)))
-
     @property
     def finalized(self) -> bool:
         return bool(lib.ua_tdx_is_finalized(self._handle))
@@ -409,20 +374,12 @@ class TdxGuest:
     def set_importing(self, importing: bool = True) -> None:
         lib.ua_tdx_set_importing(self._handle, bool(importing))
 
-    def set_map_gpa_stalls(self, count: int) -> None:
-        """The next `count` MapGPA calls answer RETRY without progress."""
-        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count < 1 << 32:
-            raise InvalidArgument(f"count = {count!r} is not a 32-bit count")
-        check(lib.ua_tdx_set_map_gpa_stalls(self._handle, count))
-
     def set_interrupts(self, vcpu: int = 0, after: int = 0, period: int = 0) -> None:
         """An interrupt arrives after `after` more interruptible work units
         (4 KiB chunks of a 2 MiB ACCEPT, 2 MiB chunks of MapGPA), then every
         `period` units; after=0 disarms."""
-        for name, v in (("after", after), ("period", period)):
-            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 1 << 32:
-                raise InvalidArgument(f"{name} = {v!r} is not a 32-bit count")
-        check(lib.ua_tdx_set_interrupts(self._handle, _v(vcpu), after, period))
+        check(lib.ua_tdx_set_interrupts(self._handle, _v(vcpu), as_u32(after, "after"),
+                                        as_u32(period, "period")))
 
     # ---- host ----------------------------------------------------------------
     def _host_call(self, fn, vcpu, *args, what=None) -> HostResult:
@@ -519,25 +476,26 @@ class TdxGuest:
     def accept(self, gpa: int = 0, level: int = 0, *, vcpu: int = 0, rax: int = ACCEPT_RAX,
                rcx: Optional[int] = None) -> TdcallResult:
         """One execution of TDG.MEM.PAGE.ACCEPT (RCX = gpa | level unless
-        rcx is given).  An exit is not serviced: see vmm_handle_exit()."""
+        rcx is given).  An exit is not served: see serve_exit()."""
         rcx = page_info(gpa, level) if rcx is None else _u64("rcx", rcx)
-        out = ffi.new("ua_tdcall_result *")
+        out = ffi.new("ua_tdx_tdcall_result *")
         check(lib.ua_tdx_tdcall_accept(self._handle, _v(vcpu), _u64("rax", rax), rcx, out),
               "TDG.MEM.PAGE.ACCEPT")
         return TdcallResult(out.rax, bool(out.exited), bool(out.interrupted), out.exit_reason,
                             out.eeq_type, out.exit_qualification, out.exit_status, out.gpa,
                             out.chunks_zeroed, out.accept_counter)
 
-    def vmm_handle_exit(self, result, *, vcpu: int = 0) -> VmmAction:
-        """Let the VMM service an exit (a TdcallResult or AccessResult with
-        its gpa).  Raises HostError when the VMM will not serve it."""
+    def serve_exit(self, result, *, vcpu: int = 0) -> HostAction:
+        """Hand an exit (a TdcallResult or an AccessResult with its gpa) to
+        the host; returns what it did (HostAction.NOTHING: left unserved).
+        Raises HostError when the host stops the TD."""
         gpa = getattr(result, "gpa", 0)
         eeq = getattr(result, "extended_exit_qualification", result.exit_qualification)
         action = ffi.new("uint32_t *")
-        check(lib.ua_tdx_vmm_handle_exit(self._handle, _v(vcpu), gpa, eeq,
-                                         getattr(result, "exit_status", 0), action),
-              "the VMM did not serve the exit")
-        return VmmAction(action[0])
+        self._check(lib.ua_tdx_serve_exit(self._handle, _v(vcpu), gpa, eeq,
+                                          getattr(result, "exit_status", 0), action),
+                    "the host stopped the TD")
+        return HostAction(action[0])
 
     def access(self, gpa: int, write: bool = False, *, vcpu: int = 0) -> AccessResult:
         """A guest load or store (the shared bit in gpa selects the shared EPT)."""
@@ -571,101 +529,31 @@ class TdxGuest:
 
     def tdvmcall(self, r10: int, r11: int, r12: int, r13: int, *, vcpu: int = 0) -> VmcallResult:
         out = ffi.new("ua_tdx_vmcall_result *")
-        check(lib.ua_tdx_tdvmcall(self._handle, _v(vcpu), _u64("r10", r10), _u64("r11", r11),
-                                  _u64("r12", r12), _u64("r13", r13), out), "TDG.VP.VMCALL")
+        self._check(lib.ua_tdx_tdvmcall(self._handle, _v(vcpu), _u64("r10", r10),
+                                        _u64("r11", r11), _u64("r12", r12), _u64("r13", r13),
+                                        out), "TDG.VP.VMCALL")
         return VmcallResult(out.rax, out.r10, out.r11, out.chunks)
 
     def map_gpa(self, start: int, end: int, shared: bool, *, vcpu: int = 0) -> VmcallStatus:
         """Linux's MapGPA loop over [start, end) (private addresses).  Raises
-        HostError when the VMM fails it; returns the final R10 status."""
+        HostError when the host fails it; returns the final R10 status."""
         r10 = ffi.new("uint64_t *")
-        st = lib.ua_tdx_guest_map_gpa(self._handle, _v(vcpu), _u64("start", start), _u64("end", end),
-                                      bool(shared), r10)
-        check(st, f"MapGPA [{start:#x}, {end:#x}) -> R10 = {r10[0]:#x}")
+        st = lib.ua_tdx_linux_map_gpa(self._handle, _v(vcpu), _u64("start", start),
+                                      _u64("end", end), bool(shared), r10)
+        self._check(st, f"MapGPA [{start:#x}, {end:#x}) -> R10 = {r10[0]:#x}")
         return VmcallStatus(r10[0])
 
     def linux_disable_sept_ve(self, *, vcpu: int = 0) -> str:
         """Linux's disable_sept_ve() at boot.  Returns the warning printed
         ("" if none); raises GuestPanic for a misconfigured non-debug TD."""
         msg = ffi.new("const char **")
-        st = lib.ua_tdx_guest_linux_disable_sept_ve(self._handle, _v(vcpu), msg)
+        st = lib.ua_tdx_linux_disable_sept_ve(self._handle, _v(vcpu), msg)
         text = ffi.string(msg[0]).decode()
         check(st, text or "disable_sept_ve")
         return text
 
-    def linux_touch(self, gpa: int, write: bool = False, *, vcpu: int = 0) -> AccessResult:
-        """A Linux kernel access: VMM exits served and retried, a #VE on
-        private memory panics (GuestPanic), a pending-page exit stops the VM
-        (HostError)."""
-        out = ffi.new("ua_tdx_access_result *")
-        msg = ffi.new("const char **")
-        st = lib.ua_tdx_guest_linux_touch(self._handle, _v(vcpu), _u64("gpa", gpa), bool(write), out, msg)
-        check(st, ffi.string(msg[0]).decode() or f"access {gpa:#x}")
-        return _access_result(out, gpa)
-
-    def accept_path(self, kind: str = "linux") -> "TdxAcceptPath":
-        return TdxAcceptPath(self, kind)
 
 
-@dataclass(frozen=True)
-class PathStats:
-    calls: int
-    failures: int
-    issued_1g: int
-    issued_2m: int
-    issued_4k: int
-    executions: int
-    success_2m: int
-    success_4k: int
-    already_accepted: int
-    size_mismatch: int
-    operand_invalid: int
-    operand_busy: int
-    other_status: int
-    exits: int
-    interrupts: int
-    vmm_aug_4k: int
-    vmm_aug_2m: int
-    vmm_demote: int
-    vmm_release_hp: int
-
-
-class TdxAcceptPath:
-    """A guest accept path ("linux": tdx_accept_memory; "ovmf": TdAcceptPages)
-    as an accept primitive for Table(accept=...), or callable directly."""
-
-    def __init__(self, guest: TdxGuest, kind: str = "linux"):
-        if kind not in _PATHS:
-            raise InvalidArgument(f"unknown TDX accept path {kind!r}; use 'linux' or 'ovmf'")
-        out = ffi.new("ua_tdx_path **")
-        check(lib.ua_tdx_path_create(guest._handle, _PATHS[kind], out))
-        self._handle = ffi.gc(out[0], lib.ua_tdx_path_destroy)
-        self.guest = guest  # keeps the model alive as long as the path
-        self.kind = kind
-        self._fn = lib.ua_tdx_accept_linux if kind == "linux" else lib.ua_tdx_accept_ovmf
-
-    def __repr__(self):
-        return f"TdxAcceptPath({self.guest!r}, {self.kind!r})"
-
-    @property
-    def _c_accept(self):
-        return self._fn, ffi.cast("void *", self._handle)
-
-    def __call__(self, start: int, end: int, vcpu: int = 0) -> None:
-        """Accept [start, end) on vcpu; raises GuestPanic / AcceptFailed /
-        HostError like the table's accept would."""
-        check(self._fn(ffi.cast("void *", self._handle), _u64("start", start), _u64("end", end),
-                       _v(vcpu)), f"{self.kind} accept [{start:#x}, {end:#x})")
-
-    @property
-    def stats(self) -> PathStats:
-        out = ffi.new("ua_tdx_path_stats *")
-        check(lib.ua_tdx_path_stats_get(self._handle, out))
-        return PathStats(*(getattr(out, f) for f in PathStats.__dataclass_fields__))
-
-    @property
-    def panic_message(self) -> str:
-        return ffi.string(lib.ua_tdx_path_panic_message(self._handle)).decode()
-
-    def reset(self) -> None:
-        lib.ua_tdx_path_reset(self._handle)
+__all__ = ["AccessOutcome", "AccessResult", "EntryInfo", "HostResult", "Level", "SeptState",
+           "TdcallResult", "TdxConfig", "TdxGuest", "TdxStatus", "VeInfo", "VmcallResult",
+           "VmcallStatus", "page_info"]

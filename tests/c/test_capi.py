@@ -1,5 +1,6 @@
 """The C library for simulators written in C/C++: built with make from the
 same sources as the extension, its unit tests and example program run."""
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -24,7 +25,7 @@ def test_library_artifacts(build):
     assert (build / "libunaccepted.a").stat().st_size > 0
     assert (build / "libunaccepted.so").stat().st_size > 0
     pc = (build / "unaccepted.pc").read_text()
-    assert "Version: 0.1.0" in pc and "-lunaccepted" in pc
+    assert "Version: 0.2.0" in pc and "-lunaccepted" in pc
     # only ua_* symbols are exported from the shared library
     nm = shutil.which("nm")
     if nm:
@@ -45,11 +46,57 @@ def test_example_program_links_and_runs(build):
     proc = subprocess.run([str(build / "examples" / "accept_demo")], capture_output=True,
                           text=True, check=True)
     lines = proc.stdout.splitlines()
-    assert lines[0] == "libunaccepted 0.1.0"
+    assert lines[0] == "libunaccepted 0.2.0"
     # 1024 contiguous 4 MiB blocks (2048 units) plus the last block's guard
     # unit, out of 3072 units of 2 MiB
     assert "accept calls: 1024" in lines[2]
     assert lines[3] == "units still unaccepted: 1023"
+
+
+def _check_guest_demo(stdout):
+    lines = stdout.splitlines()
+    assert lines[0] == "libunaccepted 0.2.0"
+    # 1 GiB from 5 GiB: 512 units plus the guard unit, one run, on both vendors
+    for vendor in ("SNP", "TDX"):
+        first = next(l for l in lines if l.startswith(f"{vendor}: accept_memory"))
+        assert "success, 513 units in 1 calls" in first
+    # 4 KiB backing: SNP falls back to 512 PVALIDATEs per 2 MiB entry, TDX AUGs
+    # every 4 KiB page after an EPT-violation exit (one exit per page)
+    assert "SNP: 4K accepts 262656, 2M accepts 513" in stdout
+    assert "TDX: 4K accepts 262656, 2M accepts 513, exits 262656" in stdout
+    assert "SNP: touch of an accepted page: served" in stdout
+    assert "TDX: touch of an accepted page: served; of an unaccepted one: terminated" in stdout
+    assert "never-aug host: the guest hangs" in stdout and "after 1000 unserved exits" in stdout
+
+
+def test_guest_demo_drives_both_vendors(build):
+    proc = subprocess.run([str(build / "examples" / "guest_demo")], capture_output=True,
+                          text=True, check=True)
+    _check_guest_demo(proc.stdout)
+
+
+@pytest.mark.skipif(shutil.which("pkg-config") is None, reason="needs pkg-config")
+def test_guest_demo_builds_against_the_installed_library(tmp_path):
+    prefix = tmp_path / "prefix"
+    subprocess.run(["make", "-s", "-C", str(ROOT / "csrc"), f"BUILD={tmp_path / 'b'}",
+                    f"PREFIX={prefix}", "install"], check=True, capture_output=True, text=True)
+    env = dict(os.environ, PKG_CONFIG_PATH=str(prefix / "lib" / "pkgconfig"))
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "--static", "unaccepted"],
+                           env=env, check=True, capture_output=True, text=True).stdout.split()
+    assert f"-I{prefix}/include" in flags and "-lunaccepted" in flags
+    exe = tmp_path / "guest_demo"
+    subprocess.run(["cc", "-std=c11", str(ROOT / "examples" / "c" / "guest_demo.c"), *flags,
+                    "-o", str(exe), f"-Wl,-rpath,{prefix / 'lib'}"], check=True)
+    _check_guest_demo(subprocess.run([str(exe)], capture_output=True, text=True,
+                                     check=True).stdout)
+
+
+@pytest.mark.skipif(shutil.which("clang") is None, reason="needs clang (CI installs it)")
+def test_library_builds_with_clang_in_iso_c11(tmp_path):
+    proc = subprocess.run(["make", "-s", "-C", str(ROOT / "csrc"), f"BUILD={tmp_path}",
+                           "CC=clang", "all", "example"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning" not in proc.stderr, proc.stderr
 
 
 def test_header_compiles_as_cplusplus(tmp_path):

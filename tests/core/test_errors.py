@@ -39,5 +39,5 @@ def test_input_errors_are_value_errors():
 
 
 def test_version_matches():
-    assert unaccepted.__version__ == "0.1.0"
-    assert lib.ua_version() == (0 << 16) | (1 << 8) | 0
+    assert unaccepted.__version__ == "0.2.0"
+    assert lib.ua_version() == (0 << 16) | (2 << 8) | 0

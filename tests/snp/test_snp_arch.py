@@ -229,8 +229,8 @@ def test_access_checks():
 
 
 def test_cost_charged_to_issuing_vcpu():
-    c = Cost("count", nvcpus=4)
-    g = SnpGuest(16 << 20, nvcpus=4, cost=c)
+    c = Cost("count", vcpus=4)
+    g = SnpGuest(16 << 20, vcpus=4, cost=c)
     g.make_private(0, 0)                  # host-initiated: nobody is charged
     g.pvalidate(0, vcpu=2)
     g.pvalidate(M2, PageSize.SIZE_2M, vcpu=3)        # NPF

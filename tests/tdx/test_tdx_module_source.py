@@ -24,15 +24,13 @@ NL_BLOCKED, NL_MAPPED = 0x81, 0x84
 
 
 def both(pair, expected):
-    c, r = pair
-    assert c == expected, ("C model", c, expected)
-    assert r == expected, ("reference", r, expected)
+    """A host SEAMCALL's (status, level, state) in both models."""
+    for who, x in zip(("C model", "reference"), pair):
+        assert (x.status, x.level, x.state) == expected, (who, x, expected)
 
 
 def state(b, gpa, level):
-    c, r = b.entry(gpa, level)
-    assert c == r, (c, r)
-    return c[0]
+    return b.same(b.entry(gpa, level)).state
 
 
 # ---------------------------------------------------------------- fix 1
@@ -48,17 +46,17 @@ def test_aug_is_allowed_before_finalize():
     check_any_td_state_map_tdcs_and_lock) returns OP_STATE_INCORRECT with no
     operand id."""
     b = Both(G1, finalized=False)
-    both(b.host("aug", M2 | 1), (SUCCESS, 0, 0))           # 2 MiB, build phase
+    both(b.aug(0, raw=M2 | 1), (SUCCESS, 0, 0))           # 2 MiB, build phase
     assert state(b, M2, 1) == PENDING
-    both(b.host("aug", 4 * M2 + 3 * K4), (SUCCESS, 0, 0))  # 4 KiB, build phase
+    both(b.aug(0, raw=4 * M2 + 3 * K4), (SUCCESS, 0, 0))  # 4 KiB, build phase
     assert state(b, 4 * M2 + 3 * K4, 0) == PENDING
     both(b.add(8 * M2), (SUCCESS, 0, 0))                   # ADD still fine
     both(b.finalize(), (SUCCESS, 0, 0))
-    both(b.host("aug", 2 * M2 | 1), (SUCCESS, 0, 0))       # and AUG after finalize
+    both(b.aug(0, raw=2 * M2 | 1), (SUCCESS, 0, 0))       # and AUG after finalize
     both(b.add(9 * M2), (OP_STATE_INCORRECT, 0, 0))        # ADD is build-phase only
     # the page AUGed before finalize is an ordinary PENDING page to the guest
-    c, r = b.accept(M2 | 1)
-    assert c["rax"] == r["rax"] == SUCCESS and not c["exited"] and not r["exited"]
+    c, r = b.accept(rcx=M2 | 1)
+    assert c.rax == r.rax == SUCCESS and not c.exited and not r.exited
     assert state(b, M2, 1) == MAPPED
 
 
@@ -74,27 +72,27 @@ def test_unblock_without_track_reports_the_sept_tree_operand():
     _promote.c) add OPERAND_ID_RCX instead."""
     b = Both(G1)
     # 2 MiB PENDING_BLOCKED
-    b.host("aug", 0 | 1)
-    both(b.host("block", 0 | 1), (SUCCESS, 0, 0))
-    both(b.host("unblock", 0 | 1), (TLB_TRACKING_NOT_DONE_SEPT_TREE, 0, 0))
+    b.aug(0, raw=0 | 1)
+    both(b.block(0, raw=0 | 1), (SUCCESS, 0, 0))
+    both(b.unblock(0, raw=0 | 1), (TLB_TRACKING_NOT_DONE_SEPT_TREE, 0, 0))
     assert state(b, 0, 1) == PENDING_BLOCKED                 # nothing changed
-    both(b.host("remove", 0 | 1), (TLB_TRACKING_NOT_DONE_RCX, 0, 0))   # REMOVE: RCX
+    both(b.remove(0, raw=0 | 1), (TLB_TRACKING_NOT_DONE_RCX, 0, 0))   # REMOVE: RCX
     # 4 KiB BLOCKED
-    b.host("aug", M2 + K4)
-    b.accept(M2 + K4)
-    both(b.host("block", M2 + K4), (SUCCESS, 0, 0))
-    both(b.host("unblock", M2 + K4), (TLB_TRACKING_NOT_DONE_SEPT_TREE, 0, 0))
+    b.aug(0, raw=M2 + K4)
+    b.accept(rcx=M2 + K4)
+    both(b.block(0, raw=M2 + K4), (SUCCESS, 0, 0))
+    both(b.unblock(0, raw=M2 + K4), (TLB_TRACKING_NOT_DONE_SEPT_TREE, 0, 0))
     # NL_BLOCKED (a 2 MiB entry pointing to a 4 KiB table)
-    b.host("aug", 2 * M2)
-    both(b.host("block", 2 * M2 | 1), (SUCCESS, 0, 0))
+    b.aug(0, raw=2 * M2)
+    both(b.block(0, raw=2 * M2 | 1), (SUCCESS, 0, 0))
     assert state(b, 2 * M2, 1) == NL_BLOCKED
-    both(b.host("unblock", 2 * M2 | 1), (TLB_TRACKING_NOT_DONE_SEPT_TREE, 0, 0))
+    both(b.unblock(0, raw=2 * M2 | 1), (TLB_TRACKING_NOT_DONE_SEPT_TREE, 0, 0))
     # once a TRACK has moved the TD epoch past the blocking epoch
     # (helpers.h, is_tlb_tracked), UNBLOCK succeeds and restores the state
     both(b.track(), (SUCCESS, 0, 0))
-    both(b.host("unblock", 0 | 1), (SUCCESS, 0, 0))
-    both(b.host("unblock", M2 + K4), (SUCCESS, 0, 0))
-    both(b.host("unblock", 2 * M2 | 1), (SUCCESS, 0, 0))
+    both(b.unblock(0, raw=0 | 1), (SUCCESS, 0, 0))
+    both(b.unblock(0, raw=M2 + K4), (SUCCESS, 0, 0))
+    both(b.unblock(0, raw=2 * M2 | 1), (SUCCESS, 0, 0))
     assert (state(b, 0, 1), state(b, M2 + K4, 0), state(b, 2 * M2, 1)) == \
         (PENDING, MAPPED, NL_MAPPED)
 
@@ -105,8 +103,8 @@ def test_unblock_in_the_build_phase_needs_no_track():
     before TDH.MR.FINALIZE."""
     b = Both(G1, finalized=False)
     b.add(5 * K4)
-    both(b.host("block", 5 * K4), (SUCCESS, 0, 0))
-    both(b.host("unblock", 5 * K4), (SUCCESS, 0, 0))
+    both(b.block(0, raw=5 * K4), (SUCCESS, 0, 0))
+    both(b.unblock(0, raw=5 * K4), (SUCCESS, 0, 0))
     assert state(b, 5 * K4, 0) == MAPPED
 
 
@@ -124,29 +122,29 @@ def test_sept_transitions_of_the_host_seamcalls():
     the entry details)."""
     b = Both(G1)
     # AUG: FREE -> PENDING; again -> refused, the entry details reported
-    both(b.host("aug", M2 | 1), (SUCCESS, 0, 0))
+    both(b.aug(0, raw=M2 | 1), (SUCCESS, 0, 0))
     assert state(b, M2, 1) == PENDING
-    both(b.host("aug", M2 | 1), (EPT_ENTRY_STATE_INCORRECT_RCX, 1, PENDING))
+    both(b.aug(0, raw=M2 | 1), (EPT_ENTRY_STATE_INCORRECT_RCX, 1, PENDING))
     # BLOCK: PENDING -> PENDING_BLOCKED; again -> the ALREADY_BLOCKED warning
-    both(b.host("block", M2 | 1), (SUCCESS, 0, 0))
+    both(b.block(0, raw=M2 | 1), (SUCCESS, 0, 0))
     assert state(b, M2, 1) == PENDING_BLOCKED
-    both(b.host("block", M2 | 1), (GPA_RANGE_ALREADY_BLOCKED_RCX, 1, PENDING_BLOCKED))
+    both(b.block(0, raw=M2 | 1), (GPA_RANGE_ALREADY_BLOCKED_RCX, 1, PENDING_BLOCKED))
     # BLOCK of a FREE entry: not blocked, so STATE_INCORRECT
-    both(b.host("block", 3 * M2 | 1), (EPT_ENTRY_STATE_INCORRECT_RCX, 1, FREE))
+    both(b.block(0, raw=3 * M2 | 1), (EPT_ENTRY_STATE_INCORRECT_RCX, 1, FREE))
     # UNBLOCK of an unblocked entry: STATE_INCORRECT
-    both(b.host("unblock", 3 * M2 | 1), (EPT_ENTRY_STATE_INCORRECT_RCX, 1, FREE))
+    both(b.unblock(0, raw=3 * M2 | 1), (EPT_ENTRY_STATE_INCORRECT_RCX, 1, FREE))
     # MAPPED -> BLOCKED -> (track) -> FREE through REMOVE
-    b.host("aug", 4 * M2 | 1)
-    b.accept(4 * M2 | 1)
+    b.aug(0, raw=4 * M2 | 1)
+    b.accept(rcx=4 * M2 | 1)
     assert state(b, 4 * M2, 1) == MAPPED
-    both(b.host("remove", 4 * M2 | 1), (GPA_RANGE_NOT_BLOCKED_RCX, 1, MAPPED))
-    both(b.host("block", 4 * M2 | 1), (SUCCESS, 0, 0))
+    both(b.remove(0, raw=4 * M2 | 1), (GPA_RANGE_NOT_BLOCKED_RCX, 1, MAPPED))
+    both(b.block(0, raw=4 * M2 | 1), (SUCCESS, 0, 0))
     assert state(b, 4 * M2, 1) == BLOCKED
     both(b.track(), (SUCCESS, 0, 0))
-    both(b.host("remove", 4 * M2 | 1), (SUCCESS, 0, 0))
+    both(b.remove(0, raw=4 * M2 | 1), (SUCCESS, 0, 0))
     assert state(b, 4 * M2, 1) == FREE
     # REMOVE of a FREE entry: not a leaf state
-    both(b.host("remove", 4 * M2 | 1), (EPT_ENTRY_STATE_INCORRECT_RCX, 1, FREE))
+    both(b.remove(0, raw=4 * M2 | 1), (EPT_ENTRY_STATE_INCORRECT_RCX, 1, FREE))
 
 
 # ---------------------------------------------------------------- ACCEPT statuses
@@ -164,34 +162,34 @@ def test_accept_status_codes():
     (async_tdexit_ept_violation), RAX unchanged."""
     b = Both(G1)
     # operand check
-    c, r = b.accept(K4 | 1)
-    assert c["rax"] == r["rax"] == OPERAND_INVALID_RCX
+    c, r = b.accept(rcx=K4 | 1)
+    assert c.rax == r.rax == OPERAND_INVALID_RCX
     # 2 MiB PENDING: accepted
-    b.host("aug", 0 | 1)
-    c, r = b.accept(0 | 1)
-    assert c["rax"] == r["rax"] == SUCCESS and c["chunks_zeroed"] == r["chunks_zeroed"] == 512
+    b.aug(0, raw=0 | 1)
+    c, r = b.accept(rcx=0 | 1)
+    assert c.rax == r.rax == SUCCESS and c.chunks_zeroed == r.chunks_zeroed == 512
     assert state(b, 0, 1) == MAPPED
     # again at 2 MiB: already accepted at level 1
-    c, r = b.accept(0 | 1)
-    assert c["rax"] == r["rax"] == 0x00000B0A00000001
+    c, r = b.accept(rcx=0 | 1)
+    assert c.rax == r.rax == 0x00000B0A00000001
     # 4 KiB inside the 2 MiB MAPPED leaf: the walk stopped at level 1
-    c, r = b.accept(7 * K4)
-    assert c["rax"] == r["rax"] == 0x00000B0A00000001
+    c, r = b.accept(rcx=7 * K4)
+    assert c.rax == r.rax == 0x00000B0A00000001
     # a 2 MiB request on a region split into 4 KiB pages: size mismatch, level 1
-    b.host("aug", M2 + K4)
-    c, r = b.accept(M2 | 1)
-    assert c["rax"] == r["rax"] == 0xC0000B0B00000001 and not c["exited"]
+    b.aug(0, raw=M2 + K4)
+    c, r = b.accept(rcx=M2 | 1)
+    assert c.rax == r.rax == 0xC0000B0B00000001 and not c.exited
     # 4 KiB PENDING: accepted; again: already accepted at level 0
-    c, r = b.accept(M2 + K4)
-    assert c["rax"] == r["rax"] == SUCCESS
-    c, r = b.accept(M2 + K4)
-    assert c["rax"] == r["rax"] == 0x00000B0A00000000
+    c, r = b.accept(rcx=M2 + K4)
+    assert c.rax == r.rax == SUCCESS
+    c, r = b.accept(rcx=M2 + K4)
+    assert c.rax == r.rax == 0x00000B0A00000000
     # a locked PENDING entry: busy, operand RCX
-    b.host("aug", M2 + 2 * K4)
+    b.aug(0, raw=M2 + 2 * K4)
     b.set_lock(M2 + 2 * K4, 0)
-    c, r = b.accept(M2 + 2 * K4)
-    assert c["rax"] == r["rax"] == OPERAND_BUSY_RCX
+    c, r = b.accept(rcx=M2 + 2 * K4)
+    assert c.rax == r.rax == OPERAND_BUSY_RCX
     assert state(b, M2 + 2 * K4, 0) == PENDING
     # a FREE 4 KiB entry: a TD exit, RAX still the leaf number (6)
-    c, r = b.accept(M2 + 3 * K4)
-    assert c["exited"] and r["exited"] and c["rax"] == r["rax"] == 6
+    c, r = b.accept(rcx=M2 + 3 * K4)
+    assert c.exited and r.exited and c.rax == r.rax == 6

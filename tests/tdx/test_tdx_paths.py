@@ -11,8 +11,8 @@ import threading
 
 import pytest
 
-from unaccepted import Cost, Event, GuestPanic, HostError, Table
-from unaccepted.errors import AcceptFailed
+from unaccepted import Cost, Event, FatalKind, GuestHung, GuestPanic, Host, Table
+from unaccepted.errors import AcceptFailed, GuestDied
 from unaccepted.tdx import SeptState, TdxGuest
 
 K4, M2, G1 = 4096, 2 << 20, 1 << 30
@@ -25,9 +25,9 @@ def test_linux_2m_backing_counts():
     s = path.stats
     # 1 GiB tries at 0 and 1 GiB (OPERAND_INVALID in module 1.5); one 2 MiB
     # ACCEPT per unit, each exiting once (FREE) for a 2 MiB AUG, then re-executed
-    assert (s.issued_1g, s.issued_2m, s.issued_4k) == (2, 1024, 0)
+    assert (s.accept_1g, s.accept_2m, s.accept_4k) == (2, 1024, 0)
     assert s.operand_invalid == 2
-    assert (s.exits, s.vmm_aug_2m, s.vmm_aug_4k, s.success_2m) == (1024, 1024, 0, 1024)
+    assert (s.exits, s.host_aug_2m, s.host_aug_4k, s.success_2m) == (1024, 1024, 0, 1024)
     assert s.executions == 2 + 2 * 1024
     counts = g.cost.counts()
     assert counts[Event.TDCALL_ACCEPT] == s.executions
@@ -50,9 +50,9 @@ def test_linux_4k_backing_counts():
     # first 4 KiB page, the re-execution answers SIZE_MISMATCH; then 512
     # 4 KiB ACCEPTs: the first page is already PENDING, the 511 others each
     # exit once for a 4 KiB AUG and re-execute.
-    assert (s.issued_1g, s.issued_2m, s.issued_4k) == (1, units, 512 * units)
+    assert (s.accept_1g, s.accept_2m, s.accept_4k) == (1, units, 512 * units)
     assert s.size_mismatch == units and s.success_4k == 512 * units
-    assert s.exits == 512 * units and s.vmm_aug_4k == 512 * units and s.vmm_aug_2m == 0
+    assert s.exits == 512 * units and s.host_aug_4k == 512 * units and s.host_aug_2m == 0
     assert s.executions == 1 + units * (2 + 1 + 2 * 511)
     c = g.cost.counts()
     assert c[Event.TD_EXIT] == 512 * units and c[Event.AUG_4K] == 512 * units
@@ -68,7 +68,7 @@ def test_linux_prefaulted_pending_has_no_exits():
     path = g.accept_path("linux")
     path(0, G1)
     s = path.stats
-    assert (s.exits, s.issued_2m, s.executions) == (0, 512, 513)
+    assert (s.exits, s.accept_2m, s.executions) == (0, 512, 513)
 
 
 def test_linux_prefaulted_4k_pending():
@@ -76,7 +76,7 @@ def test_linux_prefaulted_4k_pending():
     path = g.accept_path("linux")
     path(0, 64 * M2)
     s = path.stats
-    assert (s.exits, s.issued_2m, s.size_mismatch, s.issued_4k) == (0, 64, 64, 64 * 512)
+    assert (s.exits, s.accept_2m, s.size_mismatch, s.accept_4k) == (0, 64, 64, 64 * 512)
 
 
 def test_choice_1g_capable_module_still_mismatches():
@@ -97,7 +97,7 @@ def test_linux_panics_on_double_accept():
     path(0, 4 * M2)
     with pytest.raises(GuestPanic):
         path(2 * M2, 4 * M2)
-    assert path.panic_message == "TDX: Failed to accept memory"
+    assert g.fatal.message == "TDX: Failed to accept memory"
     s = path.stats
     # the 2 MiB try and the 4 KiB try both got PAGE_ALREADY_ACCEPTED
     assert s.already_accepted == 2 and s.failures == 1
@@ -121,7 +121,7 @@ def test_ovmf_tolerates_already_accepted():
     path(0, 8 * M2)
     s = path.stats
     assert s.already_accepted == 8 and s.failures == 0
-    assert path.panic_message == ""
+    assert g.fatal is None
 
 
 def test_ovmf_exactly_2m_is_512_small_pages():
@@ -130,12 +130,12 @@ def test_ovmf_exactly_2m_is_512_small_pages():
     path = g.accept_path("ovmf")
     path(0, M2)
     s = path.stats
-    assert (s.issued_2m, s.issued_4k) == (0, 512)
+    assert (s.accept_2m, s.accept_4k) == (0, 512)
     # the 4 KiB accepts of a FREE region make the VMM map 4 KiB pages
-    assert s.vmm_aug_4k == 512
+    assert s.host_aug_4k == 512
     path(M2, 3 * M2 + 8 * K4)
     s = path.stats
-    assert (s.issued_2m, s.issued_4k) == (2, 512 + 8)   # middle 4 MiB, tail 32 KiB
+    assert (s.accept_2m, s.accept_4k) == (2, 512 + 8)   # middle 4 MiB, tail 32 KiB
 
 
 def test_ovmf_size_mismatch_falls_back_to_512():
@@ -143,7 +143,7 @@ def test_ovmf_size_mismatch_falls_back_to_512():
     path = g.accept_path("ovmf")
     path(0, 4 * M2)
     s = path.stats
-    assert s.size_mismatch == 4 and s.issued_2m == 4 and s.issued_4k == 2048
+    assert s.size_mismatch == 4 and s.accept_2m == 4 and s.accept_4k == 2048
     assert g.count_states(0, 4 * M2) == {SeptState.MAPPED: 2048}
 
 
@@ -152,13 +152,16 @@ def test_ovmf_retries_operand_busy_three_times():
     g.aug(M2 + 3 * K4)
     g.set_lock(M2 + 3 * K4, 0)
     path = g.accept_path("ovmf")
-    with pytest.raises(AcceptFailed):
+    with pytest.raises(AcceptFailed) as e:
         path(0, 4 * M2)
     s = path.stats
     # one try plus 3 retries of the same page, then EFI_INVALID_PARAMETER
     assert s.operand_busy == 4
     assert g.state(M2 + 3 * K4) == SeptState.PENDING
-    assert path.panic_message.startswith("TdAcceptPages")
+    # 0.1 kept a "TdAcceptPages: failed ..." message on the path; in 0.2 only
+    # a guest's death is recorded (guest.fatal), and TdAcceptPages returns
+    # EFI_INVALID_PARAMETER to its caller: AcceptFailed, the guest lives
+    assert not isinstance(e.value, GuestDied) and g.fatal is None
 
 
 def test_host_priority_timeout_exit():
@@ -170,7 +173,7 @@ def test_host_priority_timeout_exit():
     r = g.accept(7 * K4)
     assert r.exited and r.exit_status == 0x9000020500000000
     assert r.rax == 6                           # RAX untouched by the exit
-    g.vmm_handle_exit(r)
+    g.serve_exit(r)
     assert not g.entry(7 * K4).host_priority
     assert g.accept(7 * K4).rax == 0
     # OVMF rides through the host-priority timeout with one retry
@@ -180,7 +183,7 @@ def test_host_priority_timeout_exit():
     path = g2.accept_path("ovmf")
     path(0, 4 * M2)
     s = path.stats
-    assert s.operand_busy == 1 and s.vmm_release_hp == 1
+    assert s.operand_busy == 1 and s.host_release_hp == 1
 
 
 def test_resumable_2m_accept_direct():
@@ -221,21 +224,26 @@ def test_choice_demote_of_partly_accepted_2m_forgets_the_counter():
     assert g.accept(0, 1).interrupted
     r = g.accept(5 * K4, 0)        # 4 KiB request inside a PENDING 2 MiB leaf
     assert r.exited and (r.req_level, r.err_level, r.err_state, r.err_is_leaf) == (0, 1, 2, True)
-    assert g.vmm_handle_exit(r).name == "DEMOTE"
+    assert g.serve_exit(r).name == "DEMOTE"
     assert g.entry(0, 1).state == SeptState.NL_MAPPED
     assert g.accept(5 * K4, 0).rax == 0
     assert g.count_states(0, M2) == {SeptState.PENDING: 511, SeptState.MAPPED: 1}
 
 
 def test_vmm_refuse_policy():
-    g = TdxGuest(G1, vmm_policy="refuse")
+    g = TdxGuest(G1, host=Host("never-resolve"))
     path = g.accept_path("linux")
-    with pytest.raises(HostError):
+    # docs/changes-0.2.md: an ACCEPT exit the host never serves now hangs the
+    # guest after hang_limit exits (GuestHung, fatal kind HUNG), where 0.1's
+    # VMM_REFUSE raised HostError
+    with pytest.raises(GuestHung):
         path(0, M2)
-    assert "VMM" in path.panic_message
-    g.vmm_policy = "aug_4k"
+    assert g.fatal.kind == FatalKind.HUNG and "host" in g.fatal.message
+    # a dead guest runs no further accepts (docs/changes-0.2.md): revive it
+    g.clear_fatal()
+    g.set_host(Host("aug-4k"))
     path(0, M2)
-    assert path.stats.vmm_aug_4k == 512
+    assert path.stats.host_aug_4k == 512
 
 
 def test_table_accept_memory_drives_linux_path():
@@ -270,7 +278,7 @@ def test_table_failure_leaves_units_unaccepted():
 
 
 def test_concurrent_vcpus_disjoint_ranges():
-    g = TdxGuest(16 * G1, vcpus=4, backing="4K", cost=Cost("count", nvcpus=4))
+    g = TdxGuest(16 * G1, vcpus=4, backing="4K", cost=Cost("count", vcpus=4))
     path = g.accept_path("linux")
     errors = []
 
@@ -319,11 +327,9 @@ def test_prefaulted_guest_with_partial_last_region(backing):
     mem = 3 * M2 + 40 * K4
     b = Both(mem, backing=backing, initial="pending")
     b.check_same(0, mem, [0, 3 * M2, 3 * M2 + 39 * K4])
-    c, r, cs, rs = b.linux(0, mem)
-    assert c is True and r is True
-    for k, v in rs.items():
-        assert getattr(cs, k) == v
-    assert cs.exits == 0
+    assert b.path("linux", 0, mem) == (True, True)
+    b.check_same(0, mem, [0, 3 * M2, 3 * M2 + 39 * K4])
+    assert b.c.path_stats("linux").exits == 0
     assert b.c.count_states() == {SeptState.MAPPED: mem // K4}
     assert b.c.entry(3 * M2, 1).state == SeptState.NL_MAPPED
     assert (b.c.entry(0, 1).state == SeptState.MAPPED) == (backing == "2M")

@@ -1,23 +1,36 @@
 """Pure-Python reference model of the TDX Secure EPT, the host SEAMCALLs,
-TDG.MEM.PAGE.ACCEPT, guest accesses, MapGPA, the VMM policy and the guest
-accept paths.
+TDG.MEM.PAGE.ACCEPT, guest accesses, MapGPA, the host's named behaviours
+and the guest accept paths.
 
 It restates the rules of the TDX module 1.5 source (intel/tdx-module branch
 tdx_1.5: tdg_mem_page_accept.c, td_ept_violation.c, tdh_mem_page_*.c,
-sept_state_lookup) plus the modelling choices documented in docs/tdx.md, in
-the plainest form: a dict of 2 MiB entries, each optionally holding a list
-of 512 4 KiB entries.  It is an oracle for the C model (unaccepted.tdx),
-never a fast path.  Host
-physical addresses are not modelled (the C model's are identity tokens);
-everything else observable is.
+sept_state_lookup), of KVM's exit handling and of the guest algorithms
+(Linux tdx_accept_memory, OVMF TdAcceptPages) plus the modelling choices
+documented in docs/tdx.md, in the plainest form: a dict of 2 MiB entries,
+each optionally holding a list of 512 4 KiB entries.  It is an oracle for
+the C model (unaccepted.tdx), never a fast path, and shares none of its
+code: it only speaks the same interface.
+
+`RefTdx` takes TdxGuest's settings (vcpus=, backing="2M"/"4K", initial=,
+host=Host(...), ...) and has TdxGuest's method names and signatures, so a
+test drives both with the same calls.  Results are plain dataclasses with
+the C results' field names (host physical addresses are not modelled:
+`hpa` is None); simulator errors raise the package's exceptions
+(unaccepted.errors) with the C core's status code.  The host is any object
+with `behavior` and `count` (a unaccepted.host.Host); the TDX behaviours
+are understood: kvm, aug-4k, never-resolve, map-gpa-stall, map-gpa-refuse.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import enum
+from dataclasses import dataclass, field, fields
 from typing import Dict, List, Optional
+
+from ..errors import STATUS_EXCEPTIONS, InvalidArgument, Misaligned, UnacceptedError
 
 K4, M2, G1 = 4096, 2 << 20, 1 << 30
 SIZES = {0: K4, 1: M2, 2: G1}
+U64 = 1 << 64
 
 # public state values
 FREE, BLOCKED, PENDING, PENDING_BLOCKED, MAPPED, REMOVED = 0, 1, 2, 3, 4, 5
@@ -43,12 +56,20 @@ EPT_ENTRY_STATE_INCORRECT = 0xC0000B0D00000000
 METADATA_FIELD_ID_INCORRECT = 0xC0000C0000000000
 METADATA_FIELD_NOT_WRITABLE = 0xC0000C0100000000
 METADATA_FIELD_VALUE_NOT_VALID = 0xC0000C0300000000
+CLASS_MASK = 0xFFFFFFFF00000000
 RCX = 1
 SEPT_TREE = 146   # the operand id RANGE.UNBLOCK gives TLB_TRACKING_NOT_DONE
 
 TD_CTLS = 0x1110000300000017
 CONFIG_FLAGS = 0x1110000300000016
+ATTR_SEPT_VE_DISABLE = 1 << 28
+ATTR_DEBUG = 1
 
+ACCEPT_LEAF = 6
+EXIT_REASON_EPT_VIOLATION = 48
+EEQ_ACCEPT, EEQ_PENDING = 1, 6
+VECTOR_DF, VECTOR_VE = 8, 20
+MAP_GPA = 0x10001
 VMCALL_SUCCESS, VMCALL_RETRY = 0, 1
 VMCALL_INVALID_OPERAND = 0x8000000000000000
 VMCALL_ALIGN_ERROR = 0x8000000000000002
@@ -57,14 +78,209 @@ VMCALL_SUBFUNC_UNSUPPORTED = 0x8000000000000003
 # access outcomes
 OK, VE, DF, EXIT = 0, 1, 2, 3
 
+# ua_status codes of the simulator errors this model raises
+E_INVAL, E_RANGE, E_ALIGN, E_STATE, E_VCPU = 1, 3, 4, 13, 14
+E_ACCEPT_FAILED, E_TERMINATED, E_PANIC, E_HOST, E_HUNG = 32, 33, 34, 36, 40
 
-class SimError(Exception):
-    """A simulator-level error (the C model's ua_status); .name says which."""
+MSG_LINUX = "TDX: Failed to accept memory"
+MSG_HUNG = "TDX: the host never resolves an accept exit"
+MSG_STOPPED = "KVM stopped the TD while serving an accept exit"
+MSG_SEPT_VE = "TD misconfiguration: SEPT #VE has to be disabled"
 
-    def __init__(self, name):
-        super().__init__(name)
-        self.name = name
+DEFAULT_HANG_LIMIT = 1000   # exits in a row without progress: the guest is hung
+TOUCH_EXIT_LIMIT = 4        # exits one touch may take before it counts as hung
+OVMF_MAX_RETRIES = 3
+MAP_GPA_MAX_RETRIES = 3     # Linux tdx_map_gpa: RETRYs in a row without progress
 
+
+class HostAction(enum.IntEnum):
+    NOTHING = 0
+    AUG_4K = 1
+    AUG_2M = 2
+    DEMOTE = 3
+    RELEASE_HP = 4
+
+
+class FatalKind(enum.IntEnum):
+    TERMINATED = 1
+    PANIC = 2
+    HUNG = 3
+
+
+class TouchOutcome(enum.IntEnum):
+    SERVED = 0
+    SERVED_EXIT = 1
+    GUEST_FAULT = 2
+    TERMINATED = 3
+    PANIC = 4
+    HUNG = 5
+
+
+def fail(status: int, message: str = "") -> UnacceptedError:
+    """The package's exception for a ua_status, as the C model raises it."""
+    exc = STATUS_EXCEPTIONS.get(status, UnacceptedError)(message or f"status {status}")
+    exc.status = status
+    return exc
+
+
+# ---- results: the C results' fields --------------------------------------------------
+
+@dataclass(frozen=True)
+class HostResult:
+    status: int
+    hpa: Optional[int]
+    level: int
+    state: int
+
+    @property
+    def code(self) -> int:
+        return self.status & CLASS_MASK
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 0
+
+
+@dataclass(frozen=True)
+class TdcallResult:
+    rax: int
+    exited: bool
+    interrupted: bool
+    exit_reason: int
+    eeq_type: int
+    exit_qualification: int
+    exit_status: int
+    gpa: int
+    chunks_zeroed: int
+    accept_counter: int
+
+    @property
+    def returned(self) -> bool:
+        return not (self.exited or self.interrupted)
+
+    @property
+    def status(self) -> Optional[int]:
+        return self.rax & CLASS_MASK if self.returned else None
+
+    @property
+    def req_level(self) -> int:
+        return (self.exit_qualification >> 32) & 7
+
+    @property
+    def err_level(self) -> int:
+        return (self.exit_qualification >> 35) & 7
+
+    @property
+    def err_state(self) -> int:
+        return (self.exit_qualification >> 38) & 0xFF
+
+    @property
+    def err_is_leaf(self) -> bool:
+        return bool((self.exit_qualification >> 46) & 1)
+
+
+@dataclass(frozen=True)
+class AccessResult:
+    outcome: int
+    vector: int
+    exit_reason: int
+    eeq_type: int
+    exit_qualification: int
+    extended_exit_qualification: int
+    state: int
+    data_nonzero: bool
+    gpa: int = 0
+
+
+@dataclass(frozen=True)
+class EntryInfo:
+    state: int
+    level: int
+    is_leaf: bool
+    locked: bool
+    host_priority: bool
+    accept_counter: int
+    shared: bool
+    data_nonzero: bool
+    hpa: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class VeInfo:
+    status: int
+    exit_reason: int
+    valid: int
+    exit_qualification: int
+    gla: int
+    gpa: int
+
+
+@dataclass(frozen=True)
+class VmcallResult:
+    rax: int
+    r10: int
+    r11: int
+    chunks: int
+
+
+@dataclass(frozen=True)
+class TouchResult:
+    outcome: TouchOutcome
+    exits: int
+    vector: int
+    error_code: int
+    detail: int
+
+
+@dataclass(frozen=True)
+class Fatal:
+    kind: FatalKind
+    vcpu: int
+    gpa: int
+    code: int
+    reason_set: int = 0
+    reason_code: int = 0
+    eax: int = 0
+    fault: int = 0
+    info: int = 0
+    message: str = ""
+
+
+@dataclass
+class PathStats:
+    """ua_path_stats (the fields a TDX path fills; the SNP ones stay 0)."""
+
+    calls: int = 0
+    failures: int = 0
+    bytes: int = 0
+    accept_4k: int = 0
+    accept_2m: int = 0
+    accept_1g: int = 0
+    fallbacks: int = 0
+    exits: int = 0
+    host_psmash: int = 0
+    host_rmpupdate: int = 0
+    host_aug_4k: int = 0
+    host_aug_2m: int = 0
+    host_demote: int = 0
+    host_release_hp: int = 0
+    psc_requests: int = 0
+    psc_exits: int = 0
+    msr_exits: int = 0
+    npf_exits: int = 0
+    cache_touch_4k: int = 0
+    executions: int = 0
+    success_2m: int = 0
+    success_4k: int = 0
+    already_accepted: int = 0
+    size_mismatch: int = 0
+    operand_invalid: int = 0
+    operand_busy: int = 0
+    other_status: int = 0
+    interrupts: int = 0
+
+
+# ---- the Secure EPT ----------------------------------------------------------------------
 
 @dataclass
 class Entry:
@@ -87,47 +303,155 @@ def eeq_accept(req, err_level, state, leaf):
     return 1 | ((req | err_level << 3 | state << 6 | int(leaf) << 14) << 32)
 
 
-class RefTdx:
-    """Same rules as the C model; methods mirror unaccepted.tdx.TdxGuest but
-    return plain tuples/dicts."""
+def _int(value, name, lo=0, hi=U64):
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value < hi:
+        raise InvalidArgument(f"{name} = {value!r} must be an int in [{lo}, {hi})")
+    return value
 
-    def __init__(self, memory_bytes, *, nvcpus=1, backing=1, initial="free", gpaw=52,
-                 accept_1g=False, finalized=True, pending_ve_disable=True, flexible=False,
-                 policy=0, hp_busy_limit=0):
-        self.mem = memory_bytes
-        self.nvcpus = nvcpus
+
+_HOSTS = ("kvm", "aug-4k", "never-resolve", "map-gpa-stall", "map-gpa-refuse")
+_PATH_KINDS = ("linux", "linux-early", "ovmf")
+
+
+class RefAcceptPath:
+    """An accept path of a RefTdx: path(start, end, vcpu), stats, reset_stats()."""
+
+    def __init__(self, guest: "RefTdx", kind: str):
+        self.guest = guest
+        self.kind = kind
+
+    def __call__(self, start: int, end: int, vcpu: int = 0) -> None:
+        self.guest._accept(self.kind, start, end, vcpu)
+
+    accept = __call__
+
+    def unaccept(self, start: int, end: int, vcpu: int = 0) -> None:
+        self.guest.unaccept(start, end, kind=self.kind, vcpu=vcpu)
+
+    @property
+    def stats(self) -> PathStats:
+        return self.guest.path_stats(self.kind)
+
+    def reset_stats(self) -> None:
+        self.guest.reset_path_stats(self.kind)
+
+
+class RefTdx:
+    """Same rules as the C model, same interface as unaccepted.tdx.TdxGuest."""
+
+    def __init__(self, memory_bytes, *, vcpus=1, backing="2M", initial="free", host=None,
+                 gpaw=52, accept_1g=False, finalized=True, pending_ve_disable=True,
+                 flexible_pending_ve=False, hp_busy_limit=0, debug=False, launch=()):
+        _int(memory_bytes, "memory_bytes")
+        _int(vcpus, "vcpus", 1, 1025)
+        if backing not in ("2M", "4K"):
+            raise InvalidArgument(f"backing = {backing!r}")
+        if initial not in ("free", "pending"):
+            raise InvalidArgument(f"initial = {initial!r}")
+        if gpaw not in (48, 52):
+            raise InvalidArgument(f"gpaw = {gpaw!r}")
+        if memory_bytes == 0 or memory_bytes % K4:
+            raise fail(E_ALIGN, f"memory_bytes = {memory_bytes:#x}")
+        if memory_bytes > 1 << (gpaw - 1):
+            raise fail(E_RANGE, f"memory_bytes = {memory_bytes:#x} reaches the shared bit")
+        self.memory_bytes = self.mem = memory_bytes
+        self.vcpus = vcpus
         self.backing = backing
+        self.backing_level = 1 if backing == "2M" else 0
+        self.initial = initial
+        self.gpaw = gpaw
         self.shared_bit = 1 << (gpaw - 1)
         self.accept_1g = accept_1g
-        self.finalized = finalized
+        self.finalized = bool(finalized) and not launch
+        self.debug = debug
+        self.attributes = (ATTR_SEPT_VE_DISABLE if pending_ve_disable else 0) | \
+            (ATTR_DEBUG if debug else 0)
         self.td_ctls = 1 if pending_ve_disable else 0
-        self.config_flags = 2 if flexible else 0
-        self.policy = policy
-        self.hp_busy_limit = hp_busy_limit
+        self.config_flags = 2 if flexible_pending_ve else 0
+        self.hp_busy_limit = _int(hp_busy_limit, "hp_busy_limit", 0, 1 << 32)
         self.importing = False
-        self.map_gpa_stalls = 0
         self.epoch = 1
         self.nregions = -(-memory_bytes // M2)
         self.regions: Dict[int, Region] = {}
         self.nonzero = set()        # 4 KiB page numbers holding non-zero data
         self.shared = set()         # 4 KiB page numbers shared in the VMM's view
-        self.hp_busy = [0] * nvcpus
-        self.irq = [[0, 0] for _ in range(nvcpus)]   # countdown, period
-        self.ve = [None] * nvcpus
-        self.initial = initial
+        self.hp_busy = [0] * vcpus
+        self.irq = [[0, 0] for _ in range(vcpus)]   # countdown, period
+        self.ve = [None] * vcpus
+        self._fatal: Optional[Fatal] = None
+        self._stats = {k: PathStats() for k in _PATH_KINDS}
+        self._hang_limit = {k: DEFAULT_HANG_LIMIT for k in _PATH_KINDS}
+        self._paths: Dict[str, RefAcceptPath] = {}
+        self.set_host(host)
         if initial == "pending":
             # the VMM pre-AUGed all RAM at the backing level; a last region that
             # is only partly RAM gets 4 KiB pages up to the end of RAM
             for idx in range(self.nregions):
                 pages = min(512, (memory_bytes - idx * M2) // K4)
-                if pages == 512 and backing == 1:
+                if pages == 512 and self.backing_level == 1:
                     self.regions[idx] = Region(Entry(PENDING))
                 else:
                     self.regions[idx] = Region(Entry(NL_MAPPED), [
                         Entry(PENDING if i < pages else FREE) for i in range(512)])
             self.nonzero = set(range(memory_bytes // K4))
+        for start, end in launch:
+            res = self.add_range(start, end, data_nonzero=True)
+            if not res.ok:
+                raise InvalidArgument(f"launch range [{start:#x}, {end:#x}): ADD failed")
+        if launch and finalized:
+            self.finalize()
+
+    def __repr__(self):
+        return (f"RefTdx({self.mem:#x}, vcpus={self.vcpus}, backing={self.backing!r}, "
+                f"initial={self.initial!r}, host={self._host_name!r})")
+
+    # ---- configuration ------------------------------------------------------------
+    @property
+    def host(self):
+        return self._host
+
+    def set_host(self, host) -> None:
+        """Serve the TD with this host from now on (None: KVM).  Like a guest
+        binding a Host, map-gpa-stall's countdown starts afresh."""
+        name = "kvm" if host is None else getattr(host, "behavior", None)
+        if name not in _HOSTS:
+            raise InvalidArgument(f"the reference models the TDX hosts {_HOSTS}, not {host!r}")
+        overrides = getattr(host, "_overrides", None)
+        if overrides is not None and overrides():
+            raise InvalidArgument("the reference does not run Python host callbacks")
+        self._host = host
+        self._host_name = name
+        self._stalls = getattr(host, "count", 0) if name == "map-gpa-stall" else 0
+
+    def set_importing(self, importing=True):
+        self.importing = bool(importing)
+
+    def set_interrupts(self, vcpu=0, after=0, period=0):
+        self._vcpu(vcpu)
+        self.irq[vcpu] = [_int(after, "after", 0, 1 << 32),
+                          _int(period, "period", 0, 1 << 32) if after else 0]
+
+    @property
+    def fatal(self) -> Optional[Fatal]:
+        return self._fatal
+
+    def clear_fatal(self) -> None:
+        self._fatal = None
+
+    def _record_fatal(self, kind, vcpu, gpa, code, message) -> int:
+        """The first fatal event wins; returns the status of this one."""
+        if self._fatal is None:
+            self._fatal = Fatal(FatalKind(kind), vcpu, gpa, code, message=message)
+        return {FatalKind.TERMINATED: E_TERMINATED, FatalKind.PANIC: E_PANIC,
+                FatalKind.HUNG: E_HUNG}[kind]
 
     # ---- helpers ---------------------------------------------------------------
+    def _vcpu(self, vcpu):
+        _int(vcpu, "vcpu", 0, 1 << 32)
+        if vcpu >= self.vcpus:
+            raise fail(E_VCPU, f"vcpu {vcpu}")
+        return vcpu
+
     def region(self, idx) -> Region:
         if idx not in self.regions:
             self.regions[idx] = Region()
@@ -152,9 +476,6 @@ class RefTdx:
         self.irq[vcpu][0] = period if remaining >= cd else cd - remaining
         return remaining, False
 
-    def set_interrupts(self, vcpu, after, period=0):
-        self.irq[vcpu] = [after, period if after else 0]
-
     def _tracked(self, e: Entry):
         return e.blocked_epoch is None or e.blocked_epoch != self.epoch
 
@@ -164,7 +485,7 @@ class RefTdx:
             return None, (OPERAND_INVALID | RCX, 0, 0)
         gpa, level = d
         if gpa + SIZES[level] > self.mem:
-            raise SimError("RANGE")
+            raise fail(E_RANGE, f"page_info {pi:#x} past guest RAM")
         return d, None
 
     def _walk4k(self, gpa):
@@ -177,12 +498,90 @@ class RefTdx:
         r.entry = Entry(NL_MAPPED, r.entry.locked, r.entry.hp)
         r.children = [Entry() for _ in range(512)]
 
-    # ---- host ------------------------------------------------------------------
-    def finalize(self):
+    @staticmethod
+    def _pi(gpa, level, raw):
+        """RCX from (gpa, level) or a raw value, checked as TdxGuest checks it."""
+        if raw is not None:
+            return _int(raw, "page_info")
+        if _int(gpa, "gpa") % K4:
+            raise Misaligned(f"gpa = {gpa:#x} is not 4 KiB aligned")
+        return gpa | _int(level, "level (RCX bits 11:0)", 0, K4)
+
+    # ---- host SEAMCALLs ------------------------------------------------------------
+    def _seamcall(self, fn, gpa, level, vcpu, raw, *extra) -> HostResult:
+        pi = self._pi(gpa, level, raw)
+        self._vcpu(vcpu)
+        status, lvl, state = fn(pi, *extra)
+        return HostResult(status, None, lvl, state)
+
+    def add(self, gpa, level=0, *, data_nonzero=False, vcpu=0, raw=None) -> HostResult:
+        return self._seamcall(self._add, gpa, level, vcpu, raw, bool(data_nonzero))
+
+    def aug(self, gpa, level=0, *, vcpu=0, raw=None) -> HostResult:
+        return self._seamcall(self._aug, gpa, level, vcpu, raw)
+
+    def block(self, gpa, level=0, *, vcpu=0, raw=None) -> HostResult:
+        return self._seamcall(self._block, gpa, level, vcpu, raw)
+
+    def remove(self, gpa, level=0, *, vcpu=0, raw=None) -> HostResult:
+        return self._seamcall(self._remove, gpa, level, vcpu, raw)
+
+    def unblock(self, gpa, level=0, *, vcpu=0, raw=None) -> HostResult:
+        return self._seamcall(self._unblock, gpa, level, vcpu, raw)
+
+    def demote(self, gpa, level=1, *, vcpu=0, raw=None) -> HostResult:
+        return self._seamcall(self._demote, gpa, level, vcpu, raw)
+
+    def promote(self, gpa, level=1, *, vcpu=0, raw=None) -> HostResult:
+        return self._seamcall(self._promote, gpa, level, vcpu, raw)
+
+    def track(self, vcpu=0) -> HostResult:
+        self._vcpu(vcpu)
+        self.epoch += 1
+        return HostResult(SUCCESS, None, 0, 0)
+
+    def finalize(self, vcpu=0) -> HostResult:
+        self._vcpu(vcpu)
         if self.finalized:
-            return (OP_STATE_INCORRECT, 0, 0)
+            return HostResult(OP_STATE_INCORRECT, None, 0, 0)
         self.finalized = True
-        return (SUCCESS, 0, 0)
+        return HostResult(SUCCESS, None, 0, 0)
+
+    def add_range(self, start, end, *, data_nonzero=False, vcpu=0) -> HostResult:
+        self._vcpu(vcpu)
+        if (start | end) % K4:
+            raise fail(E_ALIGN, "add_range")
+        if start > end or end > self.mem:
+            raise fail(E_RANGE, "add_range")
+        res = HostResult(SUCCESS, None, 0, 0)
+        for a in range(start, end, K4):
+            res = self.add(a, data_nonzero=data_nonzero, vcpu=vcpu)
+            if not res.ok:
+                break
+        return res
+
+    def _knob(self, gpa, level, attr, on):
+        """The contention knobs: an entry's lock or host-priority bit."""
+        pi = self._pi(gpa, level, None)
+        d = self.decode(pi, 1)
+        if d is None:
+            raise fail(E_INVAL, f"page_info {pi:#x}")
+        gpa, level = d
+        if gpa >= self.mem:
+            raise fail(E_RANGE, f"gpa {gpa:#x}")
+        r = self.region(gpa // M2)
+        if level == 1:
+            setattr(r.entry, attr, bool(on))
+            return
+        if r.entry.state not in (NL_MAPPED, NL_BLOCKED):
+            raise fail(E_STATE, f"no 4 KiB entry at {gpa:#x}")
+        setattr(r.children[(gpa % M2) // K4], attr, bool(on))
+
+    def set_lock(self, gpa, level=0, locked=True) -> None:
+        self._knob(gpa, level, "locked", locked)
+
+    def set_host_priority(self, gpa, level=0, on=True) -> None:
+        self._knob(gpa, level, "hp", on)
 
     # allowed-from states of the page_info SEAMCALLs at (4 KiB, 2 MiB)
     _FREE_REMOVED = {FREE, REMOVED}
@@ -196,7 +595,7 @@ class RefTdx:
         and (needs) blocked-and-tracked, TLB_TRACKING_NOT_DONE carrying
         tlb_operand.  ((gpa, level, region, entry), None)
         or (None, the answer).  at_1g: the answer at level 2 (None raises
-        SimError("STATE"), 1 GiB blocking being unmodelled)."""
+        InvalidState, 1 GiB blocking being unmodelled)."""
         if min_level and (pi & 7) < min_level and not (pi & 0xFF8 or pi >> 52):
             return None, (OPERAND_INVALID | RCX, 0, 0)
         d, err = self._host_target(pi, max_level)
@@ -205,7 +604,7 @@ class RefTdx:
         gpa, level = d
         if level == 2:
             if at_1g is None:
-                raise SimError("STATE")
+                raise fail(E_STATE, "1 GiB blocking is not modelled")
             return None, at_1g
         r = self.region(gpa // M2)
         e = r.entry
@@ -227,7 +626,7 @@ class RefTdx:
                           else (need, 0, 0))
         return (gpa, level, r, e), None
 
-    def add(self, pi, data_nonzero=False):
+    def _add(self, pi, data_nonzero=False):
         if self.finalized:
             return (OP_STATE_INCORRECT, 0, 0)
         ref, err = self._enter(pi, ({FREE}, set()), max_level=0, add_table=True)
@@ -240,7 +639,7 @@ class RefTdx:
         self.shared.discard(page)
         return (SUCCESS, 0, 0)
 
-    def aug(self, pi):
+    def _aug(self, pi):
         # allowed before and after finalize (no op-state check here)
         ref, err = self._enter(pi, (self._FREE_REMOVED, self._FREE_REMOVED), max_level=1,
                                add_table=True)
@@ -259,17 +658,13 @@ class RefTdx:
         self.shared.discard(gpa // K4)
         return (SUCCESS, 0, 0)
 
-    def block(self, pi):
+    def _block(self, pi):
         ref, err = self._enter(pi, self._BLOCKABLE, warn_blocked=True)
         if err:
             return err
         e = ref[3]
         e.state = {NL_MAPPED: NL_BLOCKED, MAPPED: BLOCKED, PENDING: PENDING_BLOCKED}[e.state]
         e.blocked_epoch = self.epoch
-        return (SUCCESS, 0, 0)
-
-    def track(self):
-        self.epoch += 1
         return (SUCCESS, 0, 0)
 
     def _needs(self, e: Entry, tlb_operand=RCX):
@@ -284,7 +679,7 @@ class RefTdx:
 
     _NOT_LEAF_1G = (EPT_ENTRY_STATE_INCORRECT | RCX, 2, NL_MAPPED)
 
-    def remove(self, pi):
+    def _remove(self, pi):
         ref, err = self._enter(pi, (LEAF_STATES, LEAF_STATES), at_1g=self._NOT_LEAF_1G,
                                needs=True)
         if err:
@@ -295,10 +690,11 @@ class RefTdx:
             r.entry = Entry(new, False, False)
             r.children = None
         else:
-            e.state, e.counter, e.blocked_epoch, e.hp, e.used, e.moved = new, 0, None, False, True, False
+            e.state, e.counter, e.blocked_epoch, e.hp, e.used, e.moved = \
+                new, 0, None, False, True, False
         return (SUCCESS, 0, 0)
 
-    def unblock(self, pi):
+    def _unblock(self, pi):
         # every allowed state is blocked: "needs" checks the tracking, which
         # UNBLOCK reports against the SEPT tree rather than RCX
         ref, err = self._enter(pi, (BLOCKED_STATES, BLOCKED_STATES), at_1g=self._NOT_LEAF_1G,
@@ -310,7 +706,7 @@ class RefTdx:
         e.blocked_epoch = None
         return (SUCCESS, 0, 0)
 
-    def demote(self, pi):
+    def _demote(self, pi):
         ref, err = self._enter(pi, (set(), LEAF_STATES), min_level=1, at_1g=self._NOT_LEAF_1G,
                                needs=True)
         if err:
@@ -321,7 +717,7 @@ class RefTdx:
         r.entry = Entry(NL_MAPPED)
         return (SUCCESS, 0, 0)
 
-    def promote(self, pi):
+    def _promote(self, pi):
         ref, err = self._enter(pi, (set(), self._NON_LEAF), min_level=1,
                                at_1g=(EPT_INVALID_PROMOTE_CONDITIONS | RCX, 0, 0), needs=True)
         if err:
@@ -338,7 +734,7 @@ class RefTdx:
         r.children = None
         return (SUCCESS, 0, 0)
 
-    # ---- guest -------------------------------------------------------------------
+    # ---- guest TDCALLs -------------------------------------------------------------
     def _lock(self, vcpu, e: Entry, gpa, out):
         if e.locked:
             self.hp_busy[vcpu] = 0
@@ -355,14 +751,27 @@ class RefTdx:
         self.hp_busy[vcpu] = 0
         return False
 
-    def accept(self, rcx, vcpu=0, rax=6):
+    def accept(self, gpa=0, level=0, *, vcpu=0, rax=ACCEPT_LEAF, rcx=None) -> TdcallResult:
+        """One execution of TDG.MEM.PAGE.ACCEPT; an exit is not served."""
+        rcx = self._pi(gpa, level, None) if rcx is None else _int(rcx, "rcx")
+        _int(rax, "rax")
+        self._vcpu(vcpu)
+        if rax & 0xFFFF != ACCEPT_LEAF:
+            raise fail(E_INVAL, "not the ACCEPT leaf")
         if not self.finalized:
-            raise SimError("STATE")
-        out = dict(rax=rax, exited=False, interrupted=False, eeq=0, exit_status=0, gpa=0,
-                   chunks_zeroed=0, accept_counter=0)
+            raise fail(E_STATE, "the TD is not finalized")
+        out = self._accept_once(rcx, vcpu, rax)
+        return TdcallResult(out["rax"], out["exited"], out["interrupted"], out["exit_reason"],
+                            out["eeq"] & 0xF, out["eeq"], out["exit_status"], out["gpa"],
+                            out["chunks_zeroed"], out["accept_counter"])
+
+    def _accept_once(self, rcx, vcpu, rax):
+        out = dict(rax=rax, exited=False, interrupted=False, exit_reason=0, eeq=0,
+                   exit_status=0, gpa=0, chunks_zeroed=0, accept_counter=0)
 
         def exit_(gpa, req, lvl, state, leaf):
-            out.update(exited=True, eeq=eeq_accept(req, lvl, state, leaf), gpa=gpa)
+            out.update(exited=True, exit_reason=EXIT_REASON_EPT_VIOLATION,
+                       eeq=eeq_accept(req, lvl, state, leaf), gpa=gpa)
             return out
 
         if rax >> 16:
@@ -428,42 +837,56 @@ class RefTdx:
             return r.children[(pa % M2) // K4].state
         return r.entry.state
 
-    def access(self, gpa, write=False, vcpu=0):
-        """(outcome, vector, eeq_type, state, data_nonzero)"""
+    def access(self, gpa, write=False, *, vcpu=0) -> AccessResult:
+        """A guest load or store (the shared bit in gpa selects the shared EPT)."""
+        _int(gpa, "gpa")
+        self._vcpu(vcpu)
         if not self.finalized:
-            raise SimError("STATE")
+            raise fail(E_STATE, "the TD is not finalized")
         if gpa >= self.shared_bit << 1:
-            raise SimError("RANGE")
+            raise fail(E_RANGE, f"gpa {gpa:#x} beyond GPAW")
+        qual = 2 if write else 1
         pa = gpa & ~self.shared_bit
+
+        def exit_(eeq_type=0, state=0):
+            return AccessResult(EXIT, 0, EXIT_REASON_EPT_VIOLATION, eeq_type, qual,
+                                eeq_type, state, False, gpa)
+
         if pa >= self.mem:
-            return (EXIT, 0, 0, 0, False)
+            return exit_()
         if gpa & self.shared_bit:
-            return (OK, 0, 0, 0, False) if pa // K4 in self.shared else (EXIT, 0, 0, 0, False)
+            if pa // K4 in self.shared:
+                return AccessResult(OK, 0, 0, 0, 0, 0, 0, False, gpa)
+            return exit_()
         s = self.leaf_state(pa)
         if s == MAPPED:
             if write:
                 self.nonzero.add(pa // K4)
-                return (OK, 0, 0, s, False)
-            return (OK, 0, 0, s, pa // K4 in self.nonzero)
+                return AccessResult(OK, 0, 0, 0, 0, 0, s, False, gpa)
+            return AccessResult(OK, 0, 0, 0, 0, 0, s, pa // K4 in self.nonzero, gpa)
         if s == PENDING and not self.td_ctls & 1:
             if self.ve[vcpu] is not None:
-                return (DF, 8, 0, s, False)
-            self.ve[vcpu] = (48, 2 if write else 1, gpa)
-            return (VE, 20, 0, s, False)
-        return (EXIT, 0, 6 if s == PENDING else 0, s, False)
+                return AccessResult(DF, VECTOR_DF, 0, 0, 0, 0, s, False, gpa)
+            self.ve[vcpu] = VeInfo(SUCCESS, EXIT_REASON_EPT_VIOLATION, 0xFFFFFFFF, qual, gpa, gpa)
+            return AccessResult(VE, VECTOR_VE, EXIT_REASON_EPT_VIOLATION, 0, qual, 0, s, False,
+                                gpa)
+        return exit_(EEQ_PENDING if s == PENDING else 0, s)
 
-    def veinfo_get(self, vcpu=0):
+    def veinfo_get(self, vcpu=0) -> VeInfo:
+        self._vcpu(vcpu)
         v, self.ve[vcpu] = self.ve[vcpu], None
-        return (NO_VALID_VE_INFO, None) if v is None else (SUCCESS, v)
+        return VeInfo(NO_VALID_VE_INFO, 0, 0, 0, 0, 0) if v is None else v
 
-    def vm_rd(self, field):
+    def vm_rd(self, field, *, vcpu=0):
+        self._vcpu(vcpu)
         if field == CONFIG_FLAGS:
             return SUCCESS, self.config_flags
         if field == TD_CTLS:
             return SUCCESS, self.td_ctls
         return METADATA_FIELD_ID_INCORRECT, 0
 
-    def vm_wr(self, field, value, mask):
+    def vm_wr(self, field, value, mask=U64 - 1, *, vcpu=0):
+        self._vcpu(vcpu)
         if field == TD_CTLS:
             if not self.config_flags & 2:
                 return METADATA_FIELD_NOT_WRITABLE, 0
@@ -476,7 +899,39 @@ class RefTdx:
             return METADATA_FIELD_NOT_WRITABLE, 0
         return METADATA_FIELD_ID_INCORRECT, 0
 
-    # ---- MapGPA and the VMM ----------------------------------------------------------
+    @property
+    def pending_ve_disable(self) -> bool:
+        return bool(self.td_ctls & 1)
+
+    # ---- TDG.VP.VMCALL: the host's MapGPA --------------------------------------------
+    def tdvmcall(self, r10, r11, r12, r13, *, vcpu=0) -> VmcallResult:
+        self._vcpu(vcpu)
+        if not self.finalized:
+            raise fail(E_STATE, "the TD is not finalized")
+        r10, r11, chunks = self._host_vmcall(r10, r11, r12, r13, vcpu)
+        return VmcallResult(SUCCESS, r10, r11, chunks)
+
+    def _map_gpa_check(self, gpa, size):
+        """KVM checks the range before the alignment; None if well formed."""
+        s = self.shared_bit
+        end = gpa + size
+        if size == 0 or end >= U64 or end > s << 1 or (gpa ^ (end - 1)) & s:
+            return VMCALL_INVALID_OPERAND
+        if (gpa | size) % K4:
+            return VMCALL_ALIGN_ERROR
+        return None
+
+    def _host_vmcall(self, r10, r11, r12, r13, vcpu):
+        """(r10, r11, chunks): the host's answer."""
+        is_map_gpa = r10 == 0 and r11 == MAP_GPA
+        if self._host_name == "map-gpa-refuse" and is_map_gpa:
+            return (VMCALL_INVALID_OPERAND, 0, 0)
+        if self._host_name == "map-gpa-stall" and is_map_gpa and \
+                self._map_gpa_check(r12, r13) is None and self._stalls:
+            self._stalls -= 1
+            return (VMCALL_RETRY, r12, 0)
+        return self._kvm_vmcall(r10, r11, r12, r13, vcpu)
+
     def _zap(self, a, b):
         """The VMM drops private pages behind [a, b) (within one region)."""
         idx = a // M2
@@ -497,25 +952,18 @@ class RefTdx:
                     c.state, c.counter, c.blocked_epoch, c.hp = new, 0, None, False
                     c.used, c.moved = True, False
 
-    def tdvmcall(self, r10, r11, r12, r13, vcpu=0):
-        """(r10, r11, chunks)"""
-        if not self.finalized:
-            raise SimError("STATE")
-        if r10 != 0 or r11 != 0x10001:
+    def _kvm_vmcall(self, r10, r11, r12, r13, vcpu):
+        if r10 != 0 or r11 != MAP_GPA:
             return (VMCALL_SUBFUNC_UNSUPPORTED, 0, 0)
         gpa, size, s = r12, r13, self.shared_bit
+        bad = self._map_gpa_check(gpa, size)
+        if bad is not None:
+            return (bad, 0, 0)
         end = gpa + size
-        if size == 0 or end >= 1 << 64 or end > s << 1 or (gpa ^ (end - 1)) & s:
-            return (VMCALL_INVALID_OPERAND, 0, 0)
-        if (gpa | size) % K4:
-            return (VMCALL_ALIGN_ERROR, 0, 0)
         to_shared = bool(gpa & s)
         a, e = gpa & ~s, end - (s if to_shared else 0)
         if e > self.mem:
             return (VMCALL_INVALID_OPERAND, 0, 0)
-        if self.map_gpa_stalls:
-            self.map_gpa_stalls -= 1
-            return (VMCALL_RETRY, gpa, 0)
         chunks = 0
         while a < e:
             cend = min(e, a + M2)          # 2 MiB from a, not 2 MiB-aligned
@@ -540,143 +988,415 @@ class RefTdx:
                 return (VMCALL_RETRY, a | (s if to_shared else 0), chunks)
         return (VMCALL_SUCCESS, 0, chunks)
 
-    def vmm_handle_exit(self, gpa, eeq, exit_status=0, vcpu=0):
-        """The action taken ('aug4k', 'aug2m', 'demote', 'release_hp'), or
-        raises SimError('HOST')."""
+    def _linux_map_gpa(self, start, end, shared, vcpu):
+        """Linux's tdx_map_gpa loop: (ok, last R10)."""
+        if start >= end:
+            raise fail(E_RANGE, "MapGPA of an empty range")
+        if shared:
+            start |= self.shared_bit
+            end |= self.shared_bit
+        retries, r10 = 0, VMCALL_RETRY
+        while retries < MAP_GPA_MAX_RETRIES:
+            r = self.tdvmcall(0, MAP_GPA, start, end - start, vcpu=vcpu)
+            r10 = r.r10
+            if r10 != VMCALL_RETRY:
+                break
+            if not start <= r.r11 < end:       # the resume address must be in range
+                r10 = VMCALL_INVALID_OPERAND
+                break
+            if r.r11 == start:                 # a retry without forward progress
+                retries += 1
+                continue
+            start, retries = r.r11, 0
+        return r10 == VMCALL_SUCCESS, r10
+
+    def map_gpa(self, start, end, shared, *, vcpu=0) -> int:
+        """Linux's MapGPA loop over [start, end); HostError when it gives up."""
+        self._vcpu(vcpu)
+        ok, r10 = self._linux_map_gpa(start, end, shared, vcpu)
+        if not ok:
+            raise fail(E_HOST, f"MapGPA -> R10 = {r10:#x}")
+        return r10
+
+    # ---- the host: TD exits -------------------------------------------------------
+    def serve_exit(self, result, *, vcpu=0) -> HostAction:
+        """Hand an exit (a TdcallResult or an AccessResult with its gpa) to the
+        host; HostError when the host stops the TD."""
+        self._vcpu(vcpu)
+        eeq = getattr(result, "extended_exit_qualification", result.exit_qualification)
+        return self._host_exit(vcpu, getattr(result, "gpa", 0), eeq,
+                               getattr(result, "exit_status", 0))
+
+    def _host_exit(self, vcpu, gpa, eeq, exit_status) -> HostAction:
+        name = self._host_name
+        if name == "never-resolve" and exit_status != HOST_PRIORITY_BUSY_TIMEOUT:
+            return HostAction.NOTHING    # the vCPU re-enters into the same violation
+        return self._kvm_exit(vcpu, gpa, eeq, exit_status, 0 if name == "aug-4k" else 1)
+
+    def _kvm_exit(self, vcpu, gpa, eeq, exit_status, max_level) -> HostAction:
+        """KVM: AUG at the level asked for (capped by the backing and
+        max_level), split a PENDING 2 MiB leaf for a 4 KiB accept, release the
+        host priority; NOTHING while the page is blocked; HostError where KVM
+        stops the TD."""
         pa = gpa & ~self.shared_bit
         if exit_status == HOST_PRIORITY_BUSY_TIMEOUT:
             if pa >= self.mem:
-                raise SimError("HOST")
+                raise fail(E_HOST, "host-priority exit past guest RAM")
             r = self.region(pa // M2)
             r.entry.hp = False
             if r.children:
                 r.children[(pa % M2) // K4].hp = False
-            return "release_hp"
-        if self.policy == 2 or gpa & self.shared_bit or pa >= self.mem or pa // K4 in self.shared:
-            raise SimError("HOST")
+            return HostAction.RELEASE_HP
+        if gpa & self.shared_bit or pa >= self.mem or pa // K4 in self.shared:
+            raise fail(E_HOST, f"KVM cannot map {gpa:#x}")
         r = self.region(pa // M2)
         typ = eeq & 0xF
-        if typ == 1:
+        if typ == EEQ_ACCEPT:
             info = eeq >> 32
             req, lvl, state = info & 7, (info >> 3) & 7, (info >> 6) & 0xFF
         elif typ == 0:
-            req = self.backing
+            req = self.backing_level
             lvl = 0 if r.entry.state == NL_MAPPED else 1
             state = r.children[(pa % M2) // K4].state if lvl == 0 else r.entry.state
         else:
-            raise SimError("HOST")
+            raise fail(E_HOST, "guest access before accept: KVM stops the TD")
         if state in (FREE, REMOVED):
-            target = 0 if self.policy == 1 else min(req, self.backing, 1)
+            target = min(req, self.backing_level, max_level, 1)
             base = pa - pa % M2
             region_shared = any(p in self.shared for p in range(base // K4, base // K4 + 512))
             if target == 1 and (base + M2 > self.mem or r.entry.state not in (FREE, REMOVED)
                                 or region_shared):
                 target = 0
             addr = base if target == 1 else pa - pa % K4
-            st = self.aug(addr | target)
-            if st[0]:
-                raise SimError("HOST")
-            return "aug2m" if target == 1 else "aug4k"
+            if self._aug(addr | target)[0]:
+                raise fail(E_HOST, "AUG failed")
+            return HostAction.AUG_2M if target == 1 else HostAction.AUG_4K
         if state == PENDING and lvl == 1 and req < lvl:
             base = pa - pa % M2
-            if self.block(base | 1)[0]:
-                raise SimError("HOST")
-            self.track()
-            if self.demote(base | 1)[0]:
-                raise SimError("HOST")
-            return "demote"
-        raise SimError("HOST")
+            if self._block(base | 1)[0]:
+                raise fail(E_HOST, "BLOCK failed")
+            self.epoch += 1
+            if self._demote(base | 1)[0]:
+                raise fail(E_HOST, "DEMOTE failed")
+            return HostAction.DEMOTE
+        return HostAction.NOTHING
 
-    # ---- accept paths -------------------------------------------------------------
-    def execute(self, rcx, vcpu, stats):
+    # ---- the guest: accept paths -------------------------------------------------------
+    def accept_path(self, kind="linux", **options) -> RefAcceptPath:
+        """The TD's accept path of this kind; options (hang_limit) replace
+        the path's, resetting its statistics."""
+        if kind not in _PATH_KINDS:
+            raise InvalidArgument(f"accept path kind = {kind!r}")
+        if options:
+            unknown = set(options) - {"hang_limit", "psc_max_entries", "ovmf_buffer_bytes"}
+            if unknown or options.get("psc_max_entries") or options.get("ovmf_buffer_bytes"):
+                raise InvalidArgument(f"TDX path options {options!r}")
+            self._hang_limit[kind] = options.get("hang_limit", 0) or DEFAULT_HANG_LIMIT
+            self._stats[kind] = PathStats()
+        return self._paths.setdefault(kind, RefAcceptPath(self, kind))
+
+    def path_stats(self, kind="linux") -> PathStats:
+        return PathStats(**{f.name: getattr(self._stats[kind], f.name)
+                            for f in fields(PathStats)})
+
+    def reset_path_stats(self, kind="linux") -> None:
+        self._stats[kind] = PathStats()
+
+    def _path_enter(self, kind, start, end, vcpu) -> PathStats:
+        _int(start, "start")
+        _int(end, "end")
+        _int(vcpu, "vcpu", 0, self.vcpus)
+        if (start | end) % K4:
+            raise fail(E_ALIGN, f"[{start:#x}, {end:#x})")
+        if start > end:
+            raise fail(E_RANGE, f"[{start:#x}, {end:#x})")
+        if self._fatal is not None:          # a dead guest runs nothing
+            raise fail({FatalKind.TERMINATED: E_TERMINATED, FatalKind.PANIC: E_PANIC,
+                        FatalKind.HUNG: E_HUNG}[self._fatal.kind], "the guest is dead")
+        s = self._stats[kind]
+        s.calls += 1
+        return s
+
+    def _path_fail(self, s, vcpu, status, gpa, code):
+        """A failed call records how the guest died and raises that status."""
+        s.failures += 1
+        if status == E_PANIC:
+            status = self._record_fatal(FatalKind.PANIC, vcpu, gpa, code, MSG_LINUX)
+        elif status == E_HUNG:
+            status = self._record_fatal(FatalKind.HUNG, vcpu, gpa, code, MSG_HUNG)
+        elif status == E_HOST:
+            status = self._record_fatal(FatalKind.TERMINATED, vcpu, gpa, code, MSG_STOPPED)
+        raise fail(status, "accept")
+
+    def _accept(self, kind, start, end, vcpu):
+        s = self._path_enter(kind, start, end, vcpu)
+        if kind == "ovmf":
+            self._accept_ovmf(s, start, end, vcpu)
+        else:
+            self._accept_linux(s, start, end, vcpu, self._hang_limit[kind])
+        s.bytes += end - start
+
+    def _execute(self, rcx, vcpu, s, hang_limit=DEFAULT_HANG_LIMIT):
+        """One ACCEPT instruction as the guest sees it: executions until it
+        returns its status.  Raises _Stop(status) when the host never serves
+        the exit (hung) or stops the TD."""
         lvl = rcx & 7
-        stats["issued_%s" % {0: "4k", 1: "2m", 2: "1g"}[lvl]] += 1
+        if lvl == 2:
+            s.accept_1g += 1
+        elif lvl == 1:
+            s.accept_2m += 1
+        else:
+            s.accept_4k += 1
+        unserved = 0
         while True:
-            r = self.accept(rcx, vcpu)
-            stats["executions"] += 1
+            r = self._accept_once(rcx, vcpu, ACCEPT_LEAF)
+            s.executions += 1
             if r["interrupted"]:
-                stats["interrupts"] += 1
+                s.interrupts += 1
                 continue
             if r["exited"]:
-                stats["exits"] += 1
-                act = self.vmm_handle_exit(r["gpa"], r["eeq"], r["exit_status"], vcpu)
-                stats["vmm_" + {"aug4k": "aug_4k", "aug2m": "aug_2m", "demote": "demote",
-                                "release_hp": "release_hp"}[act]] += 1
+                s.exits += 1
+                try:
+                    act = self._host_exit(vcpu, r["gpa"], r["eeq"], r["exit_status"])
+                except UnacceptedError as e:
+                    raise _Stop(e.status) from None
+                if act == HostAction.NOTHING:
+                    unserved += 1
+                    if unserved >= hang_limit:
+                        raise _Stop(E_HUNG)
+                    continue
+                unserved = 0
+                name = {HostAction.AUG_4K: "host_aug_4k", HostAction.AUG_2M: "host_aug_2m",
+                        HostAction.DEMOTE: "host_demote",
+                        HostAction.RELEASE_HP: "host_release_hp"}[act]
+                setattr(s, name, getattr(s, name) + 1)
                 continue
-            return r["rax"]
+            rax = r["rax"]
+            cls = rax & CLASS_MASK
+            if rax == SUCCESS:
+                if lvl == 1:
+                    s.success_2m += 1
+                elif lvl == 0:
+                    s.success_4k += 1
+            elif cls == PAGE_ALREADY_ACCEPTED:
+                s.already_accepted += 1
+            elif cls == PAGE_SIZE_MISMATCH:
+                s.size_mismatch += 1
+            elif cls == OPERAND_INVALID:
+                s.operand_invalid += 1
+            elif cls == OPERAND_BUSY:
+                s.operand_busy += 1
+            else:
+                s.other_status += 1
+            return rax
 
-    @staticmethod
-    def new_stats():
-        return {k: 0 for k in ("issued_1g", "issued_2m", "issued_4k", "executions", "exits",
-                               "interrupts", "vmm_aug_4k", "vmm_aug_2m", "vmm_demote",
-                               "vmm_release_hp")}
-
-    def accept_linux(self, start, end, vcpu=0, stats=None):
-        """tdx_accept_memory(): True, or False (the kernel panics)."""
-        stats = self.new_stats() if stats is None else stats
+    def _accept_linux(self, s, start, end, vcpu, hang_limit):
+        """tdx_accept_memory(): per position 1 GiB, 2 MiB, 4 KiB (sizes the
+        position is aligned to and that fit); any non-zero status fails that
+        size; failing at every size, arch_accept_memory() panics."""
         while start < end:
+            last = 0
             for lvl in (2, 1, 0):
                 size = SIZES[lvl]
                 if start % size or end - start < size:
                     continue
-                if self.execute(start | lvl, vcpu, stats) == 0:
+                try:
+                    rax = self._execute(start | lvl, vcpu, s, hang_limit)
+                except _Stop as stop:
+                    self._path_fail(s, vcpu, stop.status, start, 0)
+                if rax == SUCCESS:
                     start += size
                     break
+                last = rax
+                if lvl:                       # a big accept redone smaller
+                    s.fallbacks += 1
             else:
-                return False
-        return True
+                self._path_fail(s, vcpu, E_PANIC, start, last)
 
-    def td_accept_pages(self, start, npages, lvl, vcpu, stats):
+    def _td_accept_pages(self, start, npages, lvl, vcpu, s):
+        """TdAcceptPages: None, or (status, the failing page)."""
         size = SIZES[lvl]
+        if start & 0xFFF0000000000FFF:       # EFI_INVALID_PARAMETER: bits 63:52 / 11:0
+            return E_ACCEPT_FAILED, start
         for k in range(npages):
             addr = start + k * size
             retried = 0
             while True:
-                rax = self.execute(addr | lvl, vcpu, stats)
+                try:
+                    rax = self._execute(addr | lvl, vcpu, s, self._hang_limit["ovmf"])
+                except _Stop as stop:
+                    return stop.status, addr
                 m = rax & ~0xFFFF
                 if rax == 0 or m == PAGE_ALREADY_ACCEPTED:
                     break
                 if m == PAGE_SIZE_MISMATCH and lvl > 0:
-                    if not self.td_accept_pages(addr, 512, lvl - 1, vcpu, stats):
-                        return False
+                    s.fallbacks += 1
+                    bad = self._td_accept_pages(addr, 512, lvl - 1, vcpu, s)
+                    if bad:
+                        return bad
                     break
                 if m == OPERAND_BUSY:
                     retried += 1
-                    if retried <= 3:
+                    if retried <= OVMF_MAX_RETRIES:
                         continue
-                return False
-        return True
+                return E_ACCEPT_FAILED, addr
+        return None
 
-    def accept_ovmf(self, start, end, vcpu=0, stats=None):
-        stats = self.new_stats() if stats is None else stats
+    def _accept_ovmf(self, s, start, end, vcpu):
+        """TdxMemoryAccept: an unaligned head in 4 KiB pages, the 2 MiB-aligned
+        middle in 2 MiB pages only when more than 2 MiB remain, a 4 KiB tail."""
         size = end - start
         head = min((-start) % M2, size)
         rest = size - head
         middle = rest - rest % M2 if rest > M2 else 0
-        tail = rest - middle
-        return ((not head or self.td_accept_pages(start, head // K4, 0, vcpu, stats))
-                and (not middle or self.td_accept_pages(start + head, middle // M2, 1, vcpu, stats))
-                and (not tail or self.td_accept_pages(start + head + middle, tail // K4, 0, vcpu,
-                                                      stats)))
+        for nbytes, lvl in ((head, 0), (middle, 1), (rest - middle, 0)):
+            if nbytes:
+                bad = self._td_accept_pages(start, nbytes // SIZES[lvl], lvl, vcpu, s)
+                if bad:
+                    self._path_fail(s, vcpu, bad[0], bad[1], 0)
+            start += nbytes
+
+    def unaccept(self, start, end, *, kind="linux", vcpu=0) -> None:
+        """Linux's set_memory_decrypted() and back: MapGPA to shared (KVM
+        removes the private pages), then to private; the pages are FREE."""
+        if kind not in _PATH_KINDS:
+            raise InvalidArgument(f"accept path kind = {kind!r}")
+        s = self._path_enter(kind, start, end, vcpu)
+        if start == end:
+            return
+        try:
+            ok, r10 = self._linux_map_gpa(start, end, True, vcpu)
+            if ok:
+                ok, r10 = self._linux_map_gpa(start, end, False, vcpu)
+        except UnacceptedError:
+            s.failures += 1
+            raise
+        if not ok:   # Linux: a failed conversion is a kernel BUG
+            self._path_fail(s, vcpu, E_PANIC, start, r10)
+        s.bytes += end - start
+
+    # ---- the guest: Linux's handling of a touch and of SEPT #VE ---------------------
+    def touch(self, gpa, *, write=False, shared=False, user=False, vcpu=0) -> TouchResult:
+        """A Linux kernel load or store: plain EPT violations are served by the
+        host and the access retried; a #VE on private memory panics; a
+        pending-page exit makes KVM stop the TD."""
+        _int(gpa, "gpa")
+        _int(vcpu, "vcpu", 0, self.vcpus)
+        if shared:
+            gpa |= self.shared_bit
+        exits, detail = 0, 0
+        while True:
+            a = self.access(gpa, write, vcpu=vcpu)
+            if a.outcome == OK:
+                outcome = TouchOutcome.SERVED_EXIT if exits else TouchOutcome.SERVED
+                return TouchResult(outcome, exits, 0, 0, detail)
+            if a.outcome in (VE, DF):
+                self._record_fatal(FatalKind.PANIC, vcpu, gpa, a.exit_qualification,
+                                   "Unexpected EPT-violation on private memory."
+                                   if a.outcome == VE else "double fault")
+                return TouchResult(TouchOutcome.PANIC, exits, a.vector, 0, detail)
+            detail = a.extended_exit_qualification
+            if a.eeq_type == EEQ_PENDING:
+                self._record_fatal(FatalKind.TERMINATED, vcpu, gpa, detail,
+                                   "KVM: guest access before accepting (memory fault exit)")
+                return TouchResult(TouchOutcome.TERMINATED, exits, 0, 0, detail)
+            try:
+                act = self._host_exit(vcpu, gpa, detail, 0)
+            except UnacceptedError as e:
+                if e.status != E_HOST:
+                    raise
+                exits += 1
+                self._record_fatal(FatalKind.TERMINATED, vcpu, gpa, detail,
+                                   "the host stopped the TD at an EPT violation")
+                return TouchResult(TouchOutcome.TERMINATED, exits, 0, 0, detail)
+            exits += 1
+            if act == HostAction.NOTHING or exits >= TOUCH_EXIT_LIMIT:
+                self._record_fatal(FatalKind.HUNG, vcpu, gpa, detail,
+                                   "access: an EPT violation the host never resolves")
+                return TouchResult(TouchOutcome.HUNG, exits, 0, 0, detail)
+
+    def linux_disable_sept_ve(self, *, vcpu=0) -> str:
+        """Linux's disable_sept_ve(): the warning printed ("" if none);
+        GuestPanic for a misconfigured non-debug TD."""
+        self._vcpu(vcpu)
+        if not self.config_flags & 2:
+            if self.attributes & ATTR_SEPT_VE_DISABLE:
+                return ""
+            if self.attributes & ATTR_DEBUG:
+                return MSG_SEPT_VE
+            raise fail(E_PANIC, MSG_SEPT_VE)
+        if self.td_ctls & 1 or self.attributes & ATTR_DEBUG:
+            return ""
+        self.vm_wr(TD_CTLS, 1, 1, vcpu=vcpu)
+        return ""
 
     # ---- inspection ----------------------------------------------------------------
-    def entry(self, gpa, level=None):
-        """(state, level, locked, hp, accept_counter) of the entry at level (or the
-        one the walk ends at)."""
+    def entry(self, gpa, level=None) -> EntryInfo:
+        """The entry at level covering gpa, or (None) the one the walk ends at."""
+        _int(gpa, "gpa")
+        if level is not None and (isinstance(level, bool) or level not in (0, 1, 2)):
+            raise InvalidArgument(f"level = {level!r} must be 0, 1, 2 or None")
+        if gpa >= self.mem:
+            raise fail(E_RANGE, f"gpa {gpa:#x}")
+        if level == 2:
+            return EntryInfo(NL_MAPPED, 2, False, False, False, 0, False, False)
         r = self.region(gpa // M2)
+        page = gpa // K4
+        shared = page in self.shared
         nl = r.entry.state in (NL_MAPPED, NL_BLOCKED)
         if level == 1 or (level is None and not nl):
-            e = r.entry
-            return (e.state, 1, e.locked, e.hp, e.counter)
-        if not nl:
-            raise SimError("STATE")
-        c = r.children[(gpa % M2) // K4]
-        return (c.state, 0, c.locked, c.hp, 0)
+            e, lvl = r.entry, 1
+            counter = e.counter
+        elif not nl:
+            raise fail(E_STATE, f"no 4 KiB entry at {gpa:#x}")
+        else:
+            e, lvl, counter = r.children[(gpa % M2) // K4], 0, 0
+        leaf = e.state in LEAF_STATES
+        return EntryInfo(e.state, lvl, leaf, e.locked, e.hp, counter, shared,
+                         leaf and page in self.nonzero)
 
-    def count_states(self, start, end):
-        counts = {}
-        for pa in range(start, end, K4):
-            s = self.leaf_state(pa) if self.region(pa // M2).entry.state != NL_BLOCKED else \
-                self.region(pa // M2).children[(pa % M2) // K4].state
+    def state(self, gpa, level=None) -> int:
+        return self.entry(gpa, level).state
+
+    def _governing(self, pa):
+        """State of the leaf that governs the 4 KiB page at pa."""
+        r = self.region(pa // M2)
+        if r.entry.state in (NL_MAPPED, NL_BLOCKED):
+            return r.children[(pa % M2) // K4].state
+        return r.entry.state
+
+    def _range(self, start, end):
+        end = self.mem if end is None else end
+        if (start | end) % K4:
+            raise fail(E_ALIGN, f"[{start:#x}, {end:#x})")
+        if start > end or end > self.mem:
+            raise fail(E_RANGE, f"[{start:#x}, {end:#x})")
+        return range(start, end, K4)
+
+    def count_states(self, start=0, end=None) -> Dict[int, int]:
+        """4 KiB pages of [start, end) by the state of their governing leaf."""
+        counts: Dict[int, int] = {}
+        for pa in self._range(start, end):
+            s = self._governing(pa)
             counts[s] = counts.get(s, 0) + 1
         return counts
+
+    def count_nonzero(self, start=0, end=None) -> int:
+        return sum(1 for pa in self._range(start, end)
+                   if self._governing(pa) == MAPPED and pa // K4 in self.nonzero)
+
+    def count_accepted(self, start=0, end=None) -> int:
+        return self.count_states(start, end).get(MAPPED, 0)
+
+
+class _Stop(Exception):
+    """An ACCEPT that never returns: the host never serves it or stops the TD."""
+
+    def __init__(self, status):
+        super().__init__(status)
+        self.status = status
+
+
+__all__ = ["AccessResult", "EntryInfo", "Fatal", "FatalKind", "HostAction", "HostResult",
+           "PathStats", "RefAcceptPath", "RefTdx", "TdcallResult", "TouchOutcome", "TouchResult",
+           "VeInfo", "VmcallResult", "fail"]

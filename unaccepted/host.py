@@ -1,0 +1,391 @@
+"""The pluggable hypervisor (csrc/host.c, csrc/snp_kvm.c, csrc/tdx_kvm.c).
+
+A host serves a confidential guest's exits.  `Host()` is KVM; a named
+behaviour is KVM with one thing changed (`Host("psc-stall")`,
+`Host("ghcb-error", ghcb_error=2)`, ...; see `BEHAVIORS`).  A host written
+in Python subclasses Host and overrides any of
+
+    snp_psc(exit)       a GHCB NAE Page State Change   (SnpPscExit)
+    snp_psc_msr(exit)   an MSR-protocol Page State Change (SnpMsrExit)
+    snp_npf(exit)       a nested page fault              (SnpNpfExit)
+    tdx_exit(exit)      a TD exit for an EPT violation   (TdxEptExit)
+    tdx_vmcall(exit)    a TDG.VP.VMCALL                  (TdxVmcallExit)
+
+Each gets an exit object to inspect and answer; `exit.default()` does what
+the host's named behaviour does with that exit (ua_host_behavior_*: KVM's
+handler where the behaviour leaves the exit alone), so a subclass can start
+from `Host("psc-stall")` and fall back to it.  The exits a subclass does not
+override are served by its behaviour (KVM by default).  Raising `NeverResume` leaves the vCPU in the host forever (the
+guest hangs); any other exception is re-raised to the caller of the guest
+operation.  Such hosts are called back once per exit, with the GIL: slow,
+for experiments.
+
+Hosts are specifications: picklable, and each guest built from a config
+gets its own C host object (`_bind`), so state such as map-gpa-stall's
+countdown is per guest.
+"""
+from __future__ import annotations
+
+import enum
+import threading
+from dataclasses import dataclass
+from typing import List, Optional
+
+from ._core import ffi, lib
+from .errors import CallbackError, InvalidArgument, check
+from .validate import as_bool, as_int, as_u32
+
+BEHAVIORS = tuple(ffi.string(lib.ua_host_behavior_name(i)).decode()
+                  for i in range(lib.UA_HOST_BEHAVIOR_COUNT))
+
+
+class HostAction(enum.IntEnum):
+    """What a host did to serve an exit (ua_host_action)."""
+
+    NOTHING = lib.UA_HOST_DID_NOTHING
+    AUG_4K = lib.UA_HOST_DID_AUG_4K
+    AUG_2M = lib.UA_HOST_DID_AUG_2M
+    DEMOTE = lib.UA_HOST_DID_DEMOTE
+    RELEASE_HP = lib.UA_HOST_DID_RELEASE_HP
+    PSMASH = lib.UA_HOST_DID_PSMASH
+    RMPUPDATE = lib.UA_HOST_DID_RMPUPDATE
+
+
+class NeverResume(Exception):
+    """Raised by a Python host: this exit never returns to the guest."""
+
+
+_OPS = ("snp_psc", "snp_psc_msr", "snp_npf", "tdx_exit", "tdx_vmcall")
+
+
+class Host:
+    """A hypervisor: a named behaviour (KVM unless told otherwise) with its
+    parameters, optionally with methods of a subclass called back."""
+
+    def __init__(self, behavior: str = "kvm", *, lazy_rmpupdate: bool = False,
+                 npf_psmash: bool = True, psc_max_entries: int = 0, psc_max_pages: int = 0,
+                 ghcb_error: int = 0, count: int = 0):
+        if behavior not in BEHAVIORS:
+            raise InvalidArgument(f"unknown host behaviour {behavior!r}; known: "
+                                  f"{', '.join(BEHAVIORS)}")
+        self.behavior = behavior
+        self.lazy_rmpupdate = as_bool(lazy_rmpupdate, "lazy_rmpupdate")
+        self.npf_psmash = as_bool(npf_psmash, "npf_psmash")
+        self.psc_max_entries = as_u32(psc_max_entries, "psc_max_entries")
+        self.psc_max_pages = as_u32(psc_max_pages, "psc_max_pages")
+        self.ghcb_error = as_u32(ghcb_error, "ghcb_error")
+        self.count = as_u32(count, "count")
+        # check the combination now, not when a guest is built
+        self._config_c()
+
+    def __repr__(self):
+        params = [f"{k}={v!r}" for k, v in self._params().items() if v != _DEFAULTS[k]]
+        name = type(self).__name__
+        return f"{name}({', '.join([repr(self.behavior)] + params)})"
+
+    def __eq__(self, other):
+        return (type(self) is type(other) and self.behavior == other.behavior and
+                self._params() == other._params())
+
+    def __hash__(self):
+        return hash((type(self), self.behavior, tuple(self._params().items())))
+
+    def _params(self):
+        return {k: getattr(self, k) for k in _DEFAULTS}
+
+    def _config_c(self):
+        cfg = ffi.new("ua_host_config *")
+        lib.ua_host_config_default(cfg)
+        cfg.behavior = BEHAVIORS.index(self.behavior)
+        cfg.lazy_rmpupdate = self.lazy_rmpupdate
+        cfg.npf_psmash = self.npf_psmash
+        cfg.psc_max_entries = self.psc_max_entries
+        cfg.psc_max_pages = self.psc_max_pages
+        cfg.ghcb_error = self.ghcb_error
+        cfg.count = self.count
+        probe = ffi.new("ua_host **")
+        check(lib.ua_host_create(cfg, ffi.NULL, ffi.NULL, probe), f"host {self!r}",
+              cls=InvalidArgument)
+        lib.ua_host_destroy(probe[0])
+        return cfg
+
+    def _overrides(self) -> List[str]:
+        return [op for op in _OPS if getattr(type(self), op, None) is not getattr(Host, op, None)]
+
+    def _bind(self) -> "BoundHost":
+        """A C host object for one guest."""
+        return BoundHost(self)
+
+
+_DEFAULTS = {"lazy_rmpupdate": False, "npf_psmash": True, "psc_max_entries": 0,
+             "psc_max_pages": 0, "ghcb_error": 0, "count": 0}
+
+
+class BoundHost:
+    """The C host object serving one guest, with the Python callbacks'
+    pending exception (re-raised by the guest operation that ran them)."""
+
+    def __init__(self, spec: Host):
+        self.spec = spec
+        self.guest = None            # set by the guest once built (callbacks see it)
+        self._error = None
+        self._lock = threading.Lock()
+        ops = ffi.NULL
+        overridden = spec._overrides()
+        self._self_handle = ffi.new_handle(self) if overridden else ffi.NULL
+        if overridden:
+            ops = ffi.new("ua_host_ops *")
+            for op in overridden:
+                setattr(ops, op, getattr(lib, f"_ua_py_host_{op}"))
+        out = ffi.new("ua_host **")
+        check(lib.ua_host_create(spec._config_c(), ops, self._self_handle, out), "host")
+        self._handle = ffi.gc(out[0], lib.ua_host_destroy)
+
+    def take_error(self):
+        with self._lock:
+            err, self._error = self._error, None
+        return err
+
+    def _fail(self, exc) -> int:
+        if isinstance(exc, NeverResume):
+            return lib.UA_E_GUEST_HUNG
+        with self._lock:
+            if self._error is None:
+                self._error = exc
+        return lib.UA_E_CALLBACK
+
+
+def raise_host_error(bound: Optional[BoundHost], message: str):
+    """Re-raise what a Python host's callback raised during a C call."""
+    if bound is None:
+        return
+    err = bound.take_error()
+    if err is not None:
+        raise CallbackError(f"{message}: the host's callback raised {err!r}") from err
+
+
+# ---- exits as a Python host sees them --------------------------------------------------
+
+class _Exit:
+    """An exit handed to a Python host.  default() does what the host's named
+    behaviour does with it (ua_host_behavior_*), kvm() what KVM does
+    (ua_host_kvm_*); both write the answer into the exit."""
+
+    __slots__ = ("_bound", "guest", "vcpu")
+    _verb = ""
+
+    def __init__(self, bound, vcpu):
+        self._bound = bound
+        self.guest = bound.guest
+        self.vcpu = vcpu
+
+    def _args(self):
+        raise NotImplementedError
+
+    def _result(self):
+        return None
+
+    def _run(self, family):
+        st = getattr(lib, f"ua_host_{family}_{self._verb}")(self._bound._handle, *self._args())
+        if st == lib.UA_E_GUEST_HUNG:
+            raise NeverResume()
+        check(st, f"{family} handler of {self._verb}")
+        return self._result()
+
+    def default(self):
+        return self._run("behavior")
+
+    def kvm(self):
+        return self._run("kvm")
+
+
+class SnpPscExit(_Exit):
+    """A GHCB NAE Page State Change: the scratch area's header (cur_entry,
+    end_entry, reserved) and entries, and the answer (SW_EXITINFO1/2,
+    entries_done, pages_done), all read and written in place."""
+
+    __slots__ = ("_s", "_hdr", "_ent", "capacity", "_out")
+    _verb = "snp_psc"
+
+    def __init__(self, bound, s, vcpu, hdr, ent, capacity, out):
+        super().__init__(bound, vcpu)
+        self._s, self._hdr, self._ent, self.capacity, self._out = s, hdr, ent, capacity, out
+
+    def _args(self):
+        return self._s, self.vcpu, self._hdr, self._ent, self.capacity, self._out
+
+    def _word(self):
+        if self._hdr == ffi.NULL:
+            raise InvalidArgument("the scratch area has no header")
+        return self._hdr[0]
+
+    cur_entry = property(lambda self: self._word() & 0xFFFF)
+    end_entry = property(lambda self: (self._word() >> 16) & 0xFFFF)
+    reserved = property(lambda self: self._word() >> 32)
+
+    def set_header(self, cur_entry: int, end_entry: int, reserved: int = 0) -> None:
+        self._word()
+        self._hdr[0] = (as_int(cur_entry, "cur_entry", 0, 1 << 16) |
+                        as_int(end_entry, "end_entry", 0, 1 << 16) << 16 |
+                        as_int(reserved, "reserved", 0, 1 << 32) << 32)
+
+    def entry(self, i: int) -> int:
+        return self._ent[as_int(i, "entry index", 0, self.capacity)]
+
+    def set_entry(self, i: int, value: int) -> None:
+        self._ent[as_int(i, "entry index", 0, self.capacity)] = as_int(value, "entry")
+
+    def __getattr__(self, name):
+        if name in ("sw_exitinfo1", "sw_exitinfo2", "entries_done", "pages_done"):
+            return getattr(self._out, name)
+        raise AttributeError(name)
+
+    def answer(self, *, sw_exitinfo1: Optional[int] = None, sw_exitinfo2: Optional[int] = None,
+               entries_done: Optional[int] = None, pages_done: Optional[int] = None) -> None:
+        for name, v in (("sw_exitinfo1", sw_exitinfo1), ("sw_exitinfo2", sw_exitinfo2),
+                        ("entries_done", entries_done), ("pages_done", pages_done)):
+            if v is not None:
+                setattr(self._out, name, as_int(v, name, 0, 1 << 64))
+
+
+class SnpMsrExit(_Exit):
+    """A GHCB MSR-protocol Page State Change: `request`, and `response` to set."""
+
+    __slots__ = ("_s", "request", "response", "_resp")
+    _verb = "snp_psc_msr"
+
+    def __init__(self, bound, s, vcpu, request):
+        super().__init__(bound, vcpu)
+        self._s, self.request, self.response = s, request, None
+        self._resp = ffi.new("uint64_t *")
+
+    def _args(self):
+        return self._s, self.vcpu, self.request, self._resp
+
+    def _result(self) -> int:
+        self.response = self._resp[0]
+        return self.response
+
+
+class _ActionExit(_Exit):
+    """An exit the host answers with what it did (HostAction) in `action`."""
+
+    __slots__ = ("action", "_act")
+
+    def __init__(self, bound, vcpu):
+        super().__init__(bound, vcpu)
+        self.action = HostAction.NOTHING
+        self._act = ffi.new("uint32_t *")
+
+    def _result(self) -> HostAction:
+        self.action = HostAction(self._act[0])
+        return self.action
+
+
+class SnpNpfExit(_ActionExit):
+    """#VMEXIT(NPF) at `gpa` with `exitinfo1`; set `action` (HostAction)."""
+
+    __slots__ = ("_s", "gpa", "exitinfo1")
+    _verb = "snp_npf"
+
+    def __init__(self, bound, s, vcpu, gpa, exitinfo1):
+        super().__init__(bound, vcpu)
+        self._s, self.gpa, self.exitinfo1 = s, gpa, exitinfo1
+
+    def _args(self):
+        return self._s, self.vcpu, self.gpa, self.exitinfo1, self._act
+
+
+class TdxEptExit(_ActionExit):
+    """A TD exit for an EPT violation at `gpa` (extended exit qualification
+    `eeq`, `exit_status`); set `action` (HostAction)."""
+
+    __slots__ = ("_t", "gpa", "eeq", "exit_status")
+    _verb = "tdx_exit"
+
+    def __init__(self, bound, t, vcpu, gpa, eeq, exit_status):
+        super().__init__(bound, vcpu)
+        self._t, self.gpa, self.eeq, self.exit_status = t, gpa, eeq, exit_status
+
+    def _args(self):
+        return self._t, self.vcpu, self.gpa, self.eeq, self.exit_status, self._act
+
+
+class TdxVmcallExit(_Exit):
+    """TDG.VP.VMCALL with r10..r13; answer(status, r11, chunks)."""
+
+    __slots__ = ("_t", "r10", "r11", "r12", "r13", "_out")
+    _verb = "tdx_vmcall"
+
+    def __init__(self, bound, t, vcpu, r10, r11, r12, r13, out):
+        super().__init__(bound, vcpu)
+        self._t, self.r10, self.r11, self.r12, self.r13, self._out = t, r10, r11, r12, r13, out
+
+    def _args(self):
+        return self._t, self.vcpu, self.r10, self.r11, self.r12, self.r13, self._out
+
+    def _result(self) -> int:
+        return self._out.r10
+
+    def answer(self, status: int, r11: int = 0, chunks: int = 0) -> None:
+        self._out.r10 = as_int(status, "status")
+        self._out.r11 = as_int(r11, "r11")
+        self._out.chunks = as_int(chunks, "chunks")
+
+
+# ---- the trampolines C calls --------------------------------------------------------------
+
+def _run(ctx, exit, method):
+    bound = ffi.from_handle(ctx)
+    try:
+        getattr(bound.spec, method)(exit)
+    except BaseException as exc:  # reported to the caller, never lost in C
+        return bound._fail(exc)
+    return lib.UA_OK
+
+
+@ffi.def_extern()
+def _ua_py_host_snp_psc(h, s, vcpu, hdr, ent, cap, out):
+    ctx = lib.ua_host_ctx(h)
+    return _run(ctx, SnpPscExit(ffi.from_handle(ctx), s, vcpu, hdr, ent, cap, out), "snp_psc")
+
+
+@ffi.def_extern()
+def _ua_py_host_snp_psc_msr(h, s, vcpu, request, response):
+    ctx = lib.ua_host_ctx(h)
+    exit = SnpMsrExit(ffi.from_handle(ctx), s, vcpu, request)
+    st = _run(ctx, exit, "snp_psc_msr")
+    if st == lib.UA_OK:
+        if exit.response is None:
+            exit.response = lib.UA_SNP_GHCB_MSR_PSC_RESP
+        response[0] = exit.response
+    return st
+
+
+@ffi.def_extern()
+def _ua_py_host_snp_npf(h, s, vcpu, gpa, exitinfo1, action):
+    ctx = lib.ua_host_ctx(h)
+    exit = SnpNpfExit(ffi.from_handle(ctx), s, vcpu, gpa, exitinfo1)
+    st = _run(ctx, exit, "snp_npf")
+    action[0] = int(exit.action)
+    return st
+
+
+@ffi.def_extern()
+def _ua_py_host_tdx_exit(h, t, vcpu, gpa, eeq, exit_status, action):
+    ctx = lib.ua_host_ctx(h)
+    exit = TdxEptExit(ffi.from_handle(ctx), t, vcpu, gpa, eeq, exit_status)
+    st = _run(ctx, exit, "tdx_exit")
+    action[0] = int(exit.action)
+    return st
+
+
+@ffi.def_extern()
+def _ua_py_host_tdx_vmcall(h, t, vcpu, r10, r11, r12, r13, out):
+    ctx = lib.ua_host_ctx(h)
+    return _run(ctx, TdxVmcallExit(ffi.from_handle(ctx), t, vcpu, r10, r11, r12, r13, out),
+                "tdx_vmcall")
+
+
+__all__ = ["BEHAVIORS", "BoundHost", "Host", "HostAction", "NeverResume", "SnpMsrExit",
+           "SnpNpfExit", "SnpPscExit", "TdxEptExit", "TdxVmcallExit"]
