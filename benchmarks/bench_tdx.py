@@ -39,7 +39,7 @@ def _accept_all(benchmark, memory, backing, cost=False):
     assert g.count_states(0, memory) == {SeptState.MAPPED: memory // K4}
     benchmark.extra_info.update(
         memory_bytes=memory, backing=backing, tdcall_executions=s.executions, exits=s.exits,
-        aug_4k=s.vmm_aug_4k, aug_2m=s.vmm_aug_2m, model_mib=g.memory_usage / 2**20,
+        aug_4k=s.host_aug_4k, aug_2m=s.host_aug_2m, model_mib=g.memory_usage / 2**20,
         peak_rss_mib=_rss_mib())
     if cost:
         benchmark.extra_info["simulated_seconds"] = g.cost.seconds(0)
