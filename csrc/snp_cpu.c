@@ -31,7 +31,7 @@ uint32_t snp_rmpupdate(ua_snp *s, uint32_t vcpu, uint64_t spa, const ua_snp_rmp_
     if (st->page_size > 1)
         return UA_SNP_RMP_FAIL_INPUT;
     int big = st->page_size == 1;
-    uint64_t size = big ? SNP_2M : SNP_4K;
+    uint64_t size = big ? UA_2M : UA_4K;
     snp_charge(s, vcpu, big ? UA_EV_RMPUPDATE_2M : UA_EV_RMPUPDATE_4K, 1);
     if ((spa & (size - 1)) || spa >= s->rmp_end || (st->gpa & (size - 1)) ||
         st->gpa >= SNP_PA_LIMIT || st->asid > UA_SNP_MAX_ASID)
@@ -92,12 +92,12 @@ uint32_t snp_rmpupdate(ua_snp *s, uint32_t vcpu, uint64_t spa, const ua_snp_rmp_
 uint32_t snp_psmash(ua_snp *s, uint32_t vcpu, uint64_t spa)
 {
     snp_charge(s, vcpu, UA_EV_PSMASH, 1);
-    if ((spa & (SNP_2M - 1)) || spa >= s->rmp_end)
+    if ((spa & (UA_2M - 1)) || spa >= s->rmp_end)
         return UA_SNP_RMP_FAIL_INPUT;
     struct snp_region *rg = snp_region_peek(s, spa >> SNP_REGION_SHIFT);
     if (!rg || !(rg->e & E_PAGESIZE))
         return UA_SNP_RMP_FAIL_INPUT;
-    if (UA_UNLIKELY(s->nin_use) && snp_in_use_any(s, spa, SNP_2M))
+    if (UA_UNLIKELY(s->nin_use) && snp_in_use_any(s, spa, UA_2M))
         return UA_SNP_RMP_FAIL_INUSE;
     if (!snp_region_split(s, rg))
         return UA_SNP_RMP_FAIL_INUSE;
@@ -157,17 +157,17 @@ ua_status ua_snp_launch_update(ua_snp *s, uint64_t gpa, uint64_t size)
         int is2m;
         uint64_t spa = snp_npt(s, a);
         uint64_t e = snp_entry(s, spa, &is2m);
-        if ((e & E_ASSIGNED) || (UA_UNLIKELY(s->nin_use) && snp_in_use_any(s, spa, SNP_4K)))
+        if ((e & E_ASSIGNED) || (UA_UNLIKELY(s->nin_use) && snp_in_use_any(s, spa, UA_4K)))
             return UA_E_STATE;
-        if (!snp_region_peek(s, spa >> SNP_REGION_SHIFT) && !(a & (SNP_2M - 1)) &&
-            end - a >= SNP_2M && !snp_range_remapped(s, a >> 12, 512) &&
-            !(s->nin_use && snp_in_use_any(s, a, SNP_2M)))
-            a += SNP_2M; /* an untouched region is all hypervisor-owned */
+        if (!snp_region_peek(s, spa >> SNP_REGION_SHIFT) && !(a & (UA_2M - 1)) &&
+            end - a >= UA_2M && !snp_range_remapped(s, a >> 12, 512) &&
+            !(s->nin_use && snp_in_use_any(s, a, UA_2M)))
+            a += UA_2M; /* an untouched region is all hypervisor-owned */
         else
-            a += SNP_4K;
+            a += UA_4K;
     }
     for (uint64_t a = gpa; a < end;) {
-        int whole = !(a & (SNP_2M - 1)) && end - a >= SNP_2M &&
+        int whole = !(a & (UA_2M - 1)) && end - a >= UA_2M &&
                     s->cfg.backing == UA_BACKING_2M && !snp_range_remapped(s, a >> 12, 512);
         uint64_t spa = snp_npt(s, a);
         /* (a split region of hypervisor-owned pages merges back into one
@@ -184,7 +184,7 @@ ua_status ua_snp_launch_update(ua_snp *s, uint64_t gpa, uint64_t size)
         else if (split_put(s, rg->split, (spa >> 12) & 511,
                            split_get(rg->split, (spa >> 12) & 511) | E_VALIDATED))
             return UA_E_NOMEM;
-        a += whole ? SNP_2M : SNP_4K;
+        a += whole ? UA_2M : UA_4K;
     }
     return UA_OK;
 }
@@ -225,7 +225,7 @@ ua_status ua_snp_rmp_read(const ua_snp *s, uint64_t spa, ua_snp_rmp_entry *out)
     uint64_t e = snp_entry(s, spa, &is2m);
     uint16_t ext = ext_perm(s, spa);
     memset(out, 0, sizeof(*out));
-    out->entry_spa = is2m ? spa & ~(SNP_2M - 1) : spa;
+    out->entry_spa = is2m ? spa & ~(UA_2M - 1) : spa;
     out->gpa = e & E_GPA_MASK;
     out->asid = e_asid(e);
     out->assigned = !!(e & E_ASSIGNED);
@@ -267,10 +267,10 @@ ua_status ua_snp_count_gpa(const ua_snp *s, uint64_t start, uint64_t end, uint64
     uint64_t v = 0, u = 0;
     const uint64_t want = E_ASSIGNED | ((uint64_t)s->cfg.asid << E_ASID_SHIFT);
     for (uint64_t a = start; a < end;) {
-        if (!(a & (SNP_2M - 1)) && end - a >= SNP_2M && !snp_range_remapped(s, a >> 12, 512)) {
+        if (!(a & (UA_2M - 1)) && end - a >= UA_2M && !snp_range_remapped(s, a >> 12, 512)) {
             const struct snp_region *rg = snp_region_peek(s, a >> SNP_REGION_SHIFT);
             if (!rg || (!rg->split && !(rg->e & E_PAGESIZE))) {
-                a += SNP_2M;
+                a += UA_2M;
                 continue;
             }
             if (rg->e & E_PAGESIZE) {
@@ -282,7 +282,7 @@ ua_status ua_snp_count_gpa(const ua_snp *s, uint64_t start, uint64_t end, uint64
                     else
                         u += 512;
                 }
-                a += SNP_2M;
+                a += UA_2M;
                 continue;
             }
             const struct snp_split *sp = rg->split;
@@ -295,21 +295,21 @@ ua_status ua_snp_count_gpa(const ua_snp *s, uint64_t start, uint64_t end, uint64
                         u += !((f >> 3) & 1);
                     }
                 }
-                a += SNP_2M;
+                a += UA_2M;
                 continue;
             }
         }
         uint64_t spa = snp_npt(s, a);
         int is2m;
         uint64_t e = snp_entry(s, spa, &is2m);
-        uint64_t egpa = (e & E_GPA_MASK) + (is2m ? (spa & (SNP_2M - 1)) : 0);
+        uint64_t egpa = (e & E_GPA_MASK) + (is2m ? (spa & (UA_2M - 1)) : 0);
         if ((e & (E_ASSIGNED | E_ASID_MASK | E_IMMUTABLE)) == want && egpa == a) {
             if (e & E_VALIDATED)
                 v++;
             else
                 u++;
         }
-        a += SNP_4K;
+        a += UA_4K;
     }
     *validated = v;
     *assigned_unvalidated = u;
@@ -350,7 +350,7 @@ static inline uint64_t instr_npf(uint64_t e, int is2m, uint64_t gpa, uint64_t sp
  * compares with the NPT size. */
 static inline int size_mismatch_2m(const ua_snp *s, int is2m, uint64_t gpa, uint64_t spa)
 {
-    return !is2m || (spa & (SNP_2M - 1)) || snp_range_remapped(s, gpa >> 12, 512);
+    return !is2m || (spa & (UA_2M - 1)) || snp_range_remapped(s, gpa >> 12, 512);
 }
 
 static inline void set_fault(ua_snp_result *r, uint32_t fault, uint32_t error_code,
@@ -450,7 +450,7 @@ unsigned snp_pvalidate_run4k(ua_snp *s, uint64_t gpa, unsigned n, uint32_t valid
         }
         return i;
     }
-    for (i = 0; i < n; i++, gpa += SNP_4K) {
+    for (i = 0; i < n; i++, gpa += UA_4K) {
         uint64_t e = ent[idx + i];
         if ((e & mask) != (key | gpa) || (e & E_VALIDATED) == want)
             break;
@@ -470,7 +470,7 @@ ua_status ua_snp_pvalidate(ua_snp *s, uint32_t vcpu, uint64_t va, uint32_t size,
         out->fault = UA_SNP_FAULT_GP;
         return UA_OK;
     }
-    if (size > 1 || (va & ((size ? SNP_2M : SNP_4K) - 1))) {
+    if (size > 1 || (va & ((size ? UA_2M : UA_4K) - 1))) {
         out->eax = UA_SNP_FAIL_INPUT;
         return UA_OK;
     }
@@ -504,7 +504,7 @@ ua_status ua_snp_rmpadjust(ua_snp *s, uint32_t vcpu, uint64_t va, uint32_t size,
     uint32_t target = attrs & 0xff;
     uint32_t perms = (attrs >> 8) & 0xff;
     int vmsa = !!(attrs & UA_SNP_RMPADJUST_VMSA);
-    if (size > 1 || (va & ((size ? SNP_2M : SNP_4K) - 1)) ||
+    if (size > 1 || (va & ((size ? UA_2M : UA_4K) - 1)) ||
         (attrs & ~(uint64_t)(0xff | 0xff00 | UA_SNP_RMPADJUST_VMSA)) || (perms & ~0x1fu) ||
         target > UA_SNP_MAX_VMPL ||
         ((perms & UA_SNP_PERM_WRITE) && !(perms & UA_SNP_PERM_READ))) {

@@ -222,13 +222,13 @@ static int validate_entry(ua_snp_path *p, uint32_t vcpu, uint64_t gpa, int big, 
         c->st.fallbacks++;
         for (unsigned i = 0; i < 512;) {
             /* the common case in one pass; anything else page by page */
-            unsigned k = snp_pvalidate_run4k(p->s, gpa + (uint64_t)i * SNP_4K, 512 - i,
+            unsigned k = snp_pvalidate_run4k(p->s, gpa + (uint64_t)i * UA_4K, 512 - i,
                                              (uint32_t)validate);
             c->st.accept_4k += k;
             i += k;
             if (i == 512)
                 break;
-            uint64_t a = gpa + (uint64_t)i * SNP_4K;
+            uint64_t a = gpa + (uint64_t)i * UA_4K;
             *bad = a;
             if ((st = guest_pvalidate(p, vcpu, a, 0, validate, r, c)))
                 return st;
@@ -242,17 +242,15 @@ static int validate_entry(ua_snp_path *p, uint32_t vcpu, uint64_t gpa, int big, 
     return pv_failed(r) ? -1 : UA_OK;
 }
 
-#define ENT_GPA(x) ((((x) >> 12) & ((1ull << 40) - 1)) << 12)
-#define ENT_BIG(x) ((int)(((x) >> 56) & 1))
 
 /* Build entries for [*a, end): 2M where 2 MiB-aligned with >= 2 MiB left. */
 static uint32_t build(uint64_t *ent, uint32_t max, uint64_t *a, uint64_t end, unsigned op)
 {
     uint32_t n = 0;
     while (*a < end && n < max) {
-        int big = !(*a & (SNP_2M - 1)) && end - *a >= SNP_2M;
+        int big = !(*a & (UA_2M - 1)) && end - *a >= UA_2M;
         ent[n++] = ((*a >> 12) << 12) | ((uint64_t)op << 52) | ((uint64_t)big << 56);
-        *a += big ? SNP_2M : SNP_4K;
+        *a += big ? UA_2M : UA_4K;
     }
     return n;
 }
@@ -282,7 +280,8 @@ static int validate_all(ua_snp_path *p, uint32_t vcpu, const uint64_t *ent, uint
     for (uint32_t i = 0; i < n; i++) {
         ua_snp_result r;
         uint64_t bad;
-        int v = validate_entry(p, vcpu, ENT_GPA(ent[i]), ENT_BIG(ent[i]), validate, c, &r, &bad);
+        int v = validate_entry(p, vcpu, PSC_ENT_GFN(ent[i]) << 12, (int)PSC_ENT_2M(ent[i]),
+                               validate, c, &r, &bad);
         if (v > 0)
             return v;
         if (v)
@@ -400,7 +399,7 @@ static int early_set_state(ua_snp_path *p, uint64_t start, uint64_t end, uint32_
     ua_snp *s = p->s;
     const uint64_t op = priv ? UA_SNP_PSC_OP_PRIVATE : UA_SNP_PSC_OP_SHARED;
     int rc;
-    for (uint64_t a = start; a < end; a += SNP_4K) {
+    for (uint64_t a = start; a < end; a += UA_4K) {
         const uint64_t page = (a >> 12) << 12; /* a one-entry 4 KiB descriptor */
         if (!priv && (rc = validate_all(p, vcpu, &page, 1, 0, c, TERM_LINUX_PVALIDATE)))
             return rc;
@@ -421,7 +420,7 @@ static int early_set_state(ua_snp_path *p, uint64_t start, uint64_t end, uint32_
             if (!s->cfg.coherency_sfw_no)
                 c->st.cache_touch_4k++;
         }
-        c->st.bytes += SNP_4K;
+        c->st.bytes += UA_4K;
     }
     return UA_OK;
 }

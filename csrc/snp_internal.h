@@ -10,8 +10,6 @@
 #include "host_internal.h"
 #include "sparse_internal.h"
 
-#define SNP_4K ((uint64_t)UA_SIZE_4K)
-#define SNP_2M ((uint64_t)UA_SIZE_2M)
 #define SNP_REGION_SHIFT 21
 #define SNP_PA_LIMIT (1ull << 52)
 #define SNP_NO_VCPU 0xffffffffu                  /* host-initiated: charge nobody */
@@ -156,7 +154,7 @@ int snp_range_remapped(const ua_snp *s, uint64_t gfn, uint64_t npages);
  * 4 KiB GPA the guest used; spa its translation. */
 static inline int rmp_owner_fault(uint64_t e, int is2m, uint64_t gpa, uint64_t spa, uint32_t asid)
 {
-    uint64_t egpa = (e & E_GPA_MASK) + (is2m ? (spa & (SNP_2M - 1) & ~0xfffull) : 0);
+    uint64_t egpa = (e & E_GPA_MASK) + (is2m ? (spa & (UA_2M - 1) & ~0xfffull) : 0);
     return !(e & E_ASSIGNED) || e_asid(e) != asid || egpa != (gpa & ~0xfffull) ||
            (e & E_IMMUTABLE);
 }

@@ -101,7 +101,7 @@ static int host_set_4k(ua_snp *s, uint32_t vcpu, uint64_t gfn, int private_, int
                  : !(cur & E_ASSIGNED))
         return 0;
     if (rg && (rg->e & (E_PAGESIZE | E_ASSIGNED)) == (E_PAGESIZE | E_ASSIGNED)) {
-        if (snp_psmash(s, vcpu, spa & ~(SNP_2M - 1)) != UA_SNP_RMP_SUCCESS)
+        if (snp_psmash(s, vcpu, spa & ~(UA_2M - 1)) != UA_SNP_RMP_SUCCESS)
             return -1;
     }
     ua_snp_rmp_state st = snp_rmp_state_for(s, gfn << 12, private_, 0);
@@ -423,7 +423,7 @@ int ua_host_kvm_snp_npf(ua_host *h, ua_snp *s, uint32_t vcpu, uint64_t gpa, uint
         return UA_OK;
     }
     if ((exitinfo1 & UA_SNP_NPF_SIZEM) && h->cfg.npf_psmash) {
-        uint64_t spa = snp_npt(s, gpa) & ~(SNP_2M - 1);
+        uint64_t spa = snp_npt(s, gpa) & ~(UA_2M - 1);
         if (snp_psmash(s, vcpu, spa) == UA_SNP_RMP_SUCCESS)
             *action = UA_HOST_DID_PSMASH;
     }

@@ -146,7 +146,7 @@ ua_status ua_snp_create(const ua_snp_config *cfg, ua_snp **out)
     if (!cfg || !out)
         return UA_E_INVAL;
     *out = NULL;
-    if (cfg->memory_bytes == 0 || cfg->memory_bytes % SNP_2M || cfg->spare_bytes % SNP_2M)
+    if (cfg->memory_bytes == 0 || cfg->memory_bytes % UA_2M || cfg->spare_bytes % UA_2M)
         return UA_E_ALIGN;
     if (cfg->memory_bytes > SNP_PA_LIMIT || cfg->spare_bytes > SNP_PA_LIMIT - cfg->memory_bytes)
         return UA_E_RANGE;

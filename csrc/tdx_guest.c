@@ -199,7 +199,7 @@ static int path_enter(ua_tdx_path *p, uint64_t start, uint64_t end, uint32_t vcp
         return UA_E_INVAL;
     if (vcpu >= p->vcpus)
         return UA_E_VCPU;
-    if ((start | end) % UA_TDX_SZ_4K)
+    if ((start | end) % UA_4K)
         return UA_E_ALIGN;
     if (start > end)
         return UA_E_RANGE;
@@ -301,14 +301,14 @@ static int accept_ovmf(ua_tdx_path *p, uint64_t start, uint64_t end, uint32_t vc
     if (size == 0)
         return UA_OK;
     uint64_t head = 0;
-    if (start % UA_TDX_SZ_2M) {
-        head = UA_TDX_SZ_2M - start % UA_TDX_SZ_2M;
+    if (start % UA_2M) {
+        head = UA_2M - start % UA_2M;
         if (head > size)
             head = size;
     }
     uint64_t rest = size - head, middle = 0;
-    if (rest > UA_TDX_SZ_2M)
-        middle = rest & ~(UA_TDX_SZ_2M - 1);
+    if (rest > UA_2M)
+        middle = rest & ~(UA_2M - 1);
     const struct {
         uint64_t bytes;
         unsigned level;

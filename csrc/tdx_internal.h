@@ -29,11 +29,8 @@
 #include "host_internal.h"
 #include "sparse_internal.h"
 
-#define UA_TDX_SZ_4K ((uint64_t)UA_SIZE_4K)
-#define UA_TDX_SZ_2M ((uint64_t)UA_SIZE_2M)
-#define UA_TDX_SZ_1G ((uint64_t)UA_SIZE_1G)
 
-static inline uint64_t ua_tdx_level_size(unsigned level) { return UA_TDX_SZ_4K << (9 * level); }
+static inline uint64_t ua_tdx_level_size(unsigned level) { return UA_4K << (9 * level); }
 
 /* Fields of the extended exit qualification of an ACCEPT exit (bits 63:32). */
 static inline uint64_t ua_tdx_eeq_accept(unsigned req_level, unsigned err_level, unsigned state,
@@ -234,10 +231,10 @@ static inline uint32_t alloc_frame(ua_tdx *t)
 static inline uint64_t page_hpa(const struct region *r, unsigned i, int leaf2m)
 {
     if (!leaf2m && r->ext && (r->ext->pte[i] & P_OVR))
-        return HPA_POOL_4K + (uint64_t)r->ext->ovr[i] * UA_TDX_SZ_4K;
+        return HPA_POOL_4K + (uint64_t)r->ext->ovr[i] * UA_4K;
     if (!r->frame)
         return 0;
-    return (uint64_t)r->frame * UA_TDX_SZ_2M + (uint64_t)i * UA_TDX_SZ_4K;
+    return (uint64_t)r->frame * UA_2M + (uint64_t)i * UA_4K;
 }
 
 /* Give page i a host page for ADD/AUG: its default slot the first time,

@@ -80,7 +80,7 @@ int tdx_map_gpa_check(const ua_tdx *t, uint64_t gpa, uint64_t size, ua_tdx_vmcal
         out->r10 = UA_TDX_VMCALL_INVALID_OPERAND;
         return -1;
     }
-    if ((gpa | size) % UA_TDX_SZ_4K) {
+    if ((gpa | size) % UA_4K) {
         out->r10 = UA_TDX_VMCALL_ALIGN_ERROR;
         return -1;
     }
@@ -112,15 +112,15 @@ int ua_host_kvm_tdx_vmcall(ua_host *h, ua_tdx *t, uint32_t vcpu, uint64_t r10, u
     }
     struct vcpu_state *v = &t->vcpus[vcpu];
     while (a < e) {
-        uint64_t cend = e - a > UA_TDX_SZ_2M ? a + UA_TDX_SZ_2M : e;
+        uint64_t cend = e - a > UA_2M ? a + UA_2M : e;
         for (uint64_t b = a; b < cend;) {
-            uint64_t idx = b / UA_TDX_SZ_2M;
-            uint64_t rend = (idx + 1) * UA_TDX_SZ_2M < cend ? (idx + 1) * UA_TDX_SZ_2M : cend;
+            uint64_t idx = b / UA_2M;
+            uint64_t rend = (idx + 1) * UA_2M < cend ? (idx + 1) * UA_2M : cend;
             struct region *r = region_w(t, idx);
             if (!r)
                 return UA_E_NOMEM;
-            unsigned i0 = (unsigned)((b % UA_TDX_SZ_2M) / UA_TDX_SZ_4K);
-            unsigned i1 = i0 + (unsigned)((rend - b) / UA_TDX_SZ_4K);
+            unsigned i0 = (unsigned)((b % UA_2M) / UA_4K);
+            unsigned i1 = i0 + (unsigned)((rend - b) / UA_4K);
             ua_status st;
             if (to_shared && (st = vmm_zap_private(t, vcpu, r, i0, i1)))
                 return st;
@@ -173,21 +173,21 @@ int tdx_kvm_exit(ua_host *h, ua_tdx *t, uint32_t vcpu, uint64_t gpa, uint64_t ee
          * releases the HP bit at both levels */
         if (pa >= t->cfg.memory_bytes)
             return UA_E_HOST;
-        struct region *r = region_w(t, pa / UA_TDX_SZ_2M);
+        struct region *r = region_w(t, pa / UA_2M);
         if (!r)
             return UA_E_NOMEM;
         r->flags &= (uint8_t)~R_HP;
         if (r->ext)
-            r->ext->pte[(pa % UA_TDX_SZ_2M) / UA_TDX_SZ_4K] &= (uint8_t)~P_HP;
+            r->ext->pte[(pa % UA_2M) / UA_4K] &= (uint8_t)~P_HP;
         *action = UA_HOST_DID_RELEASE_HP;
         return UA_OK;
     }
     if ((gpa & t->private_limit) || pa >= t->cfg.memory_bytes)
         return UA_E_HOST;
-    struct region *r = region_w(t, pa / UA_TDX_SZ_2M);
+    struct region *r = region_w(t, pa / UA_2M);
     if (!r)
         return UA_E_NOMEM;
-    unsigned i = (unsigned)((pa % UA_TDX_SZ_2M) / UA_TDX_SZ_4K);
+    unsigned i = (unsigned)((pa % UA_2M) / UA_4K);
     if (page_shared(r, i))
         return UA_E_HOST; /* a private fault on a GPA the VMM holds as shared */
     unsigned type = (unsigned)(eeq & 0xF);
@@ -213,12 +213,12 @@ int tdx_kvm_exit(ua_host *h, ua_tdx *t, uint32_t vcpu, uint64_t gpa, uint64_t ee
             target = max_level;
         if (target > UA_TDX_LEVEL_2M)
             target = UA_TDX_LEVEL_2M;
-        uint64_t base = pa & ~(UA_TDX_SZ_2M - 1);
+        uint64_t base = pa & ~(UA_2M - 1);
         if (target == UA_TDX_LEVEL_2M &&
-            (base + UA_TDX_SZ_2M > t->cfg.memory_bytes ||
+            (base + UA_2M > t->cfg.memory_bytes ||
              (r->state != S_FREE && r->state != S_REMOVED) || any_shared(r)))
             target = UA_TDX_LEVEL_4K;
-        uint64_t a = target == UA_TDX_LEVEL_2M ? base : (pa & ~(UA_TDX_SZ_4K - 1));
+        uint64_t a = target == UA_TDX_LEVEL_2M ? base : (pa & ~(UA_4K - 1));
         if ((st = ua_tdx_host_aug(t, vcpu, a | target, &hr)))
             return st;
         if (hr.status != UA_TDX_SUCCESS)
@@ -228,7 +228,7 @@ int tdx_kvm_exit(ua_host *h, ua_tdx *t, uint32_t vcpu, uint64_t gpa, uint64_t ee
     }
     if (err_state == UA_TDX_SEPT_PENDING && err_level == UA_TDX_LEVEL_2M && req < err_level) {
         /* a 4 KiB accept inside a 2 MiB PENDING leaf: split it */
-        uint64_t a = (pa & ~(UA_TDX_SZ_2M - 1)) | UA_TDX_LEVEL_2M;
+        uint64_t a = (pa & ~(UA_2M - 1)) | UA_TDX_LEVEL_2M;
         if ((st = ua_tdx_host_block(t, vcpu, a, &hr)))
             return st;
         if (hr.status != UA_TDX_SUCCESS)

@@ -188,13 +188,13 @@ sept_enter(ua_tdx *t, uint32_t vcpu, uint64_t pi, const struct sept_op *op,
         *st = UA_E_RANGE;
         return 1;
     }
-    struct region *r = region_w(t, ref->gpa / UA_TDX_SZ_2M);
+    struct region *r = region_w(t, ref->gpa / UA_2M);
     if (!r) {
         *st = UA_E_NOMEM;
         return 1;
     }
     ref->r = r;
-    ref->i = (unsigned)((ref->gpa % UA_TDX_SZ_2M) / UA_TDX_SZ_4K);
+    ref->i = (unsigned)((ref->gpa % UA_2M) / UA_4K);
     if (level == UA_TDX_LEVEL_1G) {
         /* the 1 GiB entry of guest RAM is always a non-leaf in this model */
         if (op->at_1g == AT_1G_UNMODELLED) {
@@ -307,11 +307,11 @@ ua_status ua_tdx_host_add_range(ua_tdx *t, uint32_t vcpu, uint64_t start, uint64
         *done = 0;
     if (st)
         return st;
-    if ((start | end) % UA_TDX_SZ_4K)
+    if ((start | end) % UA_4K)
         return UA_E_ALIGN;
     if (start > end || end > t->cfg.memory_bytes)
         return UA_E_RANGE;
-    for (uint64_t a = start; a < end; a += UA_TDX_SZ_4K) {
+    for (uint64_t a = start; a < end; a += UA_4K) {
         if ((st = ua_tdx_host_add(t, vcpu, a, data_nonzero, out)))
             return st;
         if (out->status != UA_TDX_SUCCESS)
@@ -490,7 +490,7 @@ static ua_status knob_entry(ua_tdx *t, uint64_t pi, uint8_t **pte, struct region
         return UA_E_INVAL;
     if (gpa >= t->cfg.memory_bytes)
         return UA_E_RANGE;
-    struct region *r = region_w(t, gpa / UA_TDX_SZ_2M);
+    struct region *r = region_w(t, gpa / UA_2M);
     if (!r)
         return UA_E_NOMEM;
     *reg = r;
@@ -501,7 +501,7 @@ static ua_status knob_entry(ua_tdx *t, uint64_t pi, uint8_t **pte, struct region
         struct ext *e = ext_get(t, r);
         if (!e)
             return UA_E_NOMEM;
-        *pte = &e->pte[(gpa % UA_TDX_SZ_2M) / UA_TDX_SZ_4K];
+        *pte = &e->pte[(gpa % UA_2M) / UA_4K];
     }
     return UA_OK;
 }
@@ -629,7 +629,7 @@ ua_status ua_tdx_tdcall_accept(ua_tdx *t, uint32_t vcpu, uint64_t rax, uint64_t 
     }
     /* GPAs outside guest RAM: no SEPT below the top levels (model: the walk
      * stops at a FREE entry of the requested level or at 2 MiB) */
-    if (UA_UNLIKELY(gpa >= t->nregions * UA_TDX_SZ_2M)) {
+    if (UA_UNLIKELY(gpa >= t->nregions * UA_2M)) {
         unsigned lvl = req > UA_TDX_LEVEL_2M ? req : UA_TDX_LEVEL_2M;
         accept_exit(out, gpa, req, lvl, S_FREE, 0);
         charge(t, vcpu, UA_EV_TD_EXIT, 1);
@@ -641,7 +641,7 @@ ua_status ua_tdx_tdcall_accept(ua_tdx *t, uint32_t vcpu, uint64_t rax, uint64_t 
         out->rax = UA_TDX_PAGE_SIZE_MISMATCH | UA_TDX_LEVEL_1G;
         return UA_OK;
     }
-    struct region *r = region_w(t, gpa / UA_TDX_SZ_2M);
+    struct region *r = region_w(t, gpa / UA_2M);
     if (UA_UNLIKELY(!r))
         return UA_E_NOMEM;
     unsigned rs = r->state;
@@ -679,7 +679,7 @@ ua_status ua_tdx_tdcall_accept(ua_tdx *t, uint32_t vcpu, uint64_t rax, uint64_t 
         charge(t, vcpu, UA_EV_TD_EXIT, 1);
         return UA_OK;
     }
-    unsigned i = (unsigned)((gpa % UA_TDX_SZ_2M) / UA_TDX_SZ_4K);
+    unsigned i = (unsigned)((gpa % UA_2M) / UA_4K);
     uint8_t p = pte_get(t, r, i);
     unsigned s = p & P_STATE;
     if (accept_entry_done(t, vcpu, v, gpa, req, s, p & P_LOCK, p & P_HP, out))
@@ -721,10 +721,10 @@ ua_status ua_tdx_guest_access(ua_tdx *t, uint32_t vcpu, uint64_t gpa, uint32_t w
         charge(t, vcpu, UA_EV_TD_EXIT, 1);
         return UA_OK;
     }
-    struct region *r = region_w(t, pa / UA_TDX_SZ_2M);
+    struct region *r = region_w(t, pa / UA_2M);
     if (!r)
         return UA_E_NOMEM;
-    unsigned i = (unsigned)((pa % UA_TDX_SZ_2M) / UA_TDX_SZ_4K);
+    unsigned i = (unsigned)((pa % UA_2M) / UA_4K);
     if (shared_access) {
         /* shared EPT: present only if the VMM converted this GPA to shared */
         if (page_shared(r, i))

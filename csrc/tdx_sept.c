@@ -93,7 +93,7 @@ ua_status ua_tdx_create(const ua_tdx_config *cfg, ua_tdx **out)
         return UA_E_INVAL;
     if (cfg->backing > UA_BACKING_4K || cfg->initial > UA_TDX_INIT_PENDING || cfg->reserved)
         return UA_E_INVAL;
-    if (cfg->memory_bytes == 0 || cfg->memory_bytes % UA_TDX_SZ_4K)
+    if (cfg->memory_bytes == 0 || cfg->memory_bytes % UA_4K)
         return UA_E_ALIGN;
     uint64_t private_limit = 1ull << (cfg->gpaw - 1);
     /* 2^32 - 2^31 region frames are reserved for the initial identity frames */
@@ -106,7 +106,7 @@ ua_status ua_tdx_create(const ua_tdx_config *cfg, ua_tdx **out)
     t->cfg = *cfg;
     t->private_limit = private_limit;
     t->backing_level = cfg->backing == UA_BACKING_2M ? UA_TDX_LEVEL_2M : UA_TDX_LEVEL_4K;
-    t->nregions = (cfg->memory_bytes + UA_TDX_SZ_2M - 1) / UA_TDX_SZ_2M;
+    t->nregions = (cfg->memory_bytes + UA_2M - 1) / UA_2M;
     t->mem_usage = sizeof(*t) + sizeof(*t->vcpus) * cfg->vcpus;
     if (posix_memalign((void **)&t->vcpus, 64, sizeof(*t->vcpus) * cfg->vcpus))
         t->vcpus = NULL;
@@ -131,7 +131,7 @@ ua_status ua_tdx_create(const ua_tdx_config *cfg, ua_tdx **out)
         t->tmpl_state = t->backing_level == UA_TDX_LEVEL_2M ? S_PENDING : S_NL_MAPPED;
         t->tmpl_flags = R_GARBAGE;
         t->nl_default_pte = S_PENDING;
-        uint64_t tail = cfg->memory_bytes % UA_TDX_SZ_2M;
+        uint64_t tail = cfg->memory_bytes % UA_2M;
         if (tail) {
             /* the last region is only partly RAM: 4 KiB pages up to its end */
             struct region *r = region_w(t, t->nregions - 1);
@@ -140,7 +140,7 @@ ua_status ua_tdx_create(const ua_tdx_config *cfg, ua_tdx **out)
                 ua_tdx_destroy(t);
                 return UA_E_NOMEM;
             }
-            unsigned n = (unsigned)(tail / UA_TDX_SZ_4K);
+            unsigned n = (unsigned)(tail / UA_4K);
             r->state = S_NL_MAPPED;
             memset(e->pte, S_FREE, sizeof(e->pte));
             memset(e->pte, S_PENDING, n);
@@ -262,8 +262,8 @@ ua_status ua_tdx_entry(const ua_tdx *t, uint64_t gpa, int level, ua_tdx_entry_in
         return UA_OK;
     }
     struct region tmp;
-    const struct region *r = region_r(t, gpa / UA_TDX_SZ_2M, &tmp);
-    unsigned i = (unsigned)((gpa % UA_TDX_SZ_2M) / UA_TDX_SZ_4K);
+    const struct region *r = region_r(t, gpa / UA_2M, &tmp);
+    unsigned i = (unsigned)((gpa % UA_2M) / UA_4K);
     int nl = r->state == S_NL_MAPPED || r->state == S_NL_BLOCKED;
     out->shared = (uint32_t)page_shared(r, i);
     if (level == UA_TDX_LEVEL_2M || (level == -1 && !nl)) {
@@ -299,7 +299,7 @@ static ua_status range_check(const ua_tdx *t, uint64_t start, uint64_t end)
 {
     if (!t)
         return UA_E_INVAL;
-    if ((start | end) % UA_TDX_SZ_4K)
+    if ((start | end) % UA_4K)
         return UA_E_ALIGN;
     if (start > end || end > t->cfg.memory_bytes)
         return UA_E_RANGE;
@@ -315,17 +315,17 @@ ua_status ua_tdx_count_states(const ua_tdx *t, uint64_t start, uint64_t end, uin
         return UA_E_INVAL;
     memset(counts, 0, 6 * sizeof(*counts));
     for (uint64_t a = start; a < end;) {
-        uint64_t idx = a / UA_TDX_SZ_2M;
-        uint64_t rend = (idx + 1) * UA_TDX_SZ_2M < end ? (idx + 1) * UA_TDX_SZ_2M : end;
+        uint64_t idx = a / UA_2M;
+        uint64_t rend = (idx + 1) * UA_2M < end ? (idx + 1) * UA_2M : end;
         struct region tmp;
         const struct region *r = region_r(t, idx, &tmp);
         if (r->state == S_NL_MAPPED || r->state == S_NL_BLOCKED) {
-            for (uint64_t b = a; b < rend; b += UA_TDX_SZ_4K) {
-                unsigned i = (unsigned)((b % UA_TDX_SZ_2M) / UA_TDX_SZ_4K);
+            for (uint64_t b = a; b < rend; b += UA_4K) {
+                unsigned i = (unsigned)((b % UA_2M) / UA_4K);
                 counts[pub_state[pte_get(t, r, i) & P_STATE]]++;
             }
         } else {
-            counts[pub_state[r->state]] += (rend - a) / UA_TDX_SZ_4K;
+            counts[pub_state[r->state]] += (rend - a) / UA_4K;
         }
         a = rend;
     }
@@ -340,10 +340,10 @@ ua_status ua_tdx_count_nonzero(const ua_tdx *t, uint64_t start, uint64_t end, ui
     if (!count)
         return UA_E_INVAL;
     uint64_t n = 0;
-    for (uint64_t a = start; a < end; a += UA_TDX_SZ_4K) {
+    for (uint64_t a = start; a < end; a += UA_4K) {
         struct region tmp;
-        const struct region *r = region_r(t, a / UA_TDX_SZ_2M, &tmp);
-        unsigned i = (unsigned)((a % UA_TDX_SZ_2M) / UA_TDX_SZ_4K);
+        const struct region *r = region_r(t, a / UA_2M, &tmp);
+        unsigned i = (unsigned)((a % UA_2M) / UA_4K);
         int nl = r->state == S_NL_MAPPED || r->state == S_NL_BLOCKED;
         unsigned s = nl ? (pte_get(t, r, i) & P_STATE) : r->state;
         if (s == S_MAPPED && page_dirty(r, i))

@@ -5,6 +5,10 @@
 #include "unaccepted.h"
 
 #define UA_WORD_BITS 64u
+/* The page sizes of ua_vm.h as 64-bit values, for address arithmetic. */
+#define UA_4K ((uint64_t)UA_SIZE_4K)
+#define UA_2M ((uint64_t)UA_SIZE_2M)
+#define UA_1G ((uint64_t)UA_SIZE_1G)
 /* Events of this build (ua_event_count()); append-only, <= UA_EV_MAX. */
 #define UA_EV_COUNT 21
 #define UA_UNLIKELY(x) __builtin_expect(!!(x), 0)

@@ -11,7 +11,7 @@ from typing import Dict, Optional
 
 from ._core import ffi, lib
 from .errors import InvalidArgument, check
-from .validate import as_int, as_vcpu
+from .validate import as_int, as_u64, as_vcpu
 
 EVENT_COUNT = lib.ua_event_count()
 
@@ -91,9 +91,7 @@ class CostProfile:
                 ev = Event[key.upper()]
             except KeyError:
                 raise InvalidArgument(f"unknown event {key!r}") from None
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise InvalidArgument(f"cycles for {key} must be a non-negative int, got {value!r}")
-            cycles[ev] = value
+            cycles[ev] = as_u64(value, f"cycles for {key}")
             sources[ev] = "set by the caller"
         return CostProfile(self.name + "+custom", self.ghz, cycles, sources)
 
@@ -105,9 +103,7 @@ class CostProfile:
             raise InvalidArgument(f"ghz = {self.ghz!r} must be in (0, 1000]")
         p.ghz = self.ghz
         for ev, cyc in self.cycles.items():
-            if isinstance(cyc, bool) or not isinstance(cyc, int) or not 0 <= cyc < 1 << 64:
-                raise InvalidArgument(f"cycles[{Event(ev).name}] = {cyc!r} is not a u64")
-            p.cycles[int(ev)] = cyc
+            p.cycles[int(ev)] = as_u64(cyc, f"cycles[{Event(ev).name}]")
         return p
 
 

@@ -17,6 +17,7 @@ call `.build()` there.
 from __future__ import annotations
 
 import enum
+import weakref
 from dataclasses import dataclass, fields
 from typing import Optional, Protocol, runtime_checkable
 
@@ -240,12 +241,13 @@ class GuestBase:
         self._handle = (lib.ua_guest_snp(self._guest) if self.vendor == Vendor.SNP
                         else lib.ua_guest_tdx(self._guest))
         self._bound.guest = self
-        self._cost = None
-        if profile is not None:
-            self._cost = Cost._borrow(lib.ua_guest_cost(self._guest), profile, config.vcpus, self)
+        # no reference cycles: a guest goes away (with its C state) as soon
+        # as nothing uses it, not at some later garbage collection
+        self._profile = profile       # counters of the guest's own, viewed on demand
+        self._cost = None             # a Cost the caller attached
         if cost is not None:
             self._attach_cost(cost)
-        self._paths = {}
+        self._paths = weakref.WeakValueDictionary()
 
     # ---- the Guest protocol ----------------------------------------------------
     def _check(self, status, message):
@@ -261,9 +263,10 @@ class GuestBase:
         as_choice(kind, "accept path kind", PATH_KINDS)
         if options:
             self.set_path_options(kind, **options)
-        if kind not in self._paths:
-            self._paths[kind] = AcceptPath(self, kind)
-        return self._paths[kind]
+        path = self._paths.get(kind)
+        if path is None:
+            path = self._paths[kind] = AcceptPath(self, kind)
+        return path
 
     def set_path_options(self, kind: str = "linux", *, psc_max_entries: int = 0,
                          ovmf_buffer_bytes: int = 0, hang_limit: int = 0) -> None:
@@ -327,6 +330,10 @@ class GuestBase:
 
     @property
     def cost(self) -> Optional[Cost]:
+        if self._cost is None and self._profile is not None:
+            handle = lib.ua_guest_cost(self._guest)
+            if handle != ffi.NULL:
+                return Cost._borrow(handle, self._profile, self.vcpus, self)
         return self._cost
 
     @property
@@ -347,6 +354,7 @@ class GuestBase:
         if cost is None:
             check(self._machine("set_cost")(self._handle, ffi.NULL), "set_cost")
             self._cost = None
+            self._profile = None
         else:
             self._attach_cost(cost)
 

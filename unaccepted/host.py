@@ -15,8 +15,8 @@ Each gets an exit object to inspect and answer; `exit.default()` does what
 the host's named behaviour does with that exit (ua_host_behavior_*: KVM's
 handler where the behaviour leaves the exit alone), so a subclass can start
 from `Host("psc-stall")` and fall back to it.  The exits a subclass does not
-override are served by its behaviour (KVM by default).  Raising `NeverResume` leaves the vCPU in the host forever (the
-guest hangs); any other exception is re-raised to the caller of the guest
+override are served by its behaviour (KVM by default).  Raising
+`NeverResume` leaves the vCPU in the host forever (the guest hangs); any other exception is re-raised to the caller of the guest
 operation.  Such hosts are called back once per exit, with the GIL: slow,
 for experiments.
 
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import enum
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -127,7 +128,7 @@ class BoundHost:
 
     def __init__(self, spec: Host):
         self.spec = spec
-        self.guest = None            # set by the guest once built (callbacks see it)
+        self._guest = None           # a weak reference to the guest it serves (no cycle)
         self._error = None
         self._lock = threading.Lock()
         ops = ffi.NULL
@@ -140,6 +141,15 @@ class BoundHost:
         out = ffi.new("ua_host **")
         check(lib.ua_host_create(spec._config_c(), ops, self._self_handle, out), "host")
         self._handle = ffi.gc(out[0], lib.ua_host_destroy)
+
+    @property
+    def guest(self):
+        """The guest this host serves (None before it is built or once gone)."""
+        return self._guest() if self._guest is not None else None
+
+    @guest.setter
+    def guest(self, guest):
+        self._guest = weakref.ref(guest)
 
     def take_error(self):
         with self._lock:

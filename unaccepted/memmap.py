@@ -15,6 +15,7 @@ from typing import Iterable, Iterator, Sequence
 
 from ._core import ffi, lib
 from .errors import InvalidMemoryMap
+from .validate import as_int
 
 PAGE_SIZE = 4096
 DESCRIPTOR_SIZE = lib.UA_EFI_DESCRIPTOR_SIZE      # 48, EDK2's DescriptorSize
@@ -46,12 +47,7 @@ class MemoryType(enum.IntEnum):
 
 
 def _check_int(value, field, index, lo=0, hi=U64):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidMemoryMap(
-            f"descriptor {index}: {field} must be an integer, got {value!r}")
-    if not lo <= value < hi:
-        raise InvalidMemoryMap(
-            f"descriptor {index}: {field} = {value} is outside [{lo}, {hi})")
+    as_int(value, field, lo, hi, exc=InvalidMemoryMap, where=f"descriptor {index}: ")
 
 
 @dataclass(frozen=True)

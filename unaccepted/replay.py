@@ -14,21 +14,18 @@ from .errors import (InvalidMemoryMap, InvalidOp, InvalidTrace, InvalidUnitSize,
 from .memmap import MemoryDescriptor, MemoryMap
 from .primitives import Recorder
 from .table import DEFAULT_UNIT_SIZE, OpBatch, Table
+from .validate import is_int
 
 ADDRESS_LIMIT = 1 << 52   # largest x86-64 MAXPHYADDR
 MIN_UNIT, MAX_UNIT = 1 << 12, 1 << 31
 OPS = ("accept", "contains")
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _uint(obj, key, where, exc):
     if key not in obj:
         raise exc(f"{where}: missing field {key!r}")
     v = obj[key]
-    if not _is_int(v):
+    if not is_int(v):
         raise exc(f"{where}: {key} must be an integer, got {json.dumps(v)}")
     if v < 0:
         raise exc(f"{where}: {key} = {v} is negative")
@@ -45,7 +42,7 @@ def parse_case(case) -> tuple:
         raise InvalidTrace(f"id must be a string, got {json.dumps(case['id'])}")
 
     unit_size = case.get("unit_size", DEFAULT_UNIT_SIZE)
-    if not _is_int(unit_size) or not (MIN_UNIT <= unit_size <= MAX_UNIT) or \
+    if not is_int(unit_size) or not (MIN_UNIT <= unit_size <= MAX_UNIT) or \
             unit_size & (unit_size - 1):
         raise InvalidUnitSize(
             f"unit_size = {json.dumps(unit_size)} is not a power of two from 4096 to 2^31")

@@ -22,7 +22,7 @@ from typing import Iterable, List, Optional, Tuple
 from ._core import ffi, lib
 from .errors import InvalidArgument, check
 from .guest import GuestBase, GuestConfig, Vendor, make_config
-from .validate import as_int
+from .validate import as_int, as_u32, as_vcpu
 
 PAGE_4K = 4096
 PAGE_2M = 2 << 20
@@ -138,10 +138,6 @@ def term_msr(reason_set: int, code: int) -> int:
 def msr_psc_request(gfn: int, op: int) -> int:
     """GHCB MSR-protocol Page State Change request value."""
     return MSR_PSC_REQ | (gfn & ((1 << 40) - 1)) << 12 | (op & 0xF) << 52
-
-
-def _int(value, name, lo=0, hi=1 << 64):
-    return as_int(value, name, lo, hi)
 
 
 @dataclass(frozen=True)
@@ -290,9 +286,9 @@ class SnpGuest(GuestBase):
         config = make_config(SnpConfig, memory_bytes, config, settings)
         cfg = ffi.new("ua_snp_config *")
         lib.ua_snp_config_default(cfg)
-        cfg.spare_bytes = _int(config.spare_bytes, "spare_bytes")
-        cfg.asid = _int(config.asid, "asid", 0, 1 << 32)
-        cfg.vmpl = _int(config.vmpl, "vmpl", 0, 1 << 32)
+        cfg.spare_bytes = as_int(config.spare_bytes, "spare_bytes")
+        cfg.asid = as_int(config.asid, "asid", 0, 1 << 32)
+        cfg.vmpl = as_int(config.vmpl, "vmpl", 0, 1 << 32)
         cfg.coherency_sfw_no = bool(config.coherency_sfw_no)
         self._create(config, cfg, cost)
         self.spare_bytes = config.spare_bytes
@@ -323,13 +319,13 @@ class SnpGuest(GuestBase):
     def rmpupdate(self, spa: int, *, gpa: int = 0, asid: int = 0, assigned: bool = False,
                   page_size: int = PageSize.SIZE_4K, immutable: bool = False) -> RmpCode:
         st = ffi.new("ua_snp_rmp_state *")
-        st.gpa = _int(gpa, "gpa")
-        st.asid = _int(asid, "asid", 0, 1 << 32)
+        st.gpa = as_int(gpa, "gpa")
+        st.asid = as_int(asid, "asid", 0, 1 << 32)
         st.assigned = bool(assigned)
-        st.page_size = _int(int(page_size), "page_size", 0, 256)
+        st.page_size = as_int(int(page_size), "page_size", 0, 256)
         st.immutable = bool(immutable)
         eax = ffi.new("uint32_t *")
-        check(lib.ua_snp_rmpupdate(self._handle, _int(spa, "spa"), st, eax), "rmpupdate")
+        check(lib.ua_snp_rmpupdate(self._handle, as_int(spa, "spa"), st, eax), "rmpupdate")
         return RmpCode(eax[0])
 
     def make_private(self, spa: int, gpa: int, page_size: int = PageSize.SIZE_4K) -> RmpCode:
@@ -342,15 +338,15 @@ class SnpGuest(GuestBase):
 
     def psmash(self, spa: int) -> RmpCode:
         eax = ffi.new("uint32_t *")
-        check(lib.ua_snp_psmash(self._handle, _int(spa, "spa"), eax), "psmash")
+        check(lib.ua_snp_psmash(self._handle, as_int(spa, "spa"), eax), "psmash")
         return RmpCode(eax[0])
 
     def set_in_use(self, spa: int, in_use: bool = True) -> None:
-        check(lib.ua_snp_set_in_use(self._handle, _int(spa, "spa"), bool(in_use)), "set_in_use")
+        check(lib.ua_snp_set_in_use(self._handle, as_int(spa, "spa"), bool(in_use)), "set_in_use")
 
     def launch_update(self, gpa: int, size: int) -> None:
         """SNP_LAUNCH_UPDATE: the pages start assigned and validated."""
-        check(lib.ua_snp_launch_update(self._handle, _int(gpa, "gpa"), _int(size, "size")),
+        check(lib.ua_snp_launch_update(self._handle, as_int(gpa, "gpa"), as_int(size, "size")),
               f"launch_update({gpa:#x}, {size:#x})")
 
     def launch_finish(self) -> None:
@@ -358,21 +354,21 @@ class SnpGuest(GuestBase):
 
     def npt_map(self, gpa: int, spa: int) -> None:
         """Point the nested page table's 4 KiB entry for gpa at spa."""
-        check(lib.ua_snp_npt_map(self._handle, _int(gpa, "gpa"), _int(spa, "spa")), "npt_map")
+        check(lib.ua_snp_npt_map(self._handle, as_int(gpa, "gpa"), as_int(spa, "spa")), "npt_map")
 
     def npt_lookup(self, gpa: int) -> int:
         out = ffi.new("uint64_t *")
-        check(lib.ua_snp_npt_lookup(self._handle, _int(gpa, "gpa"), out), "npt_lookup")
+        check(lib.ua_snp_npt_lookup(self._handle, as_int(gpa, "gpa"), out), "npt_lookup")
         return out[0]
 
     def host_write(self, spa: int) -> InstrResult:
         r = ffi.new("ua_snp_result *")
-        check(lib.ua_snp_host_write(self._handle, _int(spa, "spa"), r), "host_write")
+        check(lib.ua_snp_host_write(self._handle, as_int(spa, "spa"), r), "host_write")
         return _instr(r)
 
     def rmp(self, spa: int) -> RmpEntry:
         e = ffi.new("ua_snp_rmp_entry *")
-        check(lib.ua_snp_rmp_read(self._handle, _int(spa, "spa"), e), "rmp_read")
+        check(lib.ua_snp_rmp_read(self._handle, as_int(spa, "spa"), e), "rmp_read")
         return RmpEntry(e.entry_spa, e.gpa, e.asid, bool(e.assigned), PageSize(e.page_size),
                         bool(e.immutable), bool(e.validated), bool(e.vmsa), tuple(e.perm))
 
@@ -380,7 +376,7 @@ class SnpGuest(GuestBase):
         """(validated, assigned but not validated) 4 KiB pages of GPA [start, end)."""
         end = self.memory_bytes if end is None else end
         v, u = ffi.new("uint64_t *"), ffi.new("uint64_t *")
-        check(lib.ua_snp_count_gpa(self._handle, _int(start, "start"), _int(end, "end"), v, u),
+        check(lib.ua_snp_count_gpa(self._handle, as_int(start, "start"), as_int(end, "end"), v, u),
               "count")
         return v[0], u[0]
 
@@ -388,8 +384,8 @@ class SnpGuest(GuestBase):
     def pvalidate(self, va: int, size: int = PageSize.SIZE_4K, validate: bool = True,
                   vcpu: int = 0) -> InstrResult:
         r = ffi.new("ua_snp_result *")
-        check(lib.ua_snp_pvalidate(self._handle, _int(vcpu, "vcpu", 0, 1 << 32), _int(va, "va"),
-                                   _int(int(size), "size", 0, 1 << 32), bool(validate), r),
+        check(lib.ua_snp_pvalidate(self._handle, as_vcpu(vcpu), as_int(va, "va"),
+                                   as_u32(int(size), "size"), bool(validate), r),
               "pvalidate")
         return _instr(r)
 
@@ -398,35 +394,35 @@ class SnpGuest(GuestBase):
                   vcpu: int = 0) -> InstrResult:
         """RMPADJUST; `attrs` (raw RDX) overrides target_vmpl/perms/vmsa."""
         if attrs is None:
-            attrs = (_int(target_vmpl, "target_vmpl", 0, 256) |
-                     _int(int(perms), "perms", 0, 256) << 8 | (RMPADJUST_VMSA if vmsa else 0))
+            attrs = (as_int(target_vmpl, "target_vmpl", 0, 256) |
+                     as_int(int(perms), "perms", 0, 256) << 8 | (RMPADJUST_VMSA if vmsa else 0))
         r = ffi.new("ua_snp_result *")
-        check(lib.ua_snp_rmpadjust(self._handle, _int(vcpu, "vcpu", 0, 1 << 32), _int(va, "va"),
-                                   _int(int(size), "size", 0, 1 << 32), _int(attrs, "attrs"), r),
+        check(lib.ua_snp_rmpadjust(self._handle, as_vcpu(vcpu), as_int(va, "va"),
+                                   as_u32(int(size), "size"), as_int(attrs, "attrs"), r),
               "rmpadjust")
         return _instr(r)
 
     def access(self, gpa: int, kind: Access = Access.READ, *, c_bit: bool = True,
                vcpu: int = 0) -> InstrResult:
         r = ffi.new("ua_snp_result *")
-        check(lib.ua_snp_access(self._handle, _int(vcpu, "vcpu", 0, 1 << 32), _int(gpa, "gpa"),
-                                _int(int(kind), "kind", 0, 1 << 32), bool(c_bit), r), "access")
+        check(lib.ua_snp_access(self._handle, as_vcpu(vcpu), as_int(gpa, "gpa"),
+                                as_u32(int(kind), "kind"), bool(c_bit), r), "access")
         return _instr(r)
 
     def serve_npf(self, gpa: int, exitinfo1: int, *, vcpu: int = 0):
         """Hand an NPF to the host as the CPU does; returns what it did."""
         from .host import HostAction
         action = ffi.new("uint32_t *")
-        st = lib.ua_snp_serve_npf(self._handle, _int(vcpu, "vcpu", 0, 1 << 32), _int(gpa, "gpa"),
-                                  _int(exitinfo1, "exitinfo1"), action)
+        st = lib.ua_snp_serve_npf(self._handle, as_vcpu(vcpu), as_int(gpa, "gpa"),
+                                  as_int(exitinfo1, "exitinfo1"), action)
         self._check(st, "NPF")
         return HostAction(action[0])
 
     def psc_msr(self, request: int, vcpu: int = 0) -> int:
         """GHCB MSR protocol: returns the response MSR value."""
         out = ffi.new("uint64_t *")
-        self._check(lib.ua_snp_psc_msr(self._handle, _int(vcpu, "vcpu", 0, 1 << 32),
-                                       _int(request, "request"), out), "psc_msr")
+        self._check(lib.ua_snp_psc_msr(self._handle, as_vcpu(vcpu),
+                                       as_int(request, "request"), out), "psc_msr")
         return out[0]
 
     def psc_ghcb(self, buf: bytearray, vcpu: int = 0) -> GhcbResult:
@@ -436,7 +432,7 @@ class SnpGuest(GuestBase):
             raise InvalidArgument("the PSC scratch area must be a bytearray (it is written)")
         out = ffi.new("ua_snp_ghcb_result *")
         cbuf = ffi.from_buffer("uint8_t[]", buf, require_writable=True)
-        self._check(lib.ua_snp_psc_ghcb(self._handle, _int(vcpu, "vcpu", 0, 1 << 32), cbuf,
+        self._check(lib.ua_snp_psc_ghcb(self._handle, as_vcpu(vcpu), cbuf,
                                         len(buf), out), "psc_ghcb")
         return GhcbResult(out.sw_exitinfo1, out.sw_exitinfo2, out.entries_done, out.pages_done)
 

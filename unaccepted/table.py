@@ -14,6 +14,7 @@ from ._core import ffi, lib
 from .errors import InvalidOp, check, error_for
 from .memmap import MemoryMap
 from .primitives import as_primitive, raise_callback_error
+from .validate import as_u32, as_u64, is_int
 
 DEFAULT_UNIT_SIZE = lib.UA_DEFAULT_UNIT_SIZE
 _accept_units = lib.ua_accept_memory_units
@@ -23,16 +24,11 @@ U64 = 1 << 64
 
 
 def _u64(value, name):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidOp(f"{name} must be an integer, got {value!r}")
-    if not 0 <= value < U64:
-        raise InvalidOp(f"{name} = {value} is outside [0, 2^64)")
-    return value
+    return as_u64(value, name, exc=InvalidOp)
 
 
 def _unit(unit_size):
-    if isinstance(unit_size, bool) or not isinstance(unit_size, int) or \
-            not 0 < unit_size < 1 << 32:
+    if not is_int(unit_size) or not 0 < unit_size < 1 << 32:
         raise error_for(lib.UA_E_UNIT_SIZE, f"unit_size = {unit_size!r}")
     return unit_size
 
@@ -78,9 +74,7 @@ class OpBatch:
             c.kind = _KINDS[kind]
             c.start = _u64(start, f"op {i}: start")
             c.size = _u64(size, f"op {i}: size")
-            if isinstance(vcpu, bool) or not isinstance(vcpu, int) or not 0 <= vcpu < 1 << 32:
-                raise InvalidOp(f"op {i}: vcpu = {vcpu!r} is not a u32")
-            c.vcpu = vcpu
+            c.vcpu = as_u32(vcpu, "vcpu", exc=InvalidOp, where=f"op {i}: ")
         self._results = ffi.new("ua_op_result[]", max(self._n, 1))
 
     def __len__(self):
@@ -96,10 +90,9 @@ class Table:
     def __init__(self, unit_size: int = DEFAULT_UNIT_SIZE, phys_base: int = 0, size: int = 0,
                  *, accept=None):
         out = ffi.new("ua_table **")
-        for name, v, hi in (("unit_size", unit_size, 1 << 32), ("phys_base", phys_base, U64),
-                            ("size", size, U64)):
-            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < hi:
-                raise error_for(lib.UA_E_INVAL, f"{name} = {v!r} is not a valid integer")
+        as_u32(unit_size, "unit_size")
+        as_u64(phys_base, "phys_base")
+        as_u64(size, "size")
         check(lib.ua_table_create(unit_size, phys_base, size, out),
               f"table(unit_size={unit_size:#x}, phys_base={phys_base:#x}, size={size})")
         self._adopt(out[0])

@@ -132,19 +132,13 @@ MAP_GPA = lib.UA_TDX_VMCALL_MAP_GPA
 ACCEPT_RAX = lib.UA_TDX_TDCALL_MEM_PAGE_ACCEPT
 
 
-def _u64(name, v):
-    return as_u64(v, name)
-
-
-def _v(vcpu):
-    return as_vcpu(vcpu)
 
 
 def page_info(gpa: int, level: int = 0) -> int:
     """RCX for ACCEPT and the host SEAMCALLs: GPA | level.  A level above 7
     sets reserved bits (the model answers OPERAND_INVALID); pass a raw RCX
     for other malformed operands."""
-    if _u64("gpa", gpa) % PAGE_4K:
+    if as_u64(gpa, "gpa") % PAGE_4K:
         raise Misaligned(f"gpa = {gpa:#x} is not 4 KiB aligned (pass a raw RCX to test that)")
     return gpa | as_int(level, "level (RCX bits 11:0)", 0, PAGE_4K)
 
@@ -378,18 +372,18 @@ class TdxGuest(GuestBase):
         """An interrupt arrives after `after` more interruptible work units
         (4 KiB chunks of a 2 MiB ACCEPT, 2 MiB chunks of MapGPA), then every
         `period` units; after=0 disarms."""
-        check(lib.ua_tdx_set_interrupts(self._handle, _v(vcpu), as_u32(after, "after"),
+        check(lib.ua_tdx_set_interrupts(self._handle, as_vcpu(vcpu), as_u32(after, "after"),
                                         as_u32(period, "period")))
 
     # ---- host ----------------------------------------------------------------
     def _host_call(self, fn, vcpu, *args, what=None) -> HostResult:
         """A host SEAMCALL fn(t, vcpu, *args, out)."""
         out = ffi.new("ua_tdx_host_result *")
-        check(fn(self._handle, _v(vcpu), *args, out), what)
+        check(fn(self._handle, as_vcpu(vcpu), *args, out), what)
         return HostResult(out.status, out.hpa, out.level, out.state)
 
     def _host(self, fn, gpa, level, vcpu, raw, *extra, what=None):
-        pi = _u64("page_info", raw) if raw is not None else page_info(gpa, level)
+        pi = as_u64(raw, "page_info") if raw is not None else page_info(gpa, level)
         return self._host_call(fn, vcpu, pi, *extra, what=what or f"{fn.__name__}({pi:#x})")
 
     def add(self, gpa, level=0, *, data_nonzero=False, vcpu=0, raw=None) -> HostResult:
@@ -401,8 +395,9 @@ class TdxGuest(GuestBase):
         """TDH.MEM.PAGE.ADD of every 4 KiB page of [start, end) (stops at the
         first failure, whose result is returned)."""
         out = ffi.new("ua_tdx_host_result *")
-        check(lib.ua_tdx_host_add_range(self._handle, _v(vcpu), _u64("start", start), _u64("end", end),
-                                        bool(data_nonzero), out, ffi.NULL), "add_range")
+        check(lib.ua_tdx_host_add_range(self._handle, as_vcpu(vcpu), as_u64(start, "start"),
+                                        as_u64(end, "end"), bool(data_nonzero), out, ffi.NULL),
+              "add_range")
         return HostResult(out.status, out.hpa, out.level, out.state)
 
     def finalize(self, vcpu=0) -> HostResult:
@@ -444,8 +439,8 @@ class TdxGuest(GuestBase):
         out = ffi.new("ua_tdx_entry_info *")
         if level is not None and (isinstance(level, bool) or level not in (0, 1, 2)):
             raise InvalidArgument(f"level = {level!r} must be 0, 1, 2 or None")
-        check(lib.ua_tdx_entry(self._handle, _u64("gpa", gpa), -1 if level is None else level, out),
-              f"entry({gpa:#x}, {level})")
+        check(lib.ua_tdx_entry(self._handle, as_u64(gpa, "gpa"), -1 if level is None else level,
+                               out), f"entry({gpa:#x}, {level})")
         try:
             state = SeptState(out.state)
         except ValueError:  # pragma: no cover - the model only produces known states
@@ -461,7 +456,7 @@ class TdxGuest(GuestBase):
         """fn(t, start, end, buf) over [start, end) (end None: all of RAM)."""
         end = self.memory_bytes if end is None else end
         buf = ffi.new(ctype)
-        check(fn(self._handle, _u64("start", start), _u64("end", end), buf), what)
+        check(fn(self._handle, as_u64(start, "start"), as_u64(end, "end"), buf), what)
         return buf
 
     def count_states(self, start: int = 0, end: Optional[int] = None) -> Dict[SeptState, int]:
@@ -477,9 +472,9 @@ class TdxGuest(GuestBase):
                rcx: Optional[int] = None) -> TdcallResult:
         """One execution of TDG.MEM.PAGE.ACCEPT (RCX = gpa | level unless
         rcx is given).  An exit is not served: see serve_exit()."""
-        rcx = page_info(gpa, level) if rcx is None else _u64("rcx", rcx)
+        rcx = page_info(gpa, level) if rcx is None else as_u64(rcx, "rcx")
         out = ffi.new("ua_tdx_tdcall_result *")
-        check(lib.ua_tdx_tdcall_accept(self._handle, _v(vcpu), _u64("rax", rax), rcx, out),
+        check(lib.ua_tdx_tdcall_accept(self._handle, as_vcpu(vcpu), as_u64(rax, "rax"), rcx, out),
               "TDG.MEM.PAGE.ACCEPT")
         return TdcallResult(out.rax, bool(out.exited), bool(out.interrupted), out.exit_reason,
                             out.eeq_type, out.exit_qualification, out.exit_status, out.gpa,
@@ -492,7 +487,7 @@ class TdxGuest(GuestBase):
         gpa = getattr(result, "gpa", 0)
         eeq = getattr(result, "extended_exit_qualification", result.exit_qualification)
         action = ffi.new("uint32_t *")
-        self._check(lib.ua_tdx_serve_exit(self._handle, _v(vcpu), gpa, eeq,
+        self._check(lib.ua_tdx_serve_exit(self._handle, as_vcpu(vcpu), gpa, eeq,
                                           getattr(result, "exit_status", 0), action),
                     "the host stopped the TD")
         return HostAction(action[0])
@@ -500,27 +495,27 @@ class TdxGuest(GuestBase):
     def access(self, gpa: int, write: bool = False, *, vcpu: int = 0) -> AccessResult:
         """A guest load or store (the shared bit in gpa selects the shared EPT)."""
         out = ffi.new("ua_tdx_access_result *")
-        check(lib.ua_tdx_guest_access(self._handle, _v(vcpu), _u64("gpa", gpa), bool(write), out),
-              f"access({gpa:#x})")
+        check(lib.ua_tdx_guest_access(self._handle, as_vcpu(vcpu), as_u64(gpa, "gpa"), bool(write),
+                                      out), f"access({gpa:#x})")
         return _access_result(out, gpa)
 
     def veinfo_get(self, vcpu: int = 0) -> VeInfo:
         out = ffi.new("ua_tdx_veinfo *")
-        check(lib.ua_tdx_tdcall_veinfo_get(self._handle, _v(vcpu), out))
+        check(lib.ua_tdx_tdcall_veinfo_get(self._handle, as_vcpu(vcpu), out))
         return VeInfo(out.status, out.exit_reason, out.valid, out.exit_qualification, out.gla,
                       out.gpa)
 
     def vm_rd(self, field: int, *, vcpu: int = 0):
         """TDG.VM.RD: (status, value)."""
         st, val = ffi.new("uint64_t *"), ffi.new("uint64_t *")
-        check(lib.ua_tdx_tdcall_vm_rd(self._handle, _v(vcpu), _u64("field", field), st, val))
+        check(lib.ua_tdx_tdcall_vm_rd(self._handle, as_vcpu(vcpu), as_u64(field, "field"), st, val))
         return st[0], val[0]
 
     def vm_wr(self, field: int, value: int, mask: int = U64 - 1, *, vcpu: int = 0):
         """TDG.VM.WR: (status, old value)."""
         st, old = ffi.new("uint64_t *"), ffi.new("uint64_t *")
-        check(lib.ua_tdx_tdcall_vm_wr(self._handle, _v(vcpu), _u64("field", field),
-                                      _u64("value", value), _u64("mask", mask), st, old))
+        check(lib.ua_tdx_tdcall_vm_wr(self._handle, as_vcpu(vcpu), as_u64(field, "field"),
+                                      as_u64(value, "value"), as_u64(mask, "mask"), st, old))
         return st[0], old[0]
 
     @property
@@ -529,8 +524,8 @@ class TdxGuest(GuestBase):
 
     def tdvmcall(self, r10: int, r11: int, r12: int, r13: int, *, vcpu: int = 0) -> VmcallResult:
         out = ffi.new("ua_tdx_vmcall_result *")
-        self._check(lib.ua_tdx_tdvmcall(self._handle, _v(vcpu), _u64("r10", r10),
-                                        _u64("r11", r11), _u64("r12", r12), _u64("r13", r13),
+        self._check(lib.ua_tdx_tdvmcall(self._handle, as_vcpu(vcpu), as_u64(r10, "r10"),
+                                        as_u64(r11, "r11"), as_u64(r12, "r12"), as_u64(r13, "r13"),
                                         out), "TDG.VP.VMCALL")
         return VmcallResult(out.rax, out.r10, out.r11, out.chunks)
 
@@ -538,8 +533,8 @@ class TdxGuest(GuestBase):
         """Linux's MapGPA loop over [start, end) (private addresses).  Raises
         HostError when the host fails it; returns the final R10 status."""
         r10 = ffi.new("uint64_t *")
-        st = lib.ua_tdx_linux_map_gpa(self._handle, _v(vcpu), _u64("start", start),
-                                      _u64("end", end), bool(shared), r10)
+        st = lib.ua_tdx_linux_map_gpa(self._handle, as_vcpu(vcpu), as_u64(start, "start"),
+                                      as_u64(end, "end"), bool(shared), r10)
         self._check(st, f"MapGPA [{start:#x}, {end:#x}) -> R10 = {r10[0]:#x}")
         return VmcallStatus(r10[0])
 
@@ -547,7 +542,7 @@ class TdxGuest(GuestBase):
         """Linux's disable_sept_ve() at boot.  Returns the warning printed
         ("" if none); raises GuestPanic for a misconfigured non-debug TD."""
         msg = ffi.new("const char **")
-        st = lib.ua_tdx_linux_disable_sept_ve(self._handle, _v(vcpu), msg)
+        st = lib.ua_tdx_linux_disable_sept_ve(self._handle, as_vcpu(vcpu), msg)
         text = ffi.string(msg[0]).decode()
         check(st, text or "disable_sept_ve")
         return text

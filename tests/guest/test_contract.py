@@ -6,8 +6,8 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
-from unaccepted import (FatalKind, Guest, GuestDied, GuestHung, GuestPanic,
-                        GuestTerminated, Host, HostError, InvalidArgument, SnpConfig, Table, TdxConfig,
+from unaccepted import (FatalKind, Guest, GuestDied, GuestHung, GuestPanic, GuestTerminated,
+                        Host, HostError, InvalidArgument, SnpConfig, Table, TdxConfig,
                         TouchOutcome, Vendor)
 from unaccepted.snp import PSC_ERROR_GENERIC
 
@@ -264,3 +264,30 @@ def test_each_guest_binds_its_own_host():
         with pytest.raises(HostError):
             g.map_gpa(0, M2, shared=True)
         g.map_gpa(0, M2, shared=True)            # the stalls are used up
+
+
+def test_a_guest_goes_away_when_unused(vendor):
+    # no reference cycles between a guest, its paths, its counters and its
+    # host: its C state (hundreds of MB for a large guest) is freed at once,
+    # not by a later garbage collection in the middle of someone's timing
+    import gc
+    import weakref
+
+    class Passthrough(Host):
+        def tdx_exit(self, exit):
+            exit.default()
+
+        def snp_psc(self, exit):
+            exit.default()
+
+    gc.disable()
+    try:
+        g = build(vendor, cost_profile="count", host=Passthrough())
+        path, cost = g.accept_path("linux"), g.cost
+        path(0, M2)
+        assert cost.counts()
+        gone = weakref.ref(g)
+        del g, path, cost
+        assert gone() is None
+    finally:
+        gc.enable()
