@@ -202,9 +202,13 @@ static inline const struct region *region_r(const ua_tdx *t, uint64_t idx, struc
     return UA_SPARSE_AT(struct region, c, idx);
 }
 
-/* The extension of a region (allocated on first use); NULL on ENOMEM. */
-struct ext *tdx_ext_get(ua_tdx *t, struct region *r);
-#define ext_get tdx_ext_get
+/* The extension of a region (allocated on first use); NULL on ENOMEM.  The
+ * common case stays inline: it runs once per 4 KiB page on the accept path. */
+struct ext *tdx_ext_alloc(ua_tdx *t, struct region *r);
+static inline struct ext *ext_get(ua_tdx *t, struct region *r)
+{
+    return UA_LIKELY(r->ext != NULL) ? r->ext : tdx_ext_alloc(t, r);
+}
 
 /* The 4 KiB entry i of a non-leaf region (synthesised when no ext yet). */
 static inline uint8_t pte_get(const ua_tdx *t, const struct region *r, unsigned i)
@@ -237,18 +241,26 @@ static inline uint64_t page_hpa(const struct region *r, unsigned i, int leaf2m)
     return (uint64_t)r->frame * UA_2M + (uint64_t)i * UA_4K;
 }
 
-/* Give page i a host page for ADD/AUG: its default slot the first time,
- * else a fresh 4 KiB page.  0 or UA_E_NOMEM. */
-int tdx_give_page(ua_tdx *t, struct region *r, unsigned i);
+/* Give page i a host page for ADD/AUG: its default slot the first time
+ * (inline), else a fresh 4 KiB page.  0 or UA_E_NOMEM. */
+int tdx_give_fresh_page(ua_tdx *t, struct region *r, unsigned i);
+static inline int give_page(ua_tdx *t, struct region *r, unsigned i)
+{
+    uint8_t *p = &r->ext->pte[i];
+    *p &= (uint8_t)~P_OVR;
+    return UA_LIKELY(!(*p & P_USED)) ? 0 : tdx_give_fresh_page(t, r, i);
+}
 /* Turn a FREE 2 MiB entry into a non-leaf with 512 FREE 4 KiB entries (the
  * implicit TDH.MEM.SEPT.ADD the VMM does before mapping 4 KiB pages). */
 int tdx_add_table(ua_tdx *t, uint32_t vcpu, struct region *r);
-#define give_page tdx_give_page
 #define add_table tdx_add_table
 
 /* Record how the guest died; returns the matching status. */
 int tdx_record_fatal(ua_tdx *t, uint32_t kind, uint32_t vcpu, uint64_t gpa, uint64_t code,
                      const char *message);
+
+int tdx_kvm_exit_default(ua_tdx *t, uint32_t vcpu, uint64_t gpa, uint64_t eeq,
+                         uint64_t exit_status, uint32_t *action);
 
 /* A TD exit to the host: the host's handler, KVM's called directly when the
  * host has none.  The exit itself is charged by the module. */
@@ -256,9 +268,9 @@ static inline int tdx_exit_to_host(ua_tdx *t, uint32_t vcpu, uint64_t gpa, uint6
                                    uint64_t exit_status, uint32_t *action)
 {
     ua_host *h = t->host;
-    *action = UA_HOST_DID_NOTHING;
     if (UA_LIKELY(!h->ops.tdx_exit))
-        return ua_host_kvm_tdx_exit(h, t, vcpu, gpa, eeq, exit_status, action);
+        return tdx_kvm_exit_default(t, vcpu, gpa, eeq, exit_status, action);
+    *action = UA_HOST_DID_NOTHING;
     return h->ops.tdx_exit(h, t, vcpu, gpa, eeq, exit_status, action);
 }
 

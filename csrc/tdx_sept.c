@@ -15,10 +15,8 @@ static void init_chunk(void *owner, void *chunk, uint64_t first, uint64_t n)
         region_init(t, &r[i], first + i);
 }
 
-struct ext *tdx_ext_get(ua_tdx *t, struct region *r)
+struct ext *tdx_ext_alloc(ua_tdx *t, struct region *r)
 {
-    if (r->ext)
-        return r->ext;
     struct ext *e = calloc(1, sizeof(*e));
     if (!e)
         return NULL;
@@ -35,13 +33,10 @@ struct ext *tdx_ext_get(ua_tdx *t, struct region *r)
     return e;
 }
 
-int tdx_give_page(ua_tdx *t, struct region *r, unsigned i)
+int tdx_give_fresh_page(ua_tdx *t, struct region *r, unsigned i)
 {
     struct ext *e = r->ext;
     uint8_t *p = &e->pte[i];
-    *p &= (uint8_t)~P_OVR;
-    if (!(*p & P_USED))
-        return 0;
     if (!e->ovr) {
         e->ovr = calloc(512, sizeof(uint32_t));
         if (!e->ovr)
