@@ -1,4 +1,4 @@
-/* guest_snp.c - SEV-SNP guest accept paths, each an arch_accept_memory()
+/* snp_guest.c - SEV-SNP guest accept paths, each an arch_accept_memory()
  * primitive (ua_accept_fn) over a path object:
  *
  *   Linux runtime  snp_accept_memory(): GHCB NAE Page State Change in

@@ -99,6 +99,17 @@ def test_library_builds_with_clang_in_iso_c11(tmp_path):
     assert "warning" not in proc.stderr, proc.stderr
 
 
+def test_c_benchmark_program_builds_and_runs(build, tmp_path):
+    exe = tmp_path / "accept_whole"
+    subprocess.run(["cc", "-std=c11", "-O2", "-Wall", "-Werror", f"-I{ROOT / 'csrc' / 'include'}",
+                    str(ROOT / "benchmarks" / "c" / "accept_whole.c"),
+                    str(build / "libunaccepted.a"), "-pthread", "-o", str(exe)], check=True)
+    for vendor in ("snp", "tdx"):
+        out = subprocess.run([str(exe), vendor, "4K", "1", "1"], capture_output=True, text=True,
+                             check=True).stdout
+        assert out.startswith(f"{vendor} 4K 1 GiB: best of 1 ") and "libunaccepted 0.2.0" in out
+
+
 def test_header_compiles_as_cplusplus(tmp_path):
     cxx = shutil.which("c++") or shutil.which("g++")
     if cxx is None:
