@@ -170,9 +170,22 @@ static void count_action(struct ctr *c, uint32_t action)
         c->st.host_rmpupdate++;
 }
 
+/* A host handler's failure, recorded where it kills the guest: the host
+ * never resumes the vCPU (hung) or stops the guest (terminated). */
+static int host_failure(ua_snp *s, uint32_t vcpu, uint64_t gpa, int st, const char *hung)
+{
+    if (st == UA_E_GUEST_HUNG)
+        return snp_record_hang(s, vcpu, gpa, hung);
+    if (st == UA_E_HOST)
+        return ua_fatal_raise(&s->fatal, UA_FATAL_TERMINATED, vcpu, gpa, 0,
+                              "the host stopped the guest");
+    return st;
+}
+
 /* PVALIDATE as a guest executes it: NPFs go to the host and the instruction
- * re-executes when the host fixed the cause.  UA_OK, or UA_E_GUEST_HUNG
- * (recorded) when the guest would spin forever, or the host's failure. */
+ * re-executes, whatever the host did; hang_limit NPFs in a row mean the
+ * host never resolves it.  UA_OK, or UA_E_GUEST_HUNG (recorded), or the
+ * host's failure. */
 static inline int guest_pvalidate(ua_snp_path *p, uint32_t vcpu, uint64_t gpa, uint32_t size,
                                   int validate, ua_snp_result *r, struct ctr *c)
 {
@@ -188,12 +201,11 @@ static inline int guest_pvalidate(ua_snp_path *p, uint32_t vcpu, uint64_t gpa, u
         uint32_t action;
         int st = snp_exit_npf(p->s, vcpu, gpa, r->exitinfo1, &action);
         count_action(c, action);
-        if (st == UA_E_GUEST_HUNG || (!st && (action == UA_HOST_DID_NOTHING ||
-                                              tries >= p->o.hang_limit)))
-            return snp_record_hang(p->s, vcpu, gpa,
-                                   "PVALIDATE: nested page fault the host never resolves");
+        if (!st && tries + 1 >= p->o.hang_limit)
+            st = UA_E_GUEST_HUNG;
         if (st)
-            return st;
+            return host_failure(p->s, vcpu, gpa, st,
+                                "PVALIDATE: nested page fault the host never resolves");
     }
 }
 
@@ -309,10 +321,8 @@ static int psc_issue(ua_snp_path *p, uint32_t vcpu, uint64_t *ent, uint32_t n, u
         uint64_t before = psc_pos(hdr, ent, cap);
         int st = snp_exit_psc(s, vcpu, &hdr, ent, UA_SNP_PSC_MAX_ENTRIES, &g);
         c->st.psc_exits++;
-        if (st == UA_E_GUEST_HUNG)
-            return snp_record_hang(s, vcpu, first, "Page State Change: the host never returns");
         if (st)
-            return st;
+            return host_failure(s, vcpu, first, st, "Page State Change: the host never returns");
         if ((g.sw_exitinfo1 & 0xffffffffu) || g.sw_exitinfo2 ||
             (linux_checks && ((hdr >> 32) || PSC_END(hdr) > end0 || PSC_CUR(hdr) < cur0)))
             return snp_record_termination(s, vcpu, t.set, t.code, first, 0, 0,
@@ -404,13 +414,12 @@ static int early_set_state(ua_snp_path *p, uint64_t start, uint64_t end, uint32_
         if (!priv && (rc = validate_all(p, vcpu, &page, 1, 0, c, TERM_LINUX_PVALIDATE)))
             return rc;
         uint64_t req = UA_SNP_GHCB_MSR_PSC_REQ | ((a >> 12) << 12) | op << 52;
-        uint64_t resp;
+        uint64_t resp = 0;
         int st = snp_exit_psc_msr(s, vcpu, req, &resp);
         c->st.msr_exits++;
-        if (st == UA_E_GUEST_HUNG)
-            return snp_record_hang(s, vcpu, a, "Page State Change (MSR): the host never returns");
         if (st)
-            return st;
+            return host_failure(s, vcpu, a, st,
+                                "Page State Change (MSR): the host never returns");
         if ((resp & 0xfff) != UA_SNP_GHCB_MSR_PSC_RESP || (resp >> 32))
             return snp_record_termination(s, vcpu, TERM_LINUX_PSC.set, TERM_LINUX_PSC.code, a, 0,
                                           0, resp);

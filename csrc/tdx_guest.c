@@ -43,6 +43,9 @@ struct ua_tdx_path {
     struct path_vcpu *v;
 };
 
+static ua_status map_gpa_loop(ua_tdx *t, uint32_t vcpu, uint64_t start, uint64_t end, int shared,
+                              uint64_t *r10);
+
 static const char *const MSG_LINUX = "TDX: Failed to accept memory";
 static const char *const MSG_HUNG = "TDX: the host never resolves an accept exit";
 static const char *const MSG_STOPPED = "KVM stopped the TD while serving an accept exit";
@@ -140,7 +143,10 @@ static ua_status execute(ua_tdx_path *p, uint32_t vcpu, uint64_t rcx, uint64_t *
         s->accept_2m++;
     else
         s->accept_4k++;
-    uint32_t unserved = 0;
+    /* one ACCEPT takes a few exits at most (AUG, DEMOTE, a host-priority
+     * release); hang_limit of them means the host makes no progress, whatever
+     * it says it did */
+    uint32_t exits = 0;
     for (;;) {
         ua_tdx_tdcall_result r;
         ua_status st = ua_tdx_tdcall_accept(p->t, vcpu, ACCEPT_RAX, rcx, &r);
@@ -163,12 +169,10 @@ static ua_status execute(ua_tdx_path *p, uint32_t vcpu, uint64_t rcx, uint64_t *
             case UA_HOST_DID_AUG_2M: s->host_aug_2m++; break;
             case UA_HOST_DID_DEMOTE: s->host_demote++; break;
             case UA_HOST_DID_RELEASE_HP: s->host_release_hp++; break;
-            default:
-                if (++unserved >= p->o.hang_limit)
-                    return UA_E_GUEST_HUNG;
-                continue;
+            default: break;
             }
-            unserved = 0;
+            if (++exits >= p->o.hang_limit)
+                return UA_E_GUEST_HUNG;
             continue;
         }
         uint64_t cls = r.rax & UA_TDX_STATUS_CLASS_MASK;
@@ -349,32 +353,31 @@ int ua_tdx_unaccept(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu)
     if (st || start == end)
         return st;
     uint64_t r10 = 0;
-    if (!(st = ua_tdx_linux_map_gpa(p->t, vcpu, start, end, 1, &r10)))
-        st = ua_tdx_linux_map_gpa(p->t, vcpu, start, end, 0, &r10);
-    if (st == UA_E_HOST) /* Linux: a failed conversion is a kernel BUG */
-        return path_fail(p, vcpu, UA_E_GUEST_PANIC, start, r10);
-    if (st)
+    st = map_gpa_loop(p->t, vcpu, start, end, 1, &r10);
+    if (!st && r10 == UA_TDX_VMCALL_SUCCESS)
+        st = map_gpa_loop(p->t, vcpu, start, end, 0, &r10);
+    if (st) /* the host stopped the TD or never returned: recorded */
+        return path_fail(p, vcpu, st, start, r10);
+    if (r10 != UA_TDX_VMCALL_SUCCESS) {
+        /* Linux: set_memory_decrypted() fails and the pages are leaked; the
+         * guest lives on */
         p->v[vcpu].s.failures++;
-    else
-        p->v[vcpu].s.bytes += end - start;
-    return st;
+        return UA_E_HOST;
+    }
+    p->v[vcpu].s.bytes += end - start;
+    return UA_OK;
 }
 
-ua_status ua_tdx_linux_map_gpa(ua_tdx *t, uint32_t vcpu, uint64_t start, uint64_t end, int shared,
-                               uint64_t *r10)
+/* Linux's tdx_map_gpa() loop.  Returns the host handler's failure (the
+ * host stopped the TD, never returned, a callback failed), else UA_OK with
+ * the last VMCALL status in *r10. */
+static ua_status map_gpa_loop(ua_tdx *t, uint32_t vcpu, uint64_t start, uint64_t end, int shared,
+                              uint64_t *r10)
 {
-    if (!t)
-        return UA_E_INVAL;
-    ua_tdx_config cfg;
-    ua_tdx_config_get(t, &cfg);
-    if (vcpu >= cfg.vcpus)
-        return UA_E_VCPU;
-    if (start >= end)
-        return UA_E_RANGE;
-    if (shared) { /* the request carries the shared bit on both ends */
-        uint64_t sbit = 1ull << (cfg.gpaw - 1);
-        start |= sbit;
-        end |= sbit;
+    uint64_t size = end - start; /* before the shared bit: no wrap at the top of RAM */
+    if (shared) { /* the request carries the shared bit */
+        start |= t->private_limit;
+        end = start + size;
     }
     unsigned retries = 0;
     ua_tdx_vmcall_result r;
@@ -398,9 +401,26 @@ ua_status ua_tdx_linux_map_gpa(ua_tdx *t, uint32_t vcpu, uint64_t start, uint64_
         start = r.r11;
         retries = 0;
     }
+    *r10 = r.r10;
+    return UA_OK;
+}
+
+ua_status ua_tdx_linux_map_gpa(ua_tdx *t, uint32_t vcpu, uint64_t start, uint64_t end, int shared,
+                               uint64_t *r10)
+{
+    if (!t)
+        return UA_E_INVAL;
+    if (vcpu >= t->cfg.vcpus)
+        return UA_E_VCPU;
+    if (start >= end)
+        return UA_E_RANGE;
+    uint64_t last = 0;
+    ua_status st = map_gpa_loop(t, vcpu, start, end, shared, &last);
     if (r10)
-        *r10 = r.r10;
-    return r.r10 == UA_TDX_VMCALL_SUCCESS ? UA_OK : UA_E_HOST;
+        *r10 = last;
+    if (st)
+        return st;
+    return last == UA_TDX_VMCALL_SUCCESS ? UA_OK : UA_E_HOST;
 }
 
 ua_status ua_tdx_linux_disable_sept_ve(ua_tdx *t, uint32_t vcpu, const char **message)

@@ -1112,8 +1112,7 @@ class SnpGuest:
                 c["host_psmash"] += 1
             elif action == HostAction.RMPUPDATE:
                 c["host_rmpupdate"] += 1
-            if st == _HUNG or (st == _OK and (action == HostAction.NOTHING
-                                             or tries >= path.hang_limit)):
+            if st == _HUNG or (st == _OK and tries + 1 >= path.hang_limit):
                 return self._hang(vcpu, gpa,
                                   "PVALIDATE: nested page fault the host never resolves"), r
             if st:
