@@ -30,8 +30,9 @@ int ua_fatal_record(struct ua_fatal_slot *s, const ua_fatal *f)
         s->f.message[sizeof(s->f.message) - 1] = '\0';
         __atomic_store_n(&s->dead, 1, __ATOMIC_RELEASE);
     }
+    uint32_t kind = s->f.kind; /* the first death, which the record holds */
     pthread_mutex_unlock(&s->lock);
-    return ua_fatal_status(f->kind);
+    return ua_fatal_status(kind);
 }
 
 int ua_fatal_raise(struct ua_fatal_slot *s, uint32_t kind, uint32_t vcpu, uint64_t gpa,

@@ -116,6 +116,7 @@ ua_status ua_guest_config_get(const ua_guest *g, ua_guest_config *out)
     if (!g || !out)
         return UA_E_INVAL;
     *out = g->cfg;
+    out->host = ua_guest_host(g); /* the host serving it now */
     return UA_OK;
 }
 
@@ -207,6 +208,18 @@ void ua_guest_fatal_clear(ua_guest *g)
 }
 
 ua_cost *ua_guest_cost(const ua_guest *g) { return g ? g->cost : NULL; }
-ua_host *ua_guest_host(const ua_guest *g) { return g ? g->cfg.host : NULL; }
+ua_host *ua_guest_host(const ua_guest *g)
+{
+    if (!g)
+        return NULL;
+    return g->snp ? ua_snp_host(g->snp) : ua_tdx_host(g->tdx);
+}
+
+ua_status ua_guest_set_host(ua_guest *g, ua_host *host)
+{
+    if (!g)
+        return UA_E_INVAL;
+    return g->snp ? ua_snp_set_host(g->snp, host) : ua_tdx_set_host(g->tdx, host);
+}
 ua_snp *ua_guest_snp(const ua_guest *g) { return g ? g->snp : NULL; }
 ua_tdx *ua_guest_tdx(const ua_guest *g) { return g ? g->tdx : NULL; }

@@ -312,6 +312,8 @@ ua_status ua_host_config_get(const ua_host *h, ua_host_config *out)
 /* ---- the behaviour underneath a host's own handlers ------------------------ */
 
 #define BEHAVIOUR_OR_KVM(entry, ...)                                     \
+    if (!h)                                                               \
+        return UA_E_INVAL;                                                \
     const ua_host_ops *b = &BEHAVIOURS[h->cfg.behavior];                  \
     return b->entry ? b->entry(h, __VA_ARGS__) : ua_host_kvm_##entry(h, __VA_ARGS__)
 

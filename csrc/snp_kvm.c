@@ -227,6 +227,10 @@ int snp_psc_msr_decode(const ua_snp *s, uint64_t req, uint64_t *gfn, int *privat
 int ua_host_kvm_snp_psc_msr(ua_host *h, ua_snp *s, uint32_t vcpu, uint64_t request,
                             uint64_t *response)
 {
+    if (!h || !s || !response)
+        return UA_E_INVAL;
+    if (vcpu >= s->cfg.vcpus)
+        return UA_E_VCPU;
     uint64_t gfn;
     int priv;
     if (!snp_psc_msr_decode(s, request, &gfn, &priv) ||
@@ -331,6 +335,10 @@ int snp_kvm_psc_walk(ua_host *h, ua_snp *s, uint32_t vcpu, uint64_t *hdr, uint64
 int ua_host_kvm_snp_psc(ua_host *h, ua_snp *s, uint32_t vcpu, uint64_t *header,
                         uint64_t *entries, uint32_t capacity, ua_snp_ghcb_result *out)
 {
+    if (!h || !s || !out || (capacity && !entries))
+        return UA_E_INVAL;
+    if (vcpu >= s->cfg.vcpus)
+        return UA_E_VCPU;
     return snp_kvm_psc_walk(h, s, vcpu, header, entries, capacity, out, 1);
 }
 
@@ -400,6 +408,10 @@ int ua_snp_psc_guest_check(uint16_t start_cur, uint16_t start_end, const uint8_t
 int ua_host_kvm_snp_npf(ua_host *h, ua_snp *s, uint32_t vcpu, uint64_t gpa, uint64_t exitinfo1,
                         uint32_t *action)
 {
+    if (!h || !s || !action)
+        return UA_E_INVAL;
+    if (vcpu >= s->cfg.vcpus)
+        return UA_E_VCPU;
     uint64_t gfn = gpa >> 12;
     *action = UA_HOST_DID_NOTHING;
     if (h->cfg.lazy_rmpupdate && !(exitinfo1 & UA_SNP_NPF_SIZEM) && gfn < s->guest_pages &&

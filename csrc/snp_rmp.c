@@ -209,6 +209,11 @@ ua_status ua_snp_set_cost(ua_snp *s, ua_cost *cost)
     return UA_OK;
 }
 
+ua_host *ua_snp_host(const ua_snp *s)
+{
+    return s && s->host != &s->own_host ? s->host : NULL;
+}
+
 ua_status ua_snp_set_host(ua_snp *s, ua_host *host)
 {
     if (!s)

@@ -197,6 +197,10 @@ static ua_status execute(ua_tdx_path *p, uint32_t vcpu, uint64_t rcx, uint64_t *
     }
 }
 
+#define EMPTY (-1) /* path_enter: nothing to do (not counted, as on SNP) */
+
+/* Argument checks (a range past guest RAM is a bad argument, as on SNP),
+ * then the call is counted and charged.  UA_OK, EMPTY, or a status. */
 static int path_enter(ua_tdx_path *p, uint64_t start, uint64_t end, uint32_t vcpu)
 {
     if (!p)
@@ -205,11 +209,13 @@ static int path_enter(ua_tdx_path *p, uint64_t start, uint64_t end, uint32_t vcp
         return UA_E_VCPU;
     if ((start | end) % UA_4K)
         return UA_E_ALIGN;
-    if (start > end)
+    if (start > end || end > p->t->cfg.memory_bytes)
         return UA_E_RANGE;
     int st = ua_fatal_check(&p->t->fatal);
     if (st)
         return st;
+    if (start == end)
+        return EMPTY;
     p->v[vcpu].s.calls++;
     charge(p->t, vcpu, UA_EV_ACCEPT_CALL, 1);
     return UA_OK;
@@ -333,7 +339,7 @@ int ua_tdx_accept(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu)
     ua_tdx_path *p = ctx;
     int st = path_enter(p, start, end, vcpu);
     if (st)
-        return st;
+        return st == EMPTY ? UA_OK : st;
     /* OVMF's protocol returns its error to the caller (UA_E_ACCEPT_FAILED);
      * Linux panics */
     st = p->o.kind == UA_PATH_OVMF ? accept_ovmf(p, start, end, vcpu)
@@ -350,8 +356,8 @@ int ua_tdx_unaccept(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu)
 {
     ua_tdx_path *p = ctx;
     int st = path_enter(p, start, end, vcpu);
-    if (st || start == end)
-        return st;
+    if (st)
+        return st == EMPTY ? UA_OK : st;
     uint64_t r10 = 0;
     st = map_gpa_loop(p->t, vcpu, start, end, 1, &r10);
     if (!st && r10 == UA_TDX_VMCALL_SUCCESS)

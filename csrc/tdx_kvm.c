@@ -95,6 +95,10 @@ int tdx_map_gpa_check(const ua_tdx *t, uint64_t gpa, uint64_t size, ua_tdx_vmcal
 int ua_host_kvm_tdx_vmcall(ua_host *h, ua_tdx *t, uint32_t vcpu, uint64_t r10, uint64_t r11,
                            uint64_t r12, uint64_t r13, ua_tdx_vmcall_result *out)
 {
+    if (!t || !out)
+        return UA_E_INVAL;
+    if (vcpu >= t->cfg.vcpus)
+        return UA_E_VCPU;
     out->rax = UA_TDX_SUCCESS;
     if (r10 != 0 || r11 != UA_TDX_VMCALL_MAP_GPA) {
         out->r10 = UA_TDX_VMCALL_SUBFUNC_UNSUPPORTED;
@@ -258,6 +262,10 @@ int tdx_kvm_exit(ua_host *h, ua_tdx *t, uint32_t vcpu, uint64_t gpa, uint64_t ee
 int ua_host_kvm_tdx_exit(ua_host *h, ua_tdx *t, uint32_t vcpu, uint64_t gpa, uint64_t eeq,
                          uint64_t exit_status, uint32_t *action)
 {
+    if (!t || !action)
+        return UA_E_INVAL;
+    if (vcpu >= t->cfg.vcpus)
+        return UA_E_VCPU;
     return kvm_exit(t, vcpu, gpa, eeq, exit_status, action, UA_TDX_LEVEL_2M);
 }
 

@@ -187,6 +187,11 @@ ua_status ua_tdx_set_cost(ua_tdx *t, ua_cost *cost)
     return UA_OK;
 }
 
+ua_host *ua_tdx_host(const ua_tdx *t)
+{
+    return t && t->host != &t->own_host ? t->host : NULL;
+}
+
 ua_status ua_tdx_set_host(ua_tdx *t, ua_host *host)
 {
     if (!t)

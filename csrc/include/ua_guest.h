@@ -75,7 +75,10 @@ UA_API ua_status ua_guest_fatal_get(const ua_guest *g, ua_fatal *out);
 UA_API void ua_guest_fatal_clear(ua_guest *g);
 
 UA_API ua_cost *ua_guest_cost(const ua_guest *g);   /* NULL without a cost profile */
-UA_API ua_host *ua_guest_host(const ua_guest *g);   /* the host serving it */
+UA_API ua_host *ua_guest_host(const ua_guest *g);   /* the host serving it; NULL: KVM */
+/* Serve the guest with another host (NULL: KVM) from now on; it must
+ * outlive the guest.  Not while guest calls run. */
+UA_API ua_status ua_guest_set_host(ua_guest *g, ua_host *host);
 UA_API ua_snp *ua_guest_snp(const ua_guest *g);     /* NULL unless SNP */
 UA_API ua_tdx *ua_guest_tdx(const ua_guest *g);     /* NULL unless TDX */
 

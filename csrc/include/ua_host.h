@@ -80,7 +80,8 @@ typedef struct ua_host_ops {
     /* SEV-SNP: a GHCB NAE Page State Change.  header and entries are the
      * scratch area in native words (header: cur_entry 15:0, end_entry
      * 31:16, reserved 63:32), updated in place; capacity = entries that
-     * fit.  out is zeroed by the caller. */
+     * fit.  header is NULL when the scratch area is shorter than a header
+     * (KVM answers INVALID_SCRATCH_AREA).  out is zeroed by the caller. */
     int (*snp_psc)(ua_host *h, ua_snp *s, uint32_t vcpu, uint64_t *header, uint64_t *entries,
                    uint32_t capacity, ua_snp_ghcb_result *out);
     /* SEV-SNP: a GHCB MSR-protocol Page State Change request. */

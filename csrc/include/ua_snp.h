@@ -201,6 +201,8 @@ UA_API ua_status ua_snp_config_get(const ua_snp *s, ua_snp_config *out);
 UA_API ua_status ua_snp_set_cost(ua_snp *s, ua_cost *cost);
 /* The hypervisor serving this guest (NULL = KVM); it must outlive s. */
 UA_API ua_status ua_snp_set_host(ua_snp *s, ua_host *host);
+/* The host serving it; NULL for the built-in KVM host. */
+UA_API ua_host *ua_snp_host(const ua_snp *s);
 UA_API ua_status ua_snp_set_coherency_sfw_no(ua_snp *s, uint32_t on);
 UA_API ua_status ua_snp_stats_get(const ua_snp *s, ua_snp_stats *out);
 /* The fatal record (termination requests, hangs). */

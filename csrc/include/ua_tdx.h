@@ -146,6 +146,8 @@ UA_API ua_status ua_tdx_config_get(const ua_tdx *t, ua_tdx_config *out);
 UA_API ua_status ua_tdx_set_cost(ua_tdx *t, ua_cost *cost);
 /* The hypervisor serving this TD (NULL = KVM); it must outlive t. */
 UA_API ua_status ua_tdx_set_host(ua_tdx *t, ua_host *host);
+/* The host serving it; NULL for the built-in KVM host. */
+UA_API ua_host *ua_tdx_host(const ua_tdx *t);
 /* The fatal record (panics, hangs, a host that stopped the TD). */
 UA_API ua_status ua_tdx_fatal_get(const ua_tdx *t, ua_fatal *out);
 UA_API void ua_tdx_fatal_clear(ua_tdx *t);

@@ -254,7 +254,35 @@ static void test_bad_arguments(void)
     g = make(UA_VENDOR_TDX, UA_BACKING_2M, NULL, 1);
     o.psc_max_entries = 4;                       /* SNP fields must be 0 on TDX */
     CHECK_EQ(ua_guest_set_path_options(g, &o), UA_E_INVAL);
+    CHECK_EQ(accept(g, UA_PATH_LINUX, MEM - M2, MEM + M2, 0), UA_E_RANGE); /* past RAM */
+    CHECK_EQ(accepted(g), 0u);
+    /* the public host entry points check their arguments */
+    uint32_t action;
+    ua_tdx_vmcall_result vr;
+    CHECK_EQ(ua_host_kvm_snp_npf(NULL, NULL, 0, 0, 0, &action), UA_E_INVAL);
+    CHECK_EQ(ua_host_behavior_tdx_exit(NULL, ua_guest_tdx(g), 0, 0, 0, 0, &action), UA_E_INVAL);
+    CHECK_EQ(ua_host_kvm_tdx_vmcall(NULL, ua_guest_tdx(g), 5, 0, UA_TDX_VMCALL_MAP_GPA, 0, 4096,
+                                    &vr), UA_E_VCPU);
+    CHECK_EQ(ua_host_kvm_tdx_exit(NULL, ua_guest_tdx(g), 0, 0, 0, 0, NULL), UA_E_INVAL);
+    /* a host set after creation is the one reported */
+    ua_host_config hc;
+    ua_host_config_default(&hc);
+    hc.behavior = UA_HOST_AUG_4K;
+    ua_host *h;
+    CHECK_EQ(ua_host_create(&hc, NULL, NULL, &h), UA_OK);
+    CHECK(ua_guest_host(g) == NULL);
+    CHECK_EQ(ua_guest_set_host(g, h), UA_OK);
+    ua_guest_config back;
+    CHECK_EQ(ua_guest_config_get(g, &back), UA_OK);
+    CHECK(ua_guest_host(g) == h && back.host == h);
+    CHECK_EQ(accept(g, UA_PATH_LINUX, 0, M2, 0), UA_OK);
+    ua_path_stats st;
+    ua_guest_path_stats_get(g, UA_PATH_LINUX, &st);
+    CHECK_EQ(st.host_aug_4k, 512u);              /* aug-4k served the 2 MiB accept */
+    CHECK_EQ(ua_guest_set_host(g, NULL), UA_OK);
+    CHECK(ua_guest_host(g) == NULL);
     ua_guest_destroy(g);
+    ua_host_destroy(h);
 }
 
 struct job {

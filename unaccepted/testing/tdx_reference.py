@@ -1109,13 +1109,14 @@ class RefTdx:
         _int(vcpu, "vcpu", 0, self.vcpus)
         if (start | end) % K4:
             raise fail(E_ALIGN, f"[{start:#x}, {end:#x})")
-        if start > end:
+        if start > end or end > self.memory_bytes:
             raise fail(E_RANGE, f"[{start:#x}, {end:#x})")
         if self._fatal is not None:          # a dead guest runs nothing
             raise fail({FatalKind.TERMINATED: E_TERMINATED, FatalKind.PANIC: E_PANIC,
                         FatalKind.HUNG: E_HUNG}[self._fatal.kind], "the guest is dead")
         s = self._stats[kind]
-        s.calls += 1
+        if start < end:                      # an empty call is not counted (as on SNP)
+            s.calls += 1
         return s
 
     def _path_fail(self, s, vcpu, status, gpa, code):
