@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 import weakref
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Optional, Protocol, runtime_checkable
 
 from ._core import ffi, lib
@@ -132,7 +132,7 @@ class GuestConfig:
     memory_bytes: int
     vcpus: int = 1
     backing: str = "2M"
-    cost_profile: Optional[object] = None
+    cost_profile: Optional[object] = field(default=None, hash=False)   # CostProfile: dicts
     host: Host = Host()
 
     def __post_init__(self):
@@ -225,6 +225,7 @@ class GuestBase:
         self.backing = config.backing
         profile = _cost_profile(config.cost_profile)
         self._bound = config.host._bind()
+        self._host_ctx = self._bound.take_handle()   # the guest keeps the C context
         cfg = ffi.new("ua_guest_config *")
         cfg.vendor = int(self.vendor)
         cfg.vcpus = config.vcpus
@@ -251,9 +252,10 @@ class GuestBase:
 
     # ---- the Guest protocol ----------------------------------------------------
     def _check(self, status, message):
-        err = self._bound.take_error()
-        if err is not None:
-            raise CallbackError(f"{message}: the host's callback raised {err!r}") from err
+        if status == lib.UA_E_CALLBACK:
+            err = self._bound.take_error()
+            if err is not None:
+                raise CallbackError(f"{message}: the host's callback raised {err!r}") from err
         check(status, message)
 
     def accept_path(self, kind: str = "linux", **options) -> AcceptPath:
@@ -261,6 +263,10 @@ class GuestBase:
         (psc_max_entries, ovmf_buffer_bytes, hang_limit) replace the path's,
         resetting its statistics."""
         as_choice(kind, "accept path kind", PATH_KINDS)
+        unknown = set(options) - {"psc_max_entries", "ovmf_buffer_bytes", "hang_limit"}
+        if unknown:
+            raise InvalidArgument(f"unknown path option(s): {', '.join(sorted(unknown))}; "
+                                  "known: psc_max_entries, ovmf_buffer_bytes, hang_limit")
         if options:
             self.set_path_options(kind, **options)
         path = self._paths.get(kind)
@@ -347,7 +353,7 @@ class GuestBase:
         bound = host._bind()
         check(self._machine("set_host")(self._handle, bound._handle), "set_host")
         bound.guest = self
-        self._bound = bound
+        self._bound, self._host_ctx = bound, bound.take_handle()
 
     def set_cost(self, cost) -> None:
         """Charge a Cost object (or None: no accounting) from now on."""

@@ -34,7 +34,7 @@ from typing import List, Optional
 
 from ._core import ffi, lib
 from .errors import CallbackError, InvalidArgument, check
-from .validate import as_bool, as_int, as_u32
+from .validate import as_bool, as_int, as_u32, as_u64
 
 BEHAVIORS = tuple(ffi.string(lib.ua_host_behavior_name(i)).decode()
                   for i in range(lib.UA_HOST_BEHAVIOR_COUNT))
@@ -56,6 +56,11 @@ class NeverResume(Exception):
     """Raised by a Python host: this exit never returns to the guest."""
 
 
+class StopGuest(Exception):
+    """Raised by a Python host (or by exit.default() when the behaviour
+    does it): the host stops the guest (fatal kind TERMINATED)."""
+
+
 _OPS = ("snp_psc", "snp_psc_msr", "snp_npf", "tdx_exit", "tdx_vmcall")
 
 
@@ -69,15 +74,25 @@ class Host:
         if behavior not in BEHAVIORS:
             raise InvalidArgument(f"unknown host behaviour {behavior!r}; known: "
                                   f"{', '.join(BEHAVIORS)}")
-        self.behavior = behavior
-        self.lazy_rmpupdate = as_bool(lazy_rmpupdate, "lazy_rmpupdate")
-        self.npf_psmash = as_bool(npf_psmash, "npf_psmash")
-        self.psc_max_entries = as_u32(psc_max_entries, "psc_max_entries")
-        self.psc_max_pages = as_u32(psc_max_pages, "psc_max_pages")
-        self.ghcb_error = as_u32(ghcb_error, "ghcb_error")
-        self.count = as_u32(count, "count")
+        values = {"behavior": behavior,
+                  "lazy_rmpupdate": as_bool(lazy_rmpupdate, "lazy_rmpupdate"),
+                  "npf_psmash": as_bool(npf_psmash, "npf_psmash"),
+                  "psc_max_entries": as_u32(psc_max_entries, "psc_max_entries"),
+                  "psc_max_pages": as_u32(psc_max_pages, "psc_max_pages"),
+                  "ghcb_error": as_u32(ghcb_error, "ghcb_error"),
+                  "count": as_u32(count, "count")}
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
         # check the combination now, not when a guest is built
         self._config_c()
+
+    def __setattr__(self, name, value):
+        # the behaviour and its parameters are a specification: configs hash
+        # them, guests bind their own C host from them (a subclass may keep
+        # state of its own in other attributes)
+        if name == "behavior" or name in _DEFAULTS:
+            raise AttributeError(f"{type(self).__name__}.{name} is fixed (make a new Host)")
+        object.__setattr__(self, name, value)
 
     def __repr__(self):
         params = [f"{k}={v!r}" for k, v in self._params().items() if v != _DEFAULTS[k]]
@@ -129,10 +144,11 @@ class BoundHost:
     def __init__(self, spec: Host):
         self.spec = spec
         self._guest = None           # a weak reference to the guest it serves (no cycle)
-        self._error = None
-        self._lock = threading.Lock()
+        self._pending = threading.local()   # a callback runs on the thread of its C call
         ops = ffi.NULL
         overridden = spec._overrides()
+        # the C host's context; whoever holds this BoundHost keeps the handle
+        # too (take_handle), so the two do not form a cycle
         self._self_handle = ffi.new_handle(self) if overridden else ffi.NULL
         if overridden:
             ops = ffi.new("ua_host_ops *")
@@ -151,17 +167,24 @@ class BoundHost:
     def guest(self, guest):
         self._guest = weakref.ref(guest)
 
+    def take_handle(self):
+        """Hand the C context handle to the owner (the guest)."""
+        handle, self._self_handle = self._self_handle, None
+        return handle
+
     def take_error(self):
-        with self._lock:
-            err, self._error = self._error, None
+        """The exception a callback raised during this thread's last C call."""
+        err = getattr(self._pending, "error", None)
+        self._pending.error = None
         return err
 
     def _fail(self, exc) -> int:
         if isinstance(exc, NeverResume):
             return lib.UA_E_GUEST_HUNG
-        with self._lock:
-            if self._error is None:
-                self._error = exc
+        if isinstance(exc, StopGuest):
+            return lib.UA_E_HOST
+        if getattr(self._pending, "error", None) is None:
+            self._pending.error = exc
         return lib.UA_E_CALLBACK
 
 
@@ -179,15 +202,21 @@ def raise_host_error(bound: Optional[BoundHost], message: str):
 class _Exit:
     """An exit handed to a Python host.  default() does what the host's named
     behaviour does with it (ua_host_behavior_*), kvm() what KVM does
-    (ua_host_kvm_*); both write the answer into the exit."""
+    (ua_host_kvm_*); both write the answer into the exit.  An exit is only
+    valid during the callback: it points into the C call that made it."""
 
-    __slots__ = ("_bound", "guest", "vcpu")
+    __slots__ = ("_bound", "guest", "vcpu", "_live")
     _verb = ""
 
     def __init__(self, bound, vcpu):
         self._bound = bound
         self.guest = bound.guest
         self.vcpu = vcpu
+        self._live = True
+
+    def _alive(self):
+        if not self._live:
+            raise InvalidArgument("this exit was answered already: keep values, not exits")
 
     def _args(self):
         raise NotImplementedError
@@ -196,9 +225,12 @@ class _Exit:
         return None
 
     def _run(self, family):
+        self._alive()
         st = getattr(lib, f"ua_host_{family}_{self._verb}")(self._bound._handle, *self._args())
         if st == lib.UA_E_GUEST_HUNG:
             raise NeverResume()
+        if st == lib.UA_E_HOST:
+            raise StopGuest()
         check(st, f"{family} handler of {self._verb}")
         return self._result()
 
@@ -225,6 +257,7 @@ class SnpPscExit(_Exit):
         return self._s, self.vcpu, self._hdr, self._ent, self.capacity, self._out
 
     def _word(self):
+        self._alive()
         if self._hdr == ffi.NULL:
             raise InvalidArgument("the scratch area has no header")
         return self._hdr[0]
@@ -240,18 +273,22 @@ class SnpPscExit(_Exit):
                         as_int(reserved, "reserved", 0, 1 << 32) << 32)
 
     def entry(self, i: int) -> int:
+        self._alive()
         return self._ent[as_int(i, "entry index", 0, self.capacity)]
 
     def set_entry(self, i: int, value: int) -> None:
+        self._alive()
         self._ent[as_int(i, "entry index", 0, self.capacity)] = as_int(value, "entry")
 
     def __getattr__(self, name):
         if name in ("sw_exitinfo1", "sw_exitinfo2", "entries_done", "pages_done"):
+            self._alive()
             return getattr(self._out, name)
         raise AttributeError(name)
 
     def answer(self, *, sw_exitinfo1: Optional[int] = None, sw_exitinfo2: Optional[int] = None,
                entries_done: Optional[int] = None, pages_done: Optional[int] = None) -> None:
+        self._alive()
         for name, v in (("sw_exitinfo1", sw_exitinfo1), ("sw_exitinfo2", sw_exitinfo2),
                         ("entries_done", entries_done), ("pages_done", pages_done)):
             if v is not None:
@@ -338,64 +375,78 @@ class TdxVmcallExit(_Exit):
         return self._out.r10
 
     def answer(self, status: int, r11: int = 0, chunks: int = 0) -> None:
+        self._alive()
         self._out.r10 = as_int(status, "status")
         self._out.r11 = as_int(r11, "r11")
         self._out.chunks = as_int(chunks, "chunks")
 
 
 # ---- the trampolines C calls --------------------------------------------------------------
+# Everything that can raise runs inside _run's try: a callback that fails
+# returns UA_E_CALLBACK (error= covers anything that escapes), and the
+# exception is re-raised by the guest operation on this thread.
 
-def _run(ctx, exit, method):
+def _run(ctx, exit, method, finish=None):
     bound = ffi.from_handle(ctx)
     try:
         getattr(bound.spec, method)(exit)
+        if finish is not None:
+            finish(exit)
     except BaseException as exc:  # reported to the caller, never lost in C
         return bound._fail(exc)
+    finally:
+        exit._live = False
     return lib.UA_OK
 
 
-@ffi.def_extern()
+@ffi.def_extern(error=lib.UA_E_CALLBACK)
 def _ua_py_host_snp_psc(h, s, vcpu, hdr, ent, cap, out):
     ctx = lib.ua_host_ctx(h)
     return _run(ctx, SnpPscExit(ffi.from_handle(ctx), s, vcpu, hdr, ent, cap, out), "snp_psc")
 
 
-@ffi.def_extern()
+@ffi.def_extern(error=lib.UA_E_CALLBACK)
 def _ua_py_host_snp_psc_msr(h, s, vcpu, request, response):
+    def finish(exit):
+        value = lib.UA_SNP_GHCB_MSR_PSC_RESP if exit.response is None else exit.response
+        response[0] = as_u64(value, "snp_psc_msr response")
+
     ctx = lib.ua_host_ctx(h)
-    exit = SnpMsrExit(ffi.from_handle(ctx), s, vcpu, request)
-    st = _run(ctx, exit, "snp_psc_msr")
-    if st == lib.UA_OK:
-        if exit.response is None:
-            exit.response = lib.UA_SNP_GHCB_MSR_PSC_RESP
-        response[0] = exit.response
-    return st
+    return _run(ctx, SnpMsrExit(ffi.from_handle(ctx), s, vcpu, request), "snp_psc_msr", finish)
 
 
-@ffi.def_extern()
+def _answer_action(action):
+    def finish(exit):
+        action[0] = int(HostAction(exit.action))
+    return finish
+
+
+@ffi.def_extern(error=lib.UA_E_CALLBACK)
 def _ua_py_host_snp_npf(h, s, vcpu, gpa, exitinfo1, action):
     ctx = lib.ua_host_ctx(h)
-    exit = SnpNpfExit(ffi.from_handle(ctx), s, vcpu, gpa, exitinfo1)
-    st = _run(ctx, exit, "snp_npf")
-    action[0] = int(exit.action)
-    return st
+    return _run(ctx, SnpNpfExit(ffi.from_handle(ctx), s, vcpu, gpa, exitinfo1), "snp_npf",
+                _answer_action(action))
 
 
-@ffi.def_extern()
+@ffi.def_extern(error=lib.UA_E_CALLBACK)
 def _ua_py_host_tdx_exit(h, t, vcpu, gpa, eeq, exit_status, action):
     ctx = lib.ua_host_ctx(h)
-    exit = TdxEptExit(ffi.from_handle(ctx), t, vcpu, gpa, eeq, exit_status)
-    st = _run(ctx, exit, "tdx_exit")
-    action[0] = int(exit.action)
-    return st
+    return _run(ctx, TdxEptExit(ffi.from_handle(ctx), t, vcpu, gpa, eeq, exit_status),
+                "tdx_exit", _answer_action(action))
 
 
-@ffi.def_extern()
+@ffi.def_extern(error=lib.UA_E_CALLBACK)
 def _ua_py_host_tdx_vmcall(h, t, vcpu, r10, r11, r12, r13, out):
+    # unanswered, a MapGPA looks like a RETRY without progress (Linux gives
+    # up after three); other sub-functions are unsupported
+    if r10 == 0 and r11 == lib.UA_TDX_VMCALL_MAP_GPA:
+        out.r10, out.r11 = lib.UA_TDX_VMCALL_RETRY, r12
+    else:
+        out.r10 = lib.UA_TDX_VMCALL_SUBFUNC_UNSUPPORTED
     ctx = lib.ua_host_ctx(h)
     return _run(ctx, TdxVmcallExit(ffi.from_handle(ctx), t, vcpu, r10, r11, r12, r13, out),
                 "tdx_vmcall")
 
 
 __all__ = ["BEHAVIORS", "BoundHost", "Host", "HostAction", "NeverResume", "SnpMsrExit",
-           "SnpNpfExit", "SnpPscExit", "TdxEptExit", "TdxVmcallExit"]
+           "SnpNpfExit", "SnpPscExit", "StopGuest", "TdxEptExit", "TdxVmcallExit"]

@@ -104,10 +104,14 @@ def as_primitive(obj):
 
 
 def raise_callback_error(prim, status, message):
-    """Re-raise a Python callback's exception after a failed C call."""
-    if isinstance(prim, PythonPrimitive):
-        err = prim.take_error()
+    """Re-raise a Python callback's exception after a failed C call: an
+    accept callback's, or that of the host behind a guest's accept path."""
+    if status != lib.UA_E_CALLBACK:
+        return
+    take = getattr(prim, "take_error", None)
+    if take is not None:
+        err = take()
         if err is not None:
-            raise CallbackError(f"{message}: the accept callback raised {err!r}") from err
+            raise CallbackError(f"{message}: the callback raised {err!r}") from err
     if isinstance(prim, Recorder) and prim._next is not None:
         raise_callback_error(prim._next, status, message)

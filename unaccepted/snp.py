@@ -20,9 +20,9 @@ from dataclasses import dataclass, fields
 from typing import Iterable, List, Optional, Tuple
 
 from ._core import ffi, lib
-from .errors import InvalidArgument, check
+from .errors import InvalidArgument, Misaligned, check
 from .guest import GuestBase, GuestConfig, Vendor, make_config
-from .validate import as_int, as_u32, as_vcpu
+from .validate import as_bool, as_int, as_u32, as_vcpu
 
 PAGE_4K = 4096
 PAGE_2M = 2 << 20
@@ -266,6 +266,17 @@ class SnpConfig(GuestConfig):
     vmpl: int = 0
     spare_bytes: int = 0
     coherency_sfw_no: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.memory_bytes == 0 or self.memory_bytes % PAGE_2M:
+            raise Misaligned(f"memory_bytes = {self.memory_bytes:#x} must be a non-zero "
+                             "multiple of 2 MiB (the RMP's regions)")
+        as_int(self.asid, "asid", 1, lib.UA_SNP_MAX_ASID + 1)
+        as_int(self.vmpl, "vmpl", 0, lib.UA_SNP_MAX_VMPL + 1)
+        if as_int(self.spare_bytes, "spare_bytes") % PAGE_2M:
+            raise Misaligned(f"spare_bytes = {self.spare_bytes:#x} must be a multiple of 2 MiB")
+        as_bool(self.coherency_sfw_no, "coherency_sfw_no")
 
     def build(self) -> "SnpGuest":
         return SnpGuest(config=self)
