@@ -269,6 +269,11 @@ int ua_recorder_accept(void *recorder, uint64_t start, uint64_t end, uint32_t vc
     ua_recorder *r = recorder;
     if (!r)
         return UA_E_INVAL;
+    /* forward first: a range the next primitive failed was not accepted
+     * and is not recorded */
+    int st = r->next ? r->next(r->next_ctx, start, end, vcpu) : UA_OK;
+    if (st)
+        return st;
     pthread_mutex_lock(&r->lock);
     if (r->count == r->cap) {
         size_t cap = r->cap ? r->cap * 2 : 64;
@@ -282,10 +287,18 @@ int ua_recorder_accept(void *recorder, uint64_t start, uint64_t end, uint32_t vc
     }
     r->items[r->count++] = (ua_range){start, end};
     pthread_mutex_unlock(&r->lock);
-    return r->next ? r->next(r->next_ctx, start, end, vcpu) : UA_OK;
+    return UA_OK;
 }
 
-size_t ua_recorder_count(const ua_recorder *r) { return r ? r->count : 0; }
+size_t ua_recorder_count(const ua_recorder *r)
+{
+    if (!r)
+        return 0;
+    pthread_mutex_lock((pthread_mutex_t *)&r->lock);
+    size_t n = r->count;
+    pthread_mutex_unlock((pthread_mutex_t *)&r->lock);
+    return n;
+}
 
 ua_status ua_recorder_get(const ua_recorder *r, size_t first, size_t n, ua_range *out)
 {

@@ -7,6 +7,8 @@ wrapped in PythonPrimitive; it runs with the GIL, so keep it off hot paths.
 """
 from __future__ import annotations
 
+import threading
+
 from ._core import ffi, lib
 from .errors import CallbackError, check
 
@@ -58,15 +60,24 @@ class Recorder:
 
 class PythonPrimitive:
     """Wraps `fn(start, end, vcpu)`.  Returning None/True/0 means success;
-    False or a non-zero int means failure; an exception is re-raised by the
-    caller of accept (wrapped in CallbackError)."""
+    False or a non-zero int means failure; anything else (a string, ...) is
+    a CallbackError, never a success; an exception is re-raised by the
+    caller of accept (wrapped in CallbackError) on the thread that called."""
 
     def __init__(self, fn):
         if not callable(fn):
             raise TypeError(f"accept primitive must be callable, got {type(fn).__name__}")
         self.fn = fn
-        self.error = None
+        self._pending = threading.local()   # per thread: a vCPU gets its own error
         self._self_handle = ffi.new_handle(self)
+
+    @property
+    def error(self):
+        return getattr(self._pending, "error", None)
+
+    @error.setter
+    def error(self, exc):
+        self._pending.error = exc
 
     @property
     def _c_accept(self):
@@ -77,19 +88,22 @@ class PythonPrimitive:
         return err
 
 
-@ffi.def_extern()
+@ffi.def_extern(error=lib.UA_E_CALLBACK)
 def _ua_py_accept(ctx, start, end, vcpu):
     prim = ffi.from_handle(ctx)
     try:
         rc = prim.fn(start, end, vcpu)
+        if rc is None or rc is True:
+            return lib.UA_OK
+        if rc is False:
+            return lib.UA_E_ACCEPT_FAILED
+        if not isinstance(rc, int):
+            raise TypeError(f"an accept callback returns None, a bool or a status int, "
+                            f"not {rc!r}")
+        return rc if 0 <= rc < 64 else lib.UA_E_ACCEPT_FAILED
     except BaseException as exc:  # reported to the caller, never lost in C
         prim.error = exc
         return lib.UA_E_CALLBACK
-    if rc is False:
-        return lib.UA_E_ACCEPT_FAILED
-    if rc is None or rc is True or rc == 0:
-        return lib.UA_OK
-    return int(rc) if 0 < int(rc) < 64 else lib.UA_E_ACCEPT_FAILED
 
 
 def as_primitive(obj):

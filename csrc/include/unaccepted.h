@@ -126,8 +126,8 @@ UA_API ua_status ua_memmap_check(const ua_mem_desc *descs, size_t n, uint64_t li
  * other status to report failure (the units stay unaccepted). */
 typedef int (*ua_accept_fn)(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu);
 
-/* A recorder primitive: remembers every range handed to it, then (if a next
- * primitive is set) forwards the call.  Thread-safe. */
+/* A recorder primitive: forwards the call to the next primitive (if one is
+ * set) and remembers the range when that succeeded.  Thread-safe. */
 typedef struct ua_recorder ua_recorder;
 UA_API ua_status ua_recorder_create(ua_accept_fn next, void *next_ctx, ua_recorder **out);
 UA_API void ua_recorder_destroy(ua_recorder *r);

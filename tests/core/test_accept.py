@@ -314,3 +314,31 @@ def test_accept_fast_call_returns_units_and_checks_arguments():
     with pytest.raises(AcceptFailed):
         t.accept(4 * GiB + 8 * MiB, 4096)
     assert t.unaccepted_units == 6
+
+
+def test_a_callback_answer_that_is_not_a_status_is_an_error_not_a_success():
+    # issue 9: a string used to read as success and the units were marked
+    from unaccepted import CallbackError, Table
+    t = Table(size=8)
+    t.mark(0, 64)
+    t.set_accept(lambda start, end, vcpu: "done")
+    with pytest.raises(CallbackError) as e:
+        t.accept(0, 4096)
+    assert isinstance(e.value.__cause__, TypeError)
+    assert t.unaccepted_units == 64                 # nothing claimed accepted
+
+
+def test_a_recorder_keeps_only_what_was_accepted():
+    # the next primitive refused the range: the recorder does not claim it
+    from unaccepted import AcceptFailed, Recorder, Table
+    rec = Recorder(next=lambda start, end, vcpu: False)
+    t = Table(size=8)
+    t.mark(0, 64)
+    t.set_accept(rec)
+    with pytest.raises(AcceptFailed):
+        t.accept(0, 4096)
+    assert len(rec) == 0 and rec.ranges() == []
+    ok = Recorder(next=lambda start, end, vcpu: None)
+    t.set_accept(ok)
+    t.accept(0, 4096)
+    assert ok.ranges() == [(0, 2 << 20)]           # one unit (no guard: the end is not unit-aligned)
