@@ -11,7 +11,7 @@ from typing import Dict, Optional
 
 from ._core import ffi, lib
 from .errors import InvalidArgument, check
-from .validate import as_int, as_u64, as_vcpu
+from .validate import as_instance, as_int, as_u64, as_vcpu
 
 EVENT_COUNT = lib.ua_event_count()
 
@@ -150,6 +150,7 @@ class Cost:
     def __init__(self, profile: CostProfile | str = "count", vcpus: int = 1):
         if isinstance(profile, str):
             profile = CostProfile.builtin(profile)
+        as_instance(profile, "profile (a built-in name or a CostProfile)", CostProfile)
         vcpus = as_int(vcpus, "vcpus", 1, lib.UA_MAX_VCPUS + 1)
         out = ffi.new("ua_cost **")
         check(lib.ua_cost_create(profile._to_c(), vcpus, out), "cannot create cost model")

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Iterable, NamedTuple, Optional, Sequence
 
 from ._core import ffi, lib
-from .errors import InvalidOp, check, error_for
+from .errors import InvalidMemoryMap, InvalidOp, check, error_for
 from .memmap import MemoryMap
 from .primitives import as_primitive, raise_callback_error
-from .validate import as_u32, as_u64, is_int
+from .validate import as_instance, as_u32, as_u64, is_int
 
 DEFAULT_UNIT_SIZE = lib.UA_DEFAULT_UNIT_SIZE
 _accept_units = lib.ua_accept_memory_units
@@ -126,7 +126,7 @@ class Table:
                         *, accept=None) -> Optional["Table"]:
         """allocate_unaccepted_bitmap(): an empty table sized from the map's
         type-15 descriptors, or None when there are none."""
-        memory_map.validate()
+        as_instance(memory_map, "memory_map", MemoryMap, InvalidMemoryMap).validate()
         arr, n = memory_map._c_array()
         out = ffi.new("ua_table **")
         check(lib.ua_table_from_memmap(arr, n, _unit(unit_size), out),
@@ -138,7 +138,7 @@ class Table:
     def process_memory_map(self, memory_map: MemoryMap, *, accept=None, vcpu: int = 0) -> list:
         """process_unaccepted_memory() for every type-15 descriptor, in map
         order.  Returns the ranges accepted at once, in the stub's order."""
-        memory_map.validate()
+        as_instance(memory_map, "memory_map", MemoryMap, InvalidMemoryMap).validate()
         arr, n = memory_map._c_array()
         prim = None if accept is None else as_primitive(accept)
         fn, ctx = prim._c_accept if prim is not None else (ffi.NULL, ffi.NULL)

@@ -45,10 +45,17 @@ def as_choice(value, name: str, choices: Iterable[str]) -> str:
     return value
 
 
+def as_instance(value, name: str, cls: type, exc: Type[Exception] = InvalidArgument):
+    """An instance of cls (the typed error names what came instead)."""
+    if not isinstance(value, cls):
+        raise exc(f"{name} must be a {cls.__name__}, got {type(value).__name__} {value!r:.60}")
+    return value
+
+
 def is_int(value) -> bool:
     """An int that is not a bool (JSON and CLI inputs)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-__all__ = ["U32", "U64", "as_bool", "as_choice", "as_int", "as_u32", "as_u64", "as_vcpu",
-           "is_int"]
+__all__ = ["U32", "U64", "as_bool", "as_choice", "as_instance", "as_int", "as_u32", "as_u64",
+           "as_vcpu", "is_int"]

@@ -91,6 +91,27 @@ def test_guest_demo_builds_against_the_installed_library(tmp_path):
                                      check=True).stdout)
 
 
+@pytest.mark.skipif(shutil.which("pkg-config") is None, reason="needs pkg-config")
+def test_pkg_config_files_point_where_the_library_is(tmp_path):
+    # issue 9: an install after a plain build kept the first build's prefix;
+    # the uninstalled .pc serves the build tree
+    build, prefix = tmp_path / "b", tmp_path / "prefix"
+    make = ["make", "-s", "-C", str(ROOT / "csrc"), f"BUILD={build}"]
+    subprocess.run(make + ["all"], check=True, capture_output=True)
+    subprocess.run(make + [f"PREFIX={prefix}", "install"], check=True, capture_output=True)
+    assert f"prefix={prefix}\n" in (prefix / "lib" / "pkgconfig" / "unaccepted.pc").read_text()
+    env = dict(os.environ, PKG_CONFIG_PATH=str(build))
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "unaccepted-uninstalled"],
+                           env=env, check=True, capture_output=True, text=True).stdout.split()
+    assert f"-I{ROOT / 'csrc' / 'include'}" in flags and f"-L{build}" in flags
+
+
+def test_check_fails_when_it_finds_no_tests(tmp_path):
+    proc = subprocess.run(["make", "-s", "-C", str(ROOT / "csrc"), f"BUILD={tmp_path}", "check",
+                           "TESTS="], capture_output=True, text=True)
+    assert proc.returncode != 0 and "no C tests found" in proc.stderr
+
+
 @pytest.mark.skipif(shutil.which("clang") is None, reason="needs clang (CI installs it)")
 def test_library_builds_with_clang_in_iso_c11(tmp_path):
     proc = subprocess.run(["make", "-s", "-C", str(ROOT / "csrc"), f"BUILD={tmp_path}",

@@ -41,3 +41,13 @@ def test_input_errors_are_value_errors():
 def test_version_matches():
     assert unaccepted.__version__ == "0.2.0"
     assert lib.ua_version() == (0 << 16) | (2 << 8) | 0
+
+
+def test_wrong_types_are_typed_errors_naming_the_argument():
+    # issue 9: these raised AttributeError from deep inside
+    import pytest
+    from unaccepted import Cost, InvalidArgument, InvalidMemoryMap, stub_build_table
+    with pytest.raises(InvalidArgument, match="profile"):
+        Cost(5)
+    with pytest.raises(InvalidMemoryMap, match="memory_map must be a MemoryMap, got list"):
+        stub_build_table([1, 2])
