@@ -7,7 +7,7 @@ C call with a recording primitive, and one JSON object is written per line.
 from __future__ import annotations
 
 import json
-from typing import Iterable, Iterator, TextIO
+from typing import BinaryIO, Iterable, Iterator, TextIO
 
 from .errors import (InvalidMemoryMap, InvalidOp, InvalidTrace, InvalidUnitSize,
                      UnacceptedError)
@@ -127,6 +127,8 @@ def replay_line(line: str) -> dict:
         case = json.loads(line)
     except ValueError as exc:
         return error_line(None, InvalidTrace(f"not JSON: {exc}"))
+    except RecursionError:  # nested too deeply for the decoder: this line only
+        return error_line(None, InvalidTrace("not JSON: nested too deeply"))
     case_id = case.get("id") if isinstance(case, dict) else None
     try:
         return run_case(*parse_case(case))
@@ -142,7 +144,38 @@ def replay(lines: Iterable[str]) -> Iterator[str]:
         yield json.dumps(replay_line(line.rstrip("\r\n")))
 
 
-def replay_stream(inp: TextIO, out: TextIO) -> None:
+def replay_stream(inp: TextIO, out: TextIO) -> int:
+    """Replay text lines; returns how many cases failed."""
+    failed = 0
     for text in replay(inp):
+        failed += '"error": ' in text
         out.write(text)
         out.write("\n")
+    return failed
+
+
+def decode_lines(inp: BinaryIO) -> Iterator[str]:
+    """Lines of a byte stream, split at LF only (a CR inside a line is JSON
+    whitespace), each decoded as UTF-8 on its own: a line that is not UTF-8
+    becomes a line that is not JSON, so it gets its error and the others
+    run."""
+    for raw in inp:
+        try:
+            yield raw.rstrip(b"\n").decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield "\0not UTF-8 at byte %d" % exc.start
+
+
+def replay_bytes(inp: BinaryIO, out: TextIO) -> int:
+    """Replay a byte stream (a file or stdin's buffer); returns how many
+    cases failed."""
+    failed = 0
+    for line in decode_lines(inp):
+        if line.startswith("\0not UTF-8"):
+            result = error_line(None, InvalidTrace(line[1:]))
+        else:
+            result = replay_line(line.rstrip("\r"))
+        failed += "error" in result
+        out.write(json.dumps(result))
+        out.write("\n")
+    return failed

@@ -155,11 +155,52 @@ def test_one_output_line_per_input_line_and_errors_do_not_stop_the_file(tmp_path
 def test_unreadable_input_fails(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "unaccepted", "replay",
                            str(tmp_path / "missing.jsonl")], capture_output=True, text=True)
-    assert proc.returncode != 0 and "cannot read" in proc.stderr
-    (tmp_path / "bin").write_bytes(b"\xff\xfe\x00")
-    proc = subprocess.run([sys.executable, "-m", "unaccepted", "replay",
-                           str(tmp_path / "bin")], capture_output=True, text=True)
-    assert proc.returncode != 0
+    assert proc.returncode == 2 and "cannot read" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+GOOD = b'{"id": "g", "memory_map": [], "ops": []}'
+GOOD_OUT = {"id": "g", "table": None, "stub_accepted": [], "results": [], "bitmap": None}
+
+
+def _replay(tmp_path, data, *args):
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(data)
+    from_file = subprocess.run([sys.executable, "-m", "unaccepted", "replay", *args, str(path)],
+                               capture_output=True)
+    from_stdin = subprocess.run([sys.executable, "-m", "unaccepted", "replay", *args, "-"],
+                                input=data, capture_output=True)
+    assert from_file.stdout == from_stdin.stdout and from_file.returncode == from_stdin.returncode
+    assert b"Traceback" not in from_file.stderr
+    return from_file.returncode, [json.loads(l) for l in from_file.stdout.splitlines()]
+
+
+def test_bad_lines_never_stop_the_good_ones(tmp_path):
+    # issue 9: a 1000-level nesting crashed the run; a non-UTF-8 line lost
+    # every line; a bare CR (JSON whitespace) split a line read from a file
+    nested = b"[" * 1000 + b"]" * 1000
+    data = b"\n".join([GOOD, nested, b"\xff\xfe\x00", b'{"id":\r"g", "memory_map": [], "ops": []}',
+                       GOOD]) + b"\n"
+    rc, out = _replay(tmp_path, data)
+    assert rc == 0 and len(out) == 5
+    assert out[0] == out[3] == out[4] == GOOD_OUT
+    assert out[1]["error"] == {"kind": "InvalidTrace", "message": "not JSON: nested too deeply"}
+    assert out[2]["error"] == {"kind": "InvalidTrace", "message": "not UTF-8 at byte 0"}
+    rc, _ = _replay(tmp_path, data, "--strict")
+    assert rc == 1                      # --strict: some case failed
+    rc, _ = _replay(tmp_path, GOOD + b"\n", "--strict")
+    assert rc == 0
+
+
+def test_a_closed_pipe_ends_quietly_with_sigpipes_status(tmp_path):
+    (tmp_path / "many.jsonl").write_bytes((GOOD + b"\n") * 50000)
+    proc = subprocess.Popen([sys.executable, "-m", "unaccepted", "replay",
+                             str(tmp_path / "many.jsonl")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert json.loads(proc.stdout.readline()) == GOOD_OUT
+    proc.stdout.close()                 # what `| head -1` does
+    assert proc.wait(timeout=60) == 141
+    assert proc.stderr.read() == b""
 
 
 def test_shipped_example_trace_runs():
