@@ -65,12 +65,13 @@ static ua_status accept_units(const ua_table *t, uint64_t start, uint64_t size, 
     return UA_OK;
 }
 
-static int overlaps_in_flight(const ua_table *t, uint64_t first, uint64_t last)
+static const struct ua_accept_range *overlaps_in_flight(const ua_table *t, uint64_t first,
+                                                        uint64_t last)
 {
     for (const struct ua_accept_range *r = t->accepting; r; r = r->next)
         if (r->last > first && r->first < last)
-            return 1;
-    return 0;
+            return r;
+    return NULL;
 }
 
 static inline void clear_word_bits(ua_table *t, uint64_t word, uint64_t mask)
@@ -101,9 +102,16 @@ ua_status ua_accept_memory(ua_table *t, uint64_t start, uint64_t size, uint32_t 
     if (!ua_bitmap_any_acquire(t->words, t->nbits, first, last))
         return UA_OK;
 
-    struct ua_accept_range me = {first, last, NULL};
+    struct ua_accept_range me = {first, last, pthread_self(), NULL};
     pthread_mutex_lock(&t->lock);
-    while (overlaps_in_flight(t, first, last)) {
+    const struct ua_accept_range *busy;
+    while ((busy = overlaps_in_flight(t, first, last))) {
+        if (pthread_equal(busy->owner, me.owner)) {
+            /* the primitive called accept_memory() on the range it is
+             * accepting: waiting for itself would never end */
+            pthread_mutex_unlock(&t->lock);
+            return UA_E_STATE;
+        }
         res.waits++;
         pthread_cond_wait(&t->done, &t->lock);
     }

@@ -249,7 +249,14 @@ ua_status ua_table_mark(ua_table *t, uint64_t first, uint64_t last, int unaccept
         return UA_E_RANGE;
     if (first == last)
         return UA_OK;
-    /* Atomic per word: accepters may be clearing neighbouring bits. */
+    /* like the other mutators, not while accepts run (an accepter owns the
+     * bits of its range until it leaves) */
+    pthread_mutex_lock(&t->lock);
+    if (t->accepting) {
+        pthread_mutex_unlock(&t->lock);
+        return UA_E_STATE;
+    }
+    /* Atomic per word: an accepter that found nothing to do reads lock-free. */
     for (uint64_t w = first / 64; w <= (last - 1) / 64; w++) {
         unsigned lo = w == first / 64 ? (unsigned)(first % 64) : 0;
         unsigned hi = w == (last - 1) / 64 ? (unsigned)((last - 1) % 64) + 1 : 64;
@@ -259,6 +266,7 @@ ua_status ua_table_mark(ua_table *t, uint64_t first, uint64_t last, int unaccept
         else
             __atomic_fetch_and(&t->words[w], ~m, __ATOMIC_RELEASE);
     }
+    pthread_mutex_unlock(&t->lock);
     return UA_OK;
 }
 

@@ -36,6 +36,7 @@ int ua_bitmap_any_acquire(const uint64_t *words, uint64_t nbits, uint64_t first,
 
 struct ua_accept_range {           /* one in-flight accept_memory() call */
     uint64_t first, last;          /* units, half-open */
+    pthread_t owner;               /* the thread running it (re-entry check) */
     struct ua_accept_range *next;
 };
 

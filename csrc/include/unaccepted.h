@@ -187,7 +187,8 @@ UA_API ua_status ua_table_parse(const uint8_t *buf, size_t len, ua_table **out);
 UA_API ua_status ua_table_bitmap_read(const ua_table *t, uint64_t first, uint64_t n, uint8_t *out);
 /* Replace the whole bitmap (n must equal size). */
 UA_API ua_status ua_table_bitmap_write(ua_table *t, const uint8_t *bytes, uint64_t n);
-/* Mark units [first, last) unaccepted / accepted without calling anything. */
+/* Mark units [first, last) unaccepted / accepted without calling anything.
+ * UA_E_STATE while accepts run (as for the other mutators). */
 UA_API ua_status ua_table_mark(ua_table *t, uint64_t first, uint64_t last, int unaccepted);
 UA_API uint64_t ua_table_count_unaccepted(const ua_table *t);
 /* Direct read access to the words (ceil(size / 8) of them; bits past nbits are 0). */
@@ -207,7 +208,9 @@ typedef struct ua_accept_result {
 /* accept_memory(start, size) with mainline semantics: page widening, clamp,
  * guard unit, one primitive call per run of set bits, bits cleared only after
  * the call succeeded, callers touching a unit being accepted wait.  result may
- * be NULL.  Safe to call from many threads on one table. */
+ * be NULL.  Safe to call from many threads on one table.  A primitive that
+ * calls it again on a range its own call is accepting gets UA_E_STATE (it
+ * would wait for itself forever). */
 UA_API ua_status ua_accept_memory(ua_table *t, uint64_t start, uint64_t size, uint32_t vcpu,
                                   ua_accept_result *result);
 /* The same, for callers that cross an FFI per call: returns the number of

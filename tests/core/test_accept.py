@@ -342,3 +342,41 @@ def test_a_recorder_keeps_only_what_was_accepted():
     t.set_accept(ok)
     t.accept(0, 4096)
     assert ok.ranges() == [(0, 2 << 20)]           # one unit (no guard: the end is not unit-aligned)
+
+
+def test_a_callback_that_accepts_its_own_range_gets_an_error_not_a_deadlock():
+    # issue 9: it waited for itself forever and Ctrl-C could not stop it
+    from unaccepted import CallbackError, InvalidState, Table
+    t = Table(size=8)
+    t.mark(0, 64)
+
+    def reenter(start, end, vcpu):
+        t.accept(start, end - start)
+
+    t.set_accept(reenter)
+    with pytest.raises(CallbackError) as e:
+        t.accept(0, 4096)
+    assert isinstance(e.value.__cause__, InvalidState)
+    assert t.unaccepted_units == 64
+    # another range is fine from inside a callback (no overlap, no wait)
+    seen = []
+
+    def other(start, end, vcpu):
+        if start == 0:
+            t.accept(32 << 20, 4096)
+        seen.append(start)
+
+    t.set_accept(other)
+    t.accept(0, 4096)
+    assert seen == [32 << 20, 0]
+
+
+def test_mark_refuses_while_an_accept_runs():
+    from unaccepted import CallbackError, InvalidState, Table
+    t = Table(size=8)
+    t.mark(0, 64)
+    t.set_accept(lambda start, end, vcpu: t.mark(40, 41, True))
+    with pytest.raises(CallbackError) as e:
+        t.accept(0, 4096)
+    assert isinstance(e.value.__cause__, InvalidState)
+    assert t.unaccepted_units == 64
