@@ -54,7 +54,7 @@ static uint32_t ovmf_entries_per_fill(uint32_t bytes)
  * its domain. */
 static ua_status normalize(ua_path_options *o)
 {
-    if (o->kind >= UA_PATH_KIND_COUNT)
+    if (ua_path_options_common(o))
         return UA_E_INVAL;
     if (o->psc_max_entries == 0)
         o->psc_max_entries = UA_SNP_LINUX_PSC_MAX_ENTRIES;
@@ -64,8 +64,6 @@ static ua_status normalize(ua_path_options *o)
         o->ovmf_buffer_bytes = UA_SNP_OVMF_DXE_BUFFER_BYTES;
     if (o->ovmf_buffer_bytes < UA_SNP_PSC_HDR_BYTES + 8 || o->ovmf_buffer_bytes > OVMF_MAX_BUFFER)
         return UA_E_INVAL;
-    if (o->hang_limit == 0)
-        o->hang_limit = 1000;
     return UA_OK;
 }
 

@@ -30,7 +30,6 @@
 
 #define ACCEPT_RAX ((uint64_t)UA_TDX_TDCALL_MEM_PAGE_ACCEPT)
 #define OVMF_MAX_RETRIES 3
-#define DEFAULT_HANG_LIMIT 1000
 
 struct path_vcpu {
     ua_path_stats s;
@@ -53,11 +52,9 @@ static const char *const MSG_STOPPED = "KVM stopped the TD while serving an acce
 /* Defaults filled in and the options checked (the SNP fields must be 0). */
 static ua_status normalize(ua_path_options *o)
 {
-    if (o->kind >= UA_PATH_KIND_COUNT || o->psc_max_entries || o->ovmf_buffer_bytes)
+    if (o->psc_max_entries || o->ovmf_buffer_bytes)
         return UA_E_INVAL;
-    if (o->hang_limit == 0)
-        o->hang_limit = DEFAULT_HANG_LIMIT;
-    return UA_OK;
+    return ua_path_options_common(o);
 }
 
 ua_status ua_tdx_path_create(ua_tdx *t, const ua_path_options *opts, ua_tdx_path **out)

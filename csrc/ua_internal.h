@@ -88,6 +88,18 @@ static inline int ua_fatal_check(const struct ua_fatal_slot *s)
     return ua_fatal_status(f.kind);
 }
 
+/* ---- accept-path options: what both vendors check and default ---- */
+#define UA_DEFAULT_HANG_LIMIT 1000   /* exits without progress before "hung" */
+
+static inline ua_status ua_path_options_common(ua_path_options *o)
+{
+    if (o->kind >= UA_PATH_KIND_COUNT)
+        return UA_E_INVAL;
+    if (o->hang_limit == 0)
+        o->hang_limit = UA_DEFAULT_HANG_LIMIT;
+    return UA_OK;
+}
+
 typedef unsigned __int128 ua_u128;
 #define UA_U64_LIMIT ((ua_u128)1 << 64)
 #endif
