@@ -80,6 +80,26 @@ static int attr_set(ua_snp *s, uint64_t gfn, unsigned n, int priv)
     return 0;
 }
 
+ua_status ua_snp_set_memory_attributes(ua_snp *s, uint64_t gpa, uint64_t size,
+                                       uint32_t private_)
+{
+    if (!s || private_ > 1)
+        return UA_E_INVAL;
+    if ((gpa | size) & 0xfff)
+        return UA_E_ALIGN;
+    if (gpa > s->cfg.memory_bytes || size > s->cfg.memory_bytes - gpa)
+        return UA_E_RANGE;
+    uint64_t gfn = gpa >> 12, end = (gpa + size) >> 12;
+    while (gfn < end) {
+        uint64_t region_end = (gfn | 511) + 1;
+        unsigned n = (unsigned)((region_end < end ? region_end : end) - gfn);
+        if (attr_set(s, gfn, n, (int)private_))
+            return UA_E_NOMEM;
+        gfn += n;
+    }
+    return UA_OK;
+}
+
 /* Make one 4 KiB GFN private or shared the way KVM does: PSMASH an assigned
  * 2 MiB entry first, then RMPUPDATE the 4 KiB page.  0 on success. */
 static int host_set_4k(ua_snp *s, uint32_t vcpu, uint64_t gfn, int private_, int lazy)
@@ -414,8 +434,9 @@ int ua_host_kvm_snp_npf(ua_host *h, ua_snp *s, uint32_t vcpu, uint64_t gpa, uint
         return UA_E_VCPU;
     uint64_t gfn = gpa >> 12;
     *action = UA_HOST_DID_NOTHING;
-    if (h->cfg.lazy_rmpupdate && !(exitinfo1 & UA_SNP_NPF_SIZEM) && gfn < s->guest_pages &&
-        attr_private(s, gfn)) {
+    /* guest_memfd faults a private GFN in on an NPF whatever the PSC did
+     * (pre-faulting at PSC time only makes this path rare) */
+    if (!(exitinfo1 & UA_SNP_NPF_SIZEM) && gfn < s->guest_pages && attr_private(s, gfn)) {
         uint64_t spa = snp_npt(s, gpa & ~0xfffull);
         int is2m;
         if (snp_entry(s, spa, &is2m) & E_ASSIGNED)

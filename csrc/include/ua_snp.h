@@ -222,6 +222,14 @@ UA_API ua_status ua_snp_set_in_use(ua_snp *s, uint64_t spa, uint32_t in_use);
  * already assigned; UA_E_RANGE past the guest. */
 UA_API ua_status ua_snp_launch_update(ua_snp *s, uint64_t gpa, uint64_t size);
 UA_API ua_status ua_snp_launch_finish(ua_snp *s);
+/* KVM_SET_MEMORY_ATTRIBUTES: mark [gpa, gpa+size) (4 KiB aligned, inside
+ * the guest) private (1) or shared (0) in guest_memfd's attributes.  QEMU
+ * marks all guest RAM private when it creates the memslots
+ * (kvm_set_phys_mem), so a private access to a page nobody converted
+ * faults it in from guest_memfd (RMPUPDATE, not validated) instead of
+ * finding a hypervisor page.  Only the attribute changes, never the RMP. */
+UA_API ua_status ua_snp_set_memory_attributes(ua_snp *s, uint64_t gpa, uint64_t size,
+                                              uint32_t private_);
 /* NPT: map one 4 KiB GPA to an SPA (both 4 KiB aligned, inside the RMP). */
 UA_API ua_status ua_snp_npt_map(ua_snp *s, uint64_t gpa, uint64_t spa);
 UA_API ua_status ua_snp_npt_lookup(const ua_snp *s, uint64_t gpa, uint64_t *spa);

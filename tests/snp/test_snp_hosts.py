@@ -36,7 +36,9 @@ Hangs are reported as GuestHung after hang_limit exits without progress
 import pytest
 
 from unaccepted import FatalKind, Host, HostAction, NeverResume, TouchOutcome
-from unaccepted.errors import CallbackError, GuestHung, GuestTerminated, InvalidArgument
+from unaccepted.errors import (CallbackError, GuestHung, GuestTerminated, InvalidArgument,
+                               Misaligned, OutOfRange)
+from unaccepted.snp import SnpGuest
 from unaccepted.snp import (MSR_PSC_RESP, MSR_PSC_RESP_ERROR, PSC_ERROR_GENERIC,
                             PSC_ERROR_INVALID_ENTRY, NpfBits, PageSize, PscEntry, PscOp,
                             SnpGuest, msr_psc_request, psc_buffer, term_msr)
@@ -456,3 +458,33 @@ def test_python_host_replaces_only_the_handlers_it_defines(model):
     # skip-rmpupdate's, so nothing is converted and PVALIDATE hangs
     assert_hung(model(MEM, host=BehaviourPscHost("skip-rmpupdate")), "linux", hang_limit=3)
     assert_served(model(MEM, host=BehaviourPscHost("kvm")), "linux")
+
+
+# ------------------------------------------------ guest_memfd attributes (QEMU's default)
+def test_private_by_default_ram_faults_in_unvalidated_and_touch_gets_vc_0x404():
+    # [QEMU] kvm_set_phys_mem() marks every guest_memfd slot private
+    # (KVM_SET_MEMORY_ATTRIBUTES); [KVM] a private GFN is faulted in from
+    # guest_memfd at the first NPF (RMP assigned, Validated clear); [APM]
+    # 15.36.10: an access to an assigned, unvalidated page -> #VC with
+    # error code 0x404 (PAGE_NOT_VALIDATED); [LINUX] no #VC case for it:
+    # the guest terminates.
+    g = SnpGuest(MEM)
+    r = g.touch(M2 + K4, write=True)
+    assert r.outcome == TouchOutcome.HUNG            # shared attribute: the NPF is never fixed
+    g = SnpGuest(MEM)
+    g.set_memory_attributes(0, MEM)
+    r = g.touch(M2 + K4, write=True)
+    assert (r.outcome, r.vector, r.error_code) == (TouchOutcome.TERMINATED, 29, 0x404)
+    e = g.rmp(M2)
+    assert e.assigned and not e.validated
+
+
+def test_memory_attributes_bad_arguments_leave_state_alone():
+    g = SnpGuest(MEM)
+    with pytest.raises(Misaligned):
+        g.set_memory_attributes(K4 // 2, K4)
+    with pytest.raises(OutOfRange):
+        g.set_memory_attributes(0, MEM + M2)
+    with pytest.raises(InvalidArgument):
+        g.set_memory_attributes(0, K4, private="yes")
+    assert g.touch(M2, write=True).outcome == TouchOutcome.HUNG   # nothing became private
