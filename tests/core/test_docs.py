@@ -13,9 +13,9 @@ def test_readme_starts_with_the_two_commands():
     assert block, "README must begin with the two commands"
     lines = [l for l in block.group(1).splitlines() if l.strip()]
     assert lines == ['pip install . && unaccepted matrix',
-                     'pip install -e ".[test]" && python -m pytest']
+                     'pip install -e ".[test]" && python -m pytest -n auto']
     ci = (ROOT / ".ci" / "run").read_text()
-    assert 'pip install -e ".[test]"' in ci and "python -m pytest" in ci
+    assert 'pip install -e ".[test]" && python -m pytest -n auto' in ci
     assert (ROOT / "examples" / "traces" / "basic.jsonl").exists()
 
 

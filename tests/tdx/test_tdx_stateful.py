@@ -13,6 +13,7 @@ tdg_mem_page_accept.c) must hold:
   * pages are zero right after a successful ACCEPT;
   * PAGE_ALREADY_ACCEPTED changes nothing, in particular it never zeroes.
 """
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -180,8 +181,16 @@ class TdxMachine(RuleBasedStateMachine):
         self._remember()
 
 
-TdxMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+TdxMachine.TestCase.settings = settings(max_examples=30, stateful_step_count=40, deadline=None)
 TestTdxMachine = TdxMachine.TestCase
+
+
+@pytest.mark.slow
+class TestTdxMachineExhaustive(TdxMachine.TestCase):
+    """The same machine, five times longer: CI runs it (`-m slow` selects
+    it, `-m "not slow"` is the day-to-day subset)."""
+
+    settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 
 
 # ---- the core's reusable acceptance machine with the TDX Linux path below ----
