@@ -34,6 +34,8 @@ PAGE = 4096
 DESCRIPTOR_SIZE = 48            # EDK2's DescriptorSize (MdeModulePkg/Core/Dxe/Mem/Page.c)
 
 EFI_ERROR = 1 << 63
+EFI_MAX_MEMORY_TYPE = 16                   # after EfiUnacceptedMemoryType (15)
+MEMORY_TYPE_OEM_RESERVED_MIN = 0x70000000
 
 
 class EfiStatus(enum.IntEnum):
@@ -69,6 +71,10 @@ ATTR_INTERNAL_MASK = 0x0700000000000000   # EFI_MEMORY_INTERNAL_MASK (PI)
 HOB_SYSTEM_MEMORY = 0
 HOB_UNACCEPTED = 7
 HOB_ATTRS = 0x7                            # PRESENT | INITIALIZED | TESTED
+# The resource attributes ValidateHobList knows (SecTdxHelper.c): PRESENT ..
+# READ_ONLY_PROTECTABLE, PERSISTENT, PERSISTABLE and MORE_RELIABLE, bits 0..25
+# (not ENCRYPTED 0x04000000, SPECIAL_PURPOSE, HOT_PLUGGABLE)
+HOB_KNOWN_ATTRS = 0x03FFFFFF
 
 # TDX SEC (OvmfPkg/IntelTdx/TdxHelperLib/SecTdxHelper.c)
 TDX_AP_STACK_PER_VCPU = 16 * 1024
@@ -217,7 +223,7 @@ def validate_td_hob(hobs: List[TdHob]) -> Optional[str]:
             return f"resource HOB {i}: not 4 KiB aligned"
         if not 0 <= h.type <= HOB_UNACCEPTED:
             return f"resource HOB {i}: resource type {h.type} outside 0..7"
-        if h.attribute & ~0x7FFFFF:
+        if h.attribute & ~HOB_KNOWN_ATTRS:
             return f"resource HOB {i}: unknown attribute bits {h.attribute:#x}"
     return None
 
@@ -455,17 +461,23 @@ class Firmware:
         """AllocatePages(): (status, address).  Never from unaccepted memory
         (MdeModulePkg/Core/Dxe/Mem/Page.c)."""
         self._require_boot_services()
-        if mem_type == MemoryType.UNACCEPTED or pages <= 0:
+        # CoreInternalAllocatePages: these types are never allocated; a
+        # negative count is this simulator's (UINTN cannot be negative)
+        if mem_type in (MemoryType.CONVENTIONAL, MemoryType.PERSISTENT, MemoryType.UNACCEPTED) \
+                or EFI_MAX_MEMORY_TYPE <= mem_type < MEMORY_TYPE_OEM_RESERVED_MIN or pages < 0:
             return EfiStatus.INVALID_PARAMETER, 0
         size = pages * PAGE
         if alloc_type == AllocateType.ADDRESS:
-            if address % PAGE:
-                return EfiStatus.INVALID_PARAMETER, 0
+            # a misaligned address or no pages: EFI_NOT_FOUND
+            if address % PAGE or pages == 0:
+                return EfiStatus.NOT_FOUND, 0
             r = self.map.find(address)
             if r is None or r.type != MemoryType.CONVENTIONAL or address + size > r.end:
                 return EfiStatus.NOT_FOUND, 0
             self.map.set(address, address + size, mem_type, _attr_for(mem_type))
             return EfiStatus.SUCCESS, address
+        if pages == 0:          # FindFreePages finds nothing for 0 pages
+            return EfiStatus.OUT_OF_RESOURCES, 0
         limit = address if alloc_type == AllocateType.MAX_ADDRESS else 1 << 64
         for r in sorted(self.map.of_type(MemoryType.CONVENTIONAL), key=lambda r: -r.end):
             end = min(r.end, (limit + 1) // PAGE * PAGE)
@@ -482,9 +494,17 @@ class Firmware:
         return self.allocate_pages(AllocateType.ANY_PAGES, mem_type, -(-size // PAGE))
 
     def free_pages(self, address: int, pages: int) -> EfiStatus:
+        """FreePages() (Page.c CoreInternalFreePages, CoreConvertPagesEx)."""
         self._require_boot_services()
         r = self.map.find(address)
-        if r is None or address + pages * PAGE > r.end or r.type == MemoryType.UNACCEPTED:
+        if r is None:
+            return EfiStatus.NOT_FOUND
+        if address % PAGE:
+            return EfiStatus.INVALID_PARAMETER
+        # freeing free memory ("the pages to free have been freed") or past
+        # the allocation: EFI_NOT_FOUND
+        if address + pages * PAGE > r.end or \
+                r.type in (MemoryType.UNACCEPTED, MemoryType.CONVENTIONAL):
             return EfiStatus.NOT_FOUND
         self.map.set(address, address + pages * PAGE, MemoryType.CONVENTIONAL, ATTR_CACHE)
         return EfiStatus.SUCCESS

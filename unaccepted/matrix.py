@@ -84,7 +84,7 @@ def _run_dask(configs, address: str, progress) -> List[dict]:
     except ImportError as exc:   # the optional extra
         raise InvalidArgument("--scheduler needs dask.distributed: pip install "
                               "'unaccepted[cluster]'") from exc
-    with Client(address, set_as_default=False) as client:
+    with Client(address) as client:
         futures = client.map(_boot_json, configs, pure=False)
         if progress:
             for done, _ in enumerate(as_completed(futures), 1):

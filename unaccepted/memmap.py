@@ -129,11 +129,15 @@ class MemoryMap(Sequence[MemoryDescriptor]):
         """Raise InvalidMemoryMap naming the descriptor, field and value.
 
         Checks: 4 KiB-aligned start, at least one page, end below 2^64 (and at
-        or below `limit` when given), no two descriptors overlapping."""
+        or below `limit` when given), no two descriptors overlapping.  `limit`
+        is a positive address (None: 2^64)."""
+        if limit is not None:
+            as_int(limit, "limit", 1, U64 + 1, exc=InvalidMemoryMap)
         arr, n = self._c_array()
         bad = ffi.new("size_t *")
         other = ffi.new("size_t *")
-        status = lib.ua_memmap_check(arr, n, limit or 0, bad, other)
+        status = lib.ua_memmap_check(arr, n, 0 if limit is None or limit == U64 else limit,
+                                     bad, other)
         if status:
             raise self._error(status, bad[0], other[0], limit)
         return self

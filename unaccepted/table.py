@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Iterable, NamedTuple, Optional, Sequence
 
 from ._core import ffi, lib
-from .errors import InvalidMemoryMap, InvalidOp, check, error_for
+from .errors import InvalidMemoryMap, InvalidOp, InvalidTable, check, error_for
 from .memmap import MemoryMap
 from .primitives import as_primitive, raise_callback_error
-from .validate import as_instance, as_u32, as_u64, is_int
+from .validate import as_bool, as_instance, as_u32, as_u64, is_int
 
 DEFAULT_UNIT_SIZE = lib.UA_DEFAULT_UNIT_SIZE
 _accept_units = lib.ua_accept_memory_units
@@ -172,13 +172,22 @@ class Table:
         return ffi.buffer(buf, n)[:]
 
     @classmethod
-    def parse(cls, data: bytes, *, accept=None) -> "Table":
-        """A table from its binary form; rejects an unknown version."""
+    def parse(cls, data: bytes, *, accept=None, exact: bool = True) -> "Table":
+        """A table from its binary form; rejects an unknown version.  Bytes
+        after the bitmap are an error unless exact=False (a table read out
+        of a larger memory image)."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise InvalidTable(f"data must be bytes, got {type(data).__name__}")
         data = bytes(data)
         out = ffi.new("ua_table **")
         check(lib.ua_table_parse(data, len(data), out),
               f"cannot parse a {len(data)}-byte unaccepted-memory table")
-        return cls._wrap(out[0], accept)
+        table = cls._wrap(out[0], accept)
+        used = HEADER_SIZE + table.size
+        if as_bool(exact, "exact") and len(data) > used:
+            raise InvalidTable(f"{len(data) - used} byte(s) after the {used}-byte table "
+                               "(pass exact=False to ignore them)")
+        return table
 
     @property
     def bitmap(self) -> bytes:
@@ -224,6 +233,10 @@ class Table:
     def accept(self, start: int, size: int, vcpu: int = 0) -> int:
         """accept_memory(start, size) as mainline Linux does it; returns the
         number of units accepted.  One C call: this is the per-call fast path."""
+        # cffi takes a bool for an int: refuse it as every other entry point does
+        if start is True or start is False or size is True or size is False:
+            _u64(start, "start")
+            _u64(size, "size")
         try:
             n = _accept_units(self._handle, start, size, vcpu)
         except (TypeError, OverflowError):

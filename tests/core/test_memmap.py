@@ -57,6 +57,11 @@ def test_validation_limit():
     mm.validate()
     with pytest.raises(InvalidMemoryMap, match="past 0x10000000000000"):
         mm.validate(limit=1 << 52)
+    # a zero limit is not "no limit" (that is None): it is refused by name
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(InvalidMemoryMap, match="limit"):
+            mm.validate(limit=bad)
+    assert mm.validate(limit=1 << 64) is mm
 
 
 @pytest.mark.parametrize("field, value", [("type", -1), ("type", 1 << 32), ("start", 1.5),

@@ -8,7 +8,7 @@ from hypothesis import given, strategies as st
 from unaccepted import (InvalidArgument, InvalidMemoryMap, InvalidTable, InvalidUnitSize,
                         MemoryDescriptor as D, MemoryMap, OutOfRange, Recorder, Table,
                         TableTooLarge, UnknownTableVersion, stub_build_table)
-from unaccepted.errors import Misaligned
+from unaccepted.errors import InvalidOp, Misaligned
 from unaccepted.testing.reference import ref_stub
 from unaccepted.testing.strategies import memory_maps, unit_sizes
 
@@ -187,11 +187,40 @@ def test_table_near_the_top_of_the_address_space():
 def test_parse_arbitrary_bytes_never_crashes(head, tail):
     raw = head + tail
     try:
-        t = Table.parse(raw)
+        t = Table.parse(raw, exact=False)
     except (InvalidTable, InvalidUnitSize, TableTooLarge, OutOfRange, Misaligned):
         return
-    # whatever parsed serializes back to its own prefix of the input
+    # whatever parsed serializes back to its own prefix of the input, and the
+    # exact parse accepts it only when nothing follows
     assert raw.startswith(t.to_bytes())
+    if len(raw) > len(t.to_bytes()):
+        with pytest.raises(InvalidTable, match="after the"):
+            Table.parse(raw)
+    else:
+        assert Table.parse(raw).to_bytes() == raw
+
+
+def test_parse_trailing_bytes_are_an_error_unless_asked():
+    raw = header(size=2) + b"\x01\x80"
+    assert Table.parse(raw).unaccepted_units == 2
+    with pytest.raises(InvalidTable, match="1 byte"):
+        Table.parse(raw + b"\x00")
+    assert Table.parse(raw + b"junk", exact=False).to_bytes() == raw
+    with pytest.raises(InvalidTable):
+        Table.parse("not bytes")
+    with pytest.raises(InvalidArgument):
+        Table.parse(raw, exact="yes")
+
+
+def test_accept_refuses_booleans_like_every_entry_point():
+    t = Table(2 * MiB, 0, 1)
+    t.mark(0, 8)
+    for args in ((True, 4096), (0, True), (False, 2 * MiB)):
+        with pytest.raises(InvalidOp):
+            t.accept(*args)
+        with pytest.raises(InvalidOp):
+            t.contains(*args)
+    assert t.unaccepted_units == 8                      # nothing happened
 
 
 @given(st.integers(0, 40), st.integers(0, (1 << 64) - 1), st.integers(0, (1 << 64) - 1))
