@@ -61,7 +61,8 @@ static ua_status normalize(ua_path_options *o)
     if (o->psc_max_entries > UA_SNP_PSC_MAX_ENTRIES)
         return UA_E_INVAL;
     if (o->ovmf_buffer_bytes == 0)
-        o->ovmf_buffer_bytes = UA_SNP_OVMF_DXE_BUFFER_BYTES;
+        o->ovmf_buffer_bytes = o->kind == UA_PATH_OVMF_SEC ? UA_SNP_OVMF_SEC_BUFFER_BYTES
+                                                           : UA_SNP_OVMF_DXE_BUFFER_BYTES;
     if (o->ovmf_buffer_bytes < UA_SNP_PSC_HDR_BYTES + 8 || o->ovmf_buffer_bytes > OVMF_MAX_BUFFER)
         return UA_E_INVAL;
     return UA_OK;
@@ -445,6 +446,7 @@ static const struct {
     [UA_PATH_LINUX] = {linux_set_state, {UA_SNP_TERM_SET_LINUX, UA_SNP_TERM_NOT_VMPL0}},
     [UA_PATH_LINUX_EARLY] = {early_set_state, {UA_SNP_TERM_SET_LINUX, UA_SNP_TERM_NOT_VMPL0}},
     [UA_PATH_OVMF] = {ovmf_set_state, {UA_SNP_TERM_SET_GEN, UA_SNP_TERM_GEN_REQ}},
+    [UA_PATH_OVMF_SEC] = {ovmf_set_state, {UA_SNP_TERM_SET_GEN, UA_SNP_TERM_GEN_REQ}},
 };
 
 /* One accept/unaccept call: argument checks, then the path's algorithm with

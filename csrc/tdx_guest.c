@@ -301,7 +301,10 @@ static int td_accept_pages(ua_tdx_path *p, uint32_t vcpu, uint64_t start, uint64
     return UA_OK;
 }
 
-static int accept_ovmf(ua_tdx_path *p, uint64_t start, uint64_t end, uint32_t vcpu)
+/* sec = 0: TdxMemoryAccept's cut (the 2 MiB middle only when more than
+ * 2 MiB remain); sec = 1: SEC's BspApAcceptMemoryResourceRange, which
+ * takes every aligned 2 MiB with a 2 MiB page, the last one included. */
+static int accept_ovmf(ua_tdx_path *p, uint64_t start, uint64_t end, uint32_t vcpu, int sec)
 {
     int st;
     uint64_t size = end - start;
@@ -314,7 +317,7 @@ static int accept_ovmf(ua_tdx_path *p, uint64_t start, uint64_t end, uint32_t vc
             head = size;
     }
     uint64_t rest = size - head, middle = 0;
-    if (rest > UA_2M)
+    if (rest > UA_2M || (sec && rest == UA_2M))
         middle = rest & ~(UA_2M - 1);
     const struct {
         uint64_t bytes;
@@ -339,7 +342,8 @@ int ua_tdx_accept(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu)
         return st == EMPTY ? UA_OK : st;
     /* OVMF's protocol returns its error to the caller (UA_E_ACCEPT_FAILED);
      * Linux panics */
-    st = p->o.kind == UA_PATH_OVMF ? accept_ovmf(p, start, end, vcpu)
+    st = p->o.kind == UA_PATH_OVMF       ? accept_ovmf(p, start, end, vcpu, 0)
+         : p->o.kind == UA_PATH_OVMF_SEC ? accept_ovmf(p, start, end, vcpu, 1)
                                    : accept_linux(p, start, end, vcpu);
     if (!st)
         p->v[vcpu].s.bytes += end - start;

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
 from .errors import (AcceptFailed, CallbackError, GuestHung, GuestPanic, GuestTerminated,
-                     UnacceptedError)
+                     Misaligned)
 from .memmap import MemoryDescriptor, MemoryMap, MemoryType
 from .platform import Platform
 from .vm import FOUR_GIB, GiB, MiB
@@ -215,12 +215,11 @@ def qemu_td_hob(ram_ranges, added) -> List[TdHob]:
 
 def validate_td_hob(hobs: List[TdHob]) -> Optional[str]:
     """ValidateHobList's checks that a resource list can fail: None when
-    valid, else what is wrong (the TD then hangs in CpuDeadLoop)."""
+    valid, else what is wrong (the TD then hangs in CpuDeadLoop).  It checks
+    the type and the attribute bits only: a zero-length resource is
+    harmless, a misaligned one fails later when SEC accepts it
+    (TdAcceptPages: INVALID_PARAMETER), which hangs the TD just the same."""
     for i, h in enumerate(hobs):
-        if h.end <= h.start:
-            return f"resource HOB {i}: zero length"
-        if h.start % PAGE or h.end % PAGE:
-            return f"resource HOB {i}: not 4 KiB aligned"
         if not 0 <= h.type <= HOB_UNACCEPTED:
             return f"resource HOB {i}: resource type {h.type} outside 0..7"
         if h.attribute & ~HOB_KNOWN_ATTRS:
@@ -299,7 +298,7 @@ class Firmware:
             elif self.vendor == "tdx":
                 self.protocols[MEMORY_ACCEPT_PROTOCOL_GUID] = MemoryAcceptProtocol(self)
 
-    def _accept(self, start: int, end: int, vcpu: int) -> None:
+    def _accept(self, start: int, end: int, vcpu: int, kind: str = "ovmf") -> None:
         if start >= end:
             return
         if "snp-512g-crash" in self.debug and self.vendor == "snp" and \
@@ -308,9 +307,12 @@ class Firmware:
                 "firmware_crash", "#GP: PVALIDATE of an address past 512 GiB without an "
                 "identity mapping (OVMF before edk2 c1dd400a13, stable202308)")
         try:
-            self.platform.path("ovmf")(start, end, vcpu)
+            self.platform.path(kind)(start, end, vcpu)
         except (GuestTerminated, GuestPanic, GuestHung, AcceptFailed, CallbackError) as exc:
             raise FirmwareFailure(*guest_failure(exc)) from exc
+        except Misaligned as exc:   # TdAcceptPages: INVALID_PARAMETER; SEC dead-loops
+            raise FirmwareFailure("hung", f"accept of a misaligned range failed ({exc}): "
+                                          "SEC CpuDeadLoop") from exc
 
     def _budget_ranges(self) -> List[Tuple[int, int]]:
         """RAM the firmware accepts before hand-over, by variant."""
@@ -388,7 +390,7 @@ class Firmware:
         # 32 MiB chunks striped over the vCPUs, 2 MiB pages
         chunk, i = s, 0
         while chunk < aligned_end:
-            self._accept(chunk, min(chunk + TDX_MP_CHUNK, aligned_end), i % n)
+            self._accept(chunk, min(chunk + TDX_MP_CHUNK, aligned_end), i % n, "ovmf-sec")
             chunk += TDX_MP_CHUNK
             i += 1
         # the sub-2 MiB remainder on vCPU 0 with 4 KiB pages (edk2 b15f98e68f)

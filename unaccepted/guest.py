@@ -28,7 +28,7 @@ from .host import BoundHost, Host
 from .validate import as_choice, as_int, as_u64, as_vcpu
 
 PATH_KINDS = {"linux": lib.UA_PATH_LINUX, "linux-early": lib.UA_PATH_LINUX_EARLY,
-              "ovmf": lib.UA_PATH_OVMF}
+              "ovmf": lib.UA_PATH_OVMF, "ovmf-sec": lib.UA_PATH_OVMF_SEC}
 BACKINGS = {"2M": lib.UA_BACKING_2M, "4K": lib.UA_BACKING_4K}
 
 

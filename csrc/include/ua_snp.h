@@ -286,7 +286,8 @@ UA_API uint64_t ua_snp_terminate(ua_snp *s, uint32_t vcpu, uint32_t reason_set,
 /* ---- guest accept paths (ua_accept_fn with a path object as ctx) ------------ */
 /*   UA_PATH_LINUX        snp_accept_memory(): GHCB PSC + PVALIDATE
  *   UA_PATH_LINUX_EARLY  decompressor: MSR PSC + PVALIDATE 4K per page
- *   UA_PATH_OVMF         EDK2 InternalSetPageState(Private) */
+ *   UA_PATH_OVMF         EDK2 InternalSetPageState(Private)
+ *   UA_PATH_OVMF_SEC     the same with SEC's 1 KiB work buffer (127 entries) */
 typedef struct ua_snp_path ua_snp_path;
 /* opts may be NULL (Linux defaults).  The path keeps a reference to s: s
  * must outlive it. */

@@ -298,7 +298,10 @@ UA_API ua_status ua_tdx_serve_exit(ua_tdx *t, uint32_t vcpu, uint64_t gpa,
 /*   UA_PATH_LINUX, UA_PATH_LINUX_EARLY  tdx_accept_memory(): 1G -> 2M -> 4K, any
  *                                       non-zero status fails (the decompressor
  *                                       and the kernel share it)
- *   UA_PATH_OVMF                        TdxMemoryAccept + TdAcceptPages */
+ *   UA_PATH_OVMF                        TdxMemoryAccept + TdAcceptPages
+ *   UA_PATH_OVMF_SEC                    SEC's MP accept: TdAcceptPages with 2 MiB
+ *                                       pages for every aligned 2 MiB, 4 KiB
+ *                                       around them */
 typedef struct ua_tdx_path ua_tdx_path;
 /* opts may be NULL (Linux defaults); the SNP fields must be 0.  The path
  * keeps a reference to t: t must outlive it. */

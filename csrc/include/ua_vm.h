@@ -41,7 +41,10 @@ typedef enum ua_path_kind {
     UA_PATH_LINUX_EARLY = 1,  /* the decompressor / EFI stub (SNP: MSR protocol, 4 KiB
                                * per page; TDX: the same tdx_accept_memory()) */
     UA_PATH_OVMF = 2,         /* EDK2's memory-accept protocol */
-    UA_PATH_KIND_COUNT = 3
+    UA_PATH_OVMF_SEC = 3,     /* EDK2's SEC: TDX TdAcceptPages at 2 MiB for every aligned
+                               * 2 MiB (BspApAcceptMemoryResourceRange); SNP the same
+                               * engine as OVMF with SEC's 1 KiB work buffer */
+    UA_PATH_KIND_COUNT = 4
 } ua_path_kind;
 
 /* Options of a path; zero fields take the defaults.  The SNP fields are

@@ -178,6 +178,19 @@ static void test_linux_path_counts(void)
     CHECK_EQ(ua_tdx_fatal_get(t, &f), UA_OK);
     CHECK_EQ(f.kind, (uint32_t)UA_FATAL_NONE);
     ua_tdx_path_destroy(p);
+
+    /* SEC's MP accept takes an exactly-2 MiB range as one 2 MiB page
+     * (SecTdxHelper.c BspApAcceptMemoryResourceRange); the protocol's
+     * TdxMemoryAccept takes it as 512 x 4 KiB; on this 4 KiB-backed TD the
+     * 2 MiB page size-mismatches and falls back */
+    o.kind = UA_PATH_OVMF_SEC;
+    CHECK_EQ(ua_tdx_path_create(t, &o, &p), UA_OK);
+    CHECK_EQ(ua_tdx_accept(p, 16 * M2, 17 * M2, 0), UA_OK);
+    CHECK_EQ(ua_tdx_path_stats_get(p, &s), UA_OK);
+    CHECK_EQ(s.accept_2m, 1ull);
+    CHECK_EQ(s.fallbacks, 1ull);
+    CHECK_EQ(s.accept_4k, 512ull);
+    ua_tdx_path_destroy(p);
     ua_tdx_destroy(t);
     ua_cost_destroy(cost);
 }

@@ -327,6 +327,15 @@ def test_ovmf_fill_and_exit_counts(buf_bytes, per_fill):
     assert st.accept_2m == 2048 and g.count(4 * G1, 8 * G1) == (4 * G1 // K4, 0)
 
 
+def test_ovmf_sec_path_uses_the_sec_work_buffer():
+    # OvmfPkg/Sec/AmdSev.c: SEC validates with the 1024-byte
+    # SevEsWorkArea->WorkBuffer, 127 entries per fill
+    g = SnpGuest(8 * G1)
+    p = g.accept_path("ovmf-sec")
+    p.accept(4 * G1, 8 * G1)
+    assert p.stats.psc_requests == -(-2048 // 127)
+
+
 def test_ovmf_4k_backing_falls_back():
     g = SnpGuest(G1, backing="4K")
     p = g.accept_path("ovmf")

@@ -138,6 +138,20 @@ def test_ovmf_exactly_2m_is_512_small_pages():
     assert (s.accept_2m, s.accept_4k) == (2, 512 + 8)   # middle 4 MiB, tail 32 KiB
 
 
+def test_ovmf_sec_takes_every_aligned_2m_with_a_2m_page():
+    # OvmfPkg/IntelTdx/TdxHelperLib/SecTdxHelper.c BspApAcceptMemoryResourceRange:
+    # each vCPU's 32 MiB chunks go to TdAcceptPages with PcdTdxAcceptPageSize
+    # (2 MiB), the last 2 MiB included (no "more than 2 MiB left" rule there)
+    g = TdxGuest(G1)
+    path = g.accept_path("ovmf-sec")
+    path(0, M2)
+    assert (path.stats.accept_2m, path.stats.accept_4k) == (1, 0)
+    path(M2 + 8 * K4, 3 * M2 + 8 * K4)           # unaligned: 4 KiB around one 2 MiB
+    s = path.stats
+    assert (s.accept_2m, s.accept_4k) == (2, 512)
+    assert g.accept_path("ovmf").stats.calls == 0   # its own path and statistics
+
+
 def test_ovmf_size_mismatch_falls_back_to_512():
     g = TdxGuest(G1, backing="4K")
     path = g.accept_path("ovmf")
