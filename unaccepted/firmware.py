@@ -419,9 +419,10 @@ class Firmware:
         if _inside(p.ram_ranges, *MEMFD_VOLUMES):
             m.set(*MEMFD_VOLUMES, MemoryType.BOOT_SERVICES_DATA, ATTR_CACHE)
         # the firmware's own data at the top of the highest accepted RAM below 4 GiB
-        top = max((r.end for r in m.of_type(MemoryType.CONVENTIONAL) if r.end <= FOUR_GIB),
-                  default=0)
         need = sum(size for _, size in FIRMWARE_TOP)
+        top = max((r.end for r in m.of_type(MemoryType.CONVENTIONAL)
+                   if r.end <= FOUR_GIB and r.end - max(r.start, MEMFD_VOLUMES[1]) >= need),
+                  default=0)
         if top - need < MEMFD_VOLUMES[1]:
             raise FirmwareFailure("out_of_resources",
                                   f"{top // MiB} MiB of accepted low RAM is too little for "
@@ -554,8 +555,10 @@ class Firmware:
                 self._accept(start, end, 0)   # the first error stops the loop
                 self.map.set(start, end, MemoryType.CONVENTIONAL,
                              attr & ~(ATTR_INTERNAL_MASK | ATTR_RUNTIME))
-        self.before_ebs_event_open = False
-        self._before_ebs.remove(self._resolve_unaccepted_memory)
+            # only after accepting does it close its own event; an OS that
+            # opted in leaves it open (it returns at once when signalled)
+            self.before_ebs_event_open = False
+            self._before_ebs.remove(self._resolve_unaccepted_memory)
 
 
 # ---- range arithmetic over sorted, disjoint (start, end) lists --------------------------
