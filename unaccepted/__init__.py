@@ -6,7 +6,8 @@ over it.
 """
 from ._core import ffi as _ffi, lib as _lib
 from .cost import Cost, CostProfile, Event
-from .errors import (AcceptFailed, ArchitecturalFault, CallbackError, GuestDied, GuestHung,
+from .errors import (AcceptFailed, ArchitecturalFault, CallbackError, CaseTooLarge, GuestDied,
+                     GuestHung,
                      GuestPanic, GuestTerminated, HostError, InvalidArgument, InvalidMemoryMap, InvalidOp,
                      InvalidState, InvalidTable, InvalidTrace, InvalidUnitSize, Misaligned,
                      OutOfMemory, OutOfRange, TableTooLarge, UnacceptedError,
@@ -31,7 +32,7 @@ __all__ = [
     "CostProfile", "Event", "Fatal", "FatalKind", "Guest", "GuestConfig", "GuestDied",
     "GuestHung", "GuestPanic", "GuestTerminated", "Host", "HostAction", "HostError",
     "InvalidArgument", "InvalidMemoryMap", "InvalidOp", "InvalidState", "InvalidTable",
-    "InvalidTrace", "InvalidUnitSize", "MemoryDescriptor", "MemoryMap", "MemoryType",
+    "InvalidTrace", "InvalidUnitSize", "CaseTooLarge", "MemoryDescriptor", "MemoryMap", "MemoryType",
     "Misaligned", "NeverResume", "Noop", "Op", "OpBatch", "OpResult", "OutOfMemory",
     "OutOfRange", "PathStats", "PythonPrimitive", "Recorder", "SnpConfig", "SnpGuest",
     "StubResult", "Table", "TableTooLarge", "TdxConfig", "TdxGuest", "TouchOutcome",

@@ -207,8 +207,9 @@ def _memmap(args) -> int:
 def _replay(args) -> int:
     from .replay import replay_bytes
 
+    progress = sys.stderr if sys.stderr.isatty() else None
     if args.file == "-":
-        failed = replay_bytes(sys.stdin.buffer, sys.stdout)
+        failed = replay_bytes(sys.stdin.buffer, sys.stdout, progress)
     else:
         try:
             f = open(args.file, "rb")
@@ -216,7 +217,7 @@ def _replay(args) -> int:
             print(f"unaccepted replay: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
             return 2
         with f:
-            failed = replay_bytes(f, sys.stdout)
+            failed = replay_bytes(f, sys.stdout, progress)
     return 1 if args.strict and failed else 0
 
 

@@ -45,6 +45,10 @@ class InvalidTrace(InvalidArgument):
     """A replay case is malformed (not JSON, missing fields, wrong types)."""
 
 
+class CaseTooLarge(InvalidTrace):
+    """A replay case would cost more than one case may (docs/trace-format.md)."""
+
+
 class OutOfRange(InvalidArgument):
     """An address or size is past a limit."""
 

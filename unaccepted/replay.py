@@ -7,16 +7,23 @@ C call with a recording primitive, and one JSON object is written per line.
 from __future__ import annotations
 
 import json
-from typing import BinaryIO, Iterable, Iterator, TextIO
+import time
+from typing import BinaryIO, Iterable, Iterator, Optional, TextIO
 
-from .errors import (InvalidMemoryMap, InvalidOp, InvalidTrace, InvalidUnitSize,
-                     UnacceptedError)
+from .errors import (CaseTooLarge, InvalidMemoryMap, InvalidOp, InvalidTrace,
+                     InvalidUnitSize, UnacceptedError)
 from .memmap import MemoryDescriptor, MemoryMap
 from .primitives import Recorder
 from .table import DEFAULT_UNIT_SIZE, OpBatch, Table
 from .validate import is_int
 
 ADDRESS_LIMIT = 1 << 52   # largest x86-64 MAXPHYADDR
+# What one case may cost (docs/trace-format.md, "Limits"): its table's
+# bitmap, which the output line carries twice in hex, and the ranges its
+# accepts report.  A case past either gets a CaseTooLarge error line and
+# the next case runs.
+MAX_CASE_BITMAP_BYTES = 1 << 20
+MAX_CASE_RANGES = 1 << 20
 MIN_UNIT, MAX_UNIT = 1 << 12, 1 << 31
 OPS = ("accept", "contains")
 
@@ -97,14 +104,22 @@ def run_case(case_id: str, unit_size: int, memory_map: MemoryMap, ops: list) -> 
         out["results"] = [{"accepted": []} if kind == "accept" else {"contains": False}
                           for kind, _, _ in ops]
         return out
+    if table.size > MAX_CASE_BITMAP_BYTES:
+        raise CaseTooLarge(f"the table's bitmap would be {table.size} bytes; a case may "
+                           f"have at most {MAX_CASE_BITMAP_BYTES}")
     stub_accepted = table.process_memory_map(memory_map, accept=stub_rec)
     out["table"] = {"version": table.version, "unit_size": table.unit_size,
                     "phys_base": table.phys_base, "size": table.size,
                     "bitmap": table.bitmap.hex()}
     out["stub_accepted"] = [[s, e] for s, e in stub_accepted]
+    # the recorder holds at most one range per set bit (the bitmap limit
+    # bounds its memory); what reaches the output line is bounded here
     rec = Recorder()
     table.set_accept(rec)
     results = table.run(OpBatch(ops))
+    if len(rec) + len(stub_accepted) > MAX_CASE_RANGES:
+        raise CaseTooLarge(f"the case reported {len(rec) + len(stub_accepted)} accepted "
+                           f"ranges; a case may report at most {MAX_CASE_RANGES}")
     ranges = rec.ranges()
     pos = 0
     for r in results:
@@ -166,10 +181,13 @@ def decode_lines(inp: BinaryIO) -> Iterator[str]:
             yield "\0not UTF-8 at byte %d" % exc.start
 
 
-def replay_bytes(inp: BinaryIO, out: TextIO) -> int:
+def replay_bytes(inp: BinaryIO, out: TextIO, progress: Optional[TextIO] = None) -> int:
     """Replay a byte stream (a file or stdin's buffer); returns how many
-    cases failed."""
+    cases failed.  `progress`: a stream (stderr on a terminal) that gets a
+    one-line count of the cases done, at most twice a second."""
     failed = 0
+    done = 0
+    shown = time.monotonic()
     for line in decode_lines(inp):
         if line.startswith("\0not UTF-8"):
             result = error_line(None, InvalidTrace(line[1:]))
@@ -178,4 +196,12 @@ def replay_bytes(inp: BinaryIO, out: TextIO) -> int:
         failed += "error" in result
         out.write(json.dumps(result))
         out.write("\n")
+        done += 1
+        if progress is not None and time.monotonic() - shown >= 0.5:
+            shown = time.monotonic()
+            progress.write(f"\r{done} cases, {failed} failed")
+            progress.flush()
+    if progress is not None and done:
+        progress.write(f"\r{done} cases, {failed} failed\n")
+        progress.flush()
     return failed

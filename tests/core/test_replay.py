@@ -8,7 +8,7 @@ import sys
 import pytest
 from hypothesis import given, strategies as st
 
-from unaccepted.replay import replay, replay_line
+from unaccepted.replay import replay, replay_bytes, replay_line
 from unaccepted.testing.reference import ref_stub
 from unaccepted.testing.strategies import memory_maps, ops, unit_sizes
 
@@ -209,3 +209,39 @@ def test_shipped_example_trace_runs():
     assert proc.returncode == 0
     out = [json.loads(l) for l in proc.stdout.splitlines()]
     assert out[1]["table"]["bitmap"] == "0e" and out[1]["bitmap"] == "0c"
+
+
+# ---- what one case may cost (docs/trace-format.md, "Limits") ----------------
+def test_a_short_case_cannot_ask_for_a_huge_table_and_the_next_case_runs():
+    import io
+    big = json.dumps({"id": "big", "unit_size": 4096, "ops": [],
+                      "memory_map": [{"type": 15, "start": 0, "pages": 1 << 28}]})
+    good = json.dumps({"id": "good", "ops": [{"op": "contains", "start": 0, "size": 4096}],
+                       "memory_map": [{"type": 15, "start": 0, "pages": 2048}]})
+    assert len(big) < 140
+    out = io.StringIO()
+    failed = replay_bytes(io.BytesIO((big + "\n" + good + "\n").encode()), out)
+    first, second = (json.loads(x) for x in out.getvalue().splitlines())
+    assert failed == 1
+    assert first["error"]["kind"] == "CaseTooLarge" and "1048576" in first["error"]["message"]
+    assert second["id"] == "good" and second["results"] == [{"contains": True}]
+
+
+def test_the_largest_allowed_bitmap_still_runs():
+    from unaccepted.replay import MAX_CASE_BITMAP_BYTES
+    pages = MAX_CASE_BITMAP_BYTES * 8           # 4 KiB units: one bit per page
+    r = replay_line(json.dumps({"id": "edge", "unit_size": 4096, "ops": [],
+                                "memory_map": [{"type": 15, "start": 0, "pages": pages}]}))
+    assert r["table"]["size"] == MAX_CASE_BITMAP_BYTES
+    r = replay_line(json.dumps({"id": "over", "unit_size": 4096, "ops": [],
+                                "memory_map": [{"type": 15, "start": 0, "pages": pages + 8}]}))
+    assert r["error"]["kind"] == "CaseTooLarge"
+
+
+def test_progress_goes_to_the_given_stream_only():
+    import io
+    line = json.dumps({"id": "a", "ops": [], "memory_map": []}) + "\n"
+    out, err = io.StringIO(), io.StringIO()
+    replay_bytes(io.BytesIO((line * 3).encode()), out, err)
+    assert err.getvalue().endswith("3 cases, 0 failed\n")
+    assert out.getvalue().count("\n") == 3
