@@ -22,3 +22,18 @@ def test_sdist_carries_the_tests_and_the_typing_marker(tmp_path):
                    "benchmarks/conftest.py", "benchmarks/c/accept_whole.c",
                    "examples/c/guest_demo.c", "docs/guest.md"):
         assert needed in names, needed
+
+
+def test_wheel_is_abi3_and_leaves_the_builder_out(tmp_path):
+    # issue 9: the wheel shipped _build.py (it reads csrc/ from the tree and
+    # cannot be imported once installed) and was tagged for one CPython
+    # although cffi builds the extension against the limited API
+    import zipfile
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("unaccepted-*.whl")
+    assert wheel.name.endswith("-cp39-abi3-linux_x86_64.whl"), wheel.name
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "unaccepted/_build.py" not in names
+    assert "unaccepted/py.typed" in names and "unaccepted/boot.py" in names
+    assert any(n.startswith("unaccepted/_core.abi3") for n in names)
