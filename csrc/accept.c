@@ -126,7 +126,12 @@ ua_status ua_accept_memory(ua_table *t, uint64_t start, uint64_t size, uint32_t 
      * word: a bit is still cleared only after its own accept succeeded. */
     uint64_t pos = first, rs, re;
     uint64_t pend_word = UINT64_MAX, pend_mask = 0;
+    const volatile int *cancel = t->cancel;
     while (ua_bitmap_next_run(t->words, t->nbits, &pos, last, &rs, &re)) {
+        if (ua_cancelled(cancel)) {
+            st = UA_E_INTERRUPTED;
+            break;
+        }
         int rc = accept(ctx, t->phys_base + (rs << t->unit_shift),
                         t->phys_base + (re << t->unit_shift), vcpu);
         if (rc) {
@@ -187,6 +192,20 @@ ua_status ua_range_contains_unaccepted(const ua_table *t, uint64_t start, uint64
     return UA_OK;
 }
 
+ua_status ua_table_set_cancel(ua_table *t, const volatile int *flag)
+{
+    if (!t)
+        return UA_E_INVAL;
+    pthread_mutex_lock(&t->lock);
+    if (t->accepting) {
+        pthread_mutex_unlock(&t->lock);
+        return UA_E_STATE;
+    }
+    t->cancel = flag;
+    pthread_mutex_unlock(&t->lock);
+    return UA_OK;
+}
+
 ua_status ua_table_set_accept(ua_table *t, ua_accept_fn fn, void *ctx)
 {
     if (!t)
@@ -210,6 +229,10 @@ ua_status ua_run_ops(ua_table *t, const ua_op *ops, size_t n, ua_op_result *resu
     for (size_t i = *cursor; i < n; i++) {
         ua_op_result r = {0, 0, 0, 0};
         ua_status st;
+        if (ua_cancelled(t->cancel)) {
+            *cursor = i;
+            return UA_E_INTERRUPTED;
+        }
         switch (ops[i].kind) {
         case UA_OP_ACCEPT: {
             ua_accept_result ar;

@@ -221,5 +221,11 @@ ua_status ua_guest_set_host(ua_guest *g, ua_host *host)
         return UA_E_INVAL;
     return g->snp ? ua_snp_set_host(g->snp, host) : ua_tdx_set_host(g->tdx, host);
 }
+ua_status ua_guest_set_cancel(ua_guest *g, const volatile int *flag)
+{
+    if (!g)
+        return UA_E_INVAL;
+    return g->snp ? ua_snp_set_cancel(g->snp, flag) : ua_tdx_set_cancel(g->tdx, flag);
+}
 ua_snp *ua_guest_snp(const ua_guest *g) { return g ? g->snp : NULL; }
 ua_tdx *ua_guest_tdx(const ua_guest *g) { return g ? g->tdx : NULL; }

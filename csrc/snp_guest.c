@@ -361,6 +361,8 @@ static int desc_set_state(ua_snp_path *p, uint64_t start, uint64_t end, uint32_t
     uint64_t a = start;
     int rc;
     while (a < end) {
+        if (ua_cancelled(p->s->cancel))   /* between fills: the pages so far are done */
+            return UA_E_INTERRUPTED;
         uint64_t first = a;
         uint32_t n = build(ent, max, &a, end, op);
         c->st.psc_requests++;
@@ -409,6 +411,8 @@ static int early_set_state(ua_snp_path *p, uint64_t start, uint64_t end, uint32_
     const uint64_t op = priv ? UA_SNP_PSC_OP_PRIVATE : UA_SNP_PSC_OP_SHARED;
     int rc;
     for (uint64_t a = start; a < end; a += UA_4K) {
+        if (((a - start) & (UA_2M - 1)) == 0 && ua_cancelled(s->cancel))
+            return UA_E_INTERRUPTED;
         const uint64_t page = (a >> 12) << 12; /* a one-entry 4 KiB descriptor */
         if (!priv && (rc = validate_all(p, vcpu, &page, 1, 0, c, TERM_LINUX_PVALIDATE)))
             return rc;
@@ -468,7 +472,7 @@ static int run_path(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu, int 
     else
         rc = KINDS[kind].fn(p, start, end, vcpu, priv, &c);
     c.st.exits = c.st.psc_exits + c.st.msr_exits + c.st.npf_exits;
-    c.st.failures = rc != UA_OK;
+    c.st.failures = rc != UA_OK && rc != UA_E_INTERRUPTED;
     publish(p, vcpu, &c);
     return rc;
 }

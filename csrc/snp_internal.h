@@ -78,6 +78,7 @@ struct snp_remap {
 
 struct ua_snp {
     ua_snp_config cfg;
+    const volatile int *cancel;  /* the caller's cancel flag (ua_guest_set_cancel) */
     ua_cost *cost;
     ua_host *host;              /* never NULL: own_host unless a host was set */
     ua_host own_host;

@@ -199,6 +199,14 @@ ua_status ua_snp_config_get(const ua_snp *s, ua_snp_config *out)
     return UA_OK;
 }
 
+ua_status ua_snp_set_cancel(ua_snp *s, const volatile int *flag)
+{
+    if (!s)
+        return UA_E_INVAL;
+    s->cancel = flag;
+    return UA_OK;
+}
+
 ua_status ua_snp_set_cost(ua_snp *s, ua_cost *cost)
 {
     if (!s)

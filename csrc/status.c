@@ -26,6 +26,7 @@ const char *ua_strerror(int status)
     case UA_E_HOST: return "the host refused the request";
     case UA_E_CALLBACK: return "a callback failed";
     case UA_E_GUEST_HUNG: return "the guest hangs: the host never resolves its exit";
+    case UA_E_INTERRUPTED: return "interrupted: the cancel flag was set";
     default: return "unknown status";
     }
 }

@@ -221,6 +221,8 @@ static int path_enter(ua_tdx_path *p, uint64_t start, uint64_t end, uint32_t vcp
 /* A failed call: record how the guest died (the first death wins). */
 static int path_fail(ua_tdx_path *p, uint32_t vcpu, int st, uint64_t gpa, uint64_t status)
 {
+    if (st == UA_E_INTERRUPTED)   /* the caller asked to stop: not a failure */
+        return st;
     p->v[vcpu].s.failures++;
     ua_tdx *t = p->t;
     switch (st) {
@@ -240,6 +242,8 @@ static int accept_linux(ua_tdx_path *p, uint64_t start, uint64_t end, uint32_t v
     int st;
     uint64_t last = 0;
     while (start < end) {
+        if (ua_cancelled(p->t->cancel))   /* between accepts: the pages so far are done */
+            return UA_E_INTERRUPTED;
         uint64_t len = end - start, done = 0;
         for (int level = UA_TDX_LEVEL_1G; level >= UA_TDX_LEVEL_4K; level--) {
             uint64_t size = ua_tdx_level_size((unsigned)level);
@@ -276,6 +280,8 @@ static int td_accept_pages(ua_tdx_path *p, uint32_t vcpu, uint64_t start, uint64
     for (uint64_t k = 0; k < npages; k++, addr += size) {
         unsigned retried = 0;
         *bad = addr;
+        if (ua_cancelled(p->t->cancel))
+            return UA_E_INTERRUPTED;
         for (;;) {
             uint64_t rax;
             ua_status st = execute(p, vcpu, addr | level, &rax);

@@ -113,6 +113,7 @@ struct vcpu_state {
 
 struct ua_tdx {
     ua_tdx_config cfg;
+    const volatile int *cancel;  /* the caller's cancel flag (ua_guest_set_cancel) */
     uint64_t nregions;
     uint64_t private_limit;   /* 2^(gpaw-1): the shared bit */
     unsigned backing_level;   /* largest level the host maps (from cfg.backing) */

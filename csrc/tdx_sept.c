@@ -177,6 +177,14 @@ ua_status ua_tdx_config_get(const ua_tdx *t, ua_tdx_config *out)
     return UA_OK;
 }
 
+ua_status ua_tdx_set_cancel(ua_tdx *t, const volatile int *flag)
+{
+    if (!t)
+        return UA_E_INVAL;
+    t->cancel = flag;
+    return UA_OK;
+}
+
 ua_status ua_tdx_set_cost(ua_tdx *t, ua_cost *cost)
 {
     if (!t)

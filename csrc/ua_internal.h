@@ -53,7 +53,14 @@ struct ua_table {
     pthread_mutex_t lock;          /* protects `accepting` and the primitive */
     pthread_cond_t done;           /* signalled when an accepter leaves */
     struct ua_accept_range *accepting;
+    const volatile int *cancel;    /* the caller's cancel flag, or NULL */
 };
+
+/* A caller's cancel flag is set: stop at the next batch boundary. */
+static inline int ua_cancelled(const volatile int *flag)
+{
+    return flag && *flag;
+}
 
 /* ---- the fatal record of a machine (fatal.c): the first fatal event wins ---- */
 struct ua_fatal_slot {

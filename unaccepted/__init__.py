@@ -7,7 +7,7 @@ over it.
 from ._core import ffi as _ffi, lib as _lib
 from .cost import Cost, CostProfile, Event
 from .errors import (AcceptFailed, ArchitecturalFault, CallbackError, CaseTooLarge, GuestDied,
-                     GuestHung,
+                     GuestHung, Interrupted,
                      GuestPanic, GuestTerminated, HostError, InvalidArgument, InvalidMemoryMap, InvalidOp,
                      InvalidState, InvalidTable, InvalidTrace, InvalidUnitSize, Misaligned,
                      OutOfMemory, OutOfRange, TableTooLarge, UnacceptedError,
@@ -32,7 +32,7 @@ __all__ = [
     "CostProfile", "Event", "Fatal", "FatalKind", "Guest", "GuestConfig", "GuestDied",
     "GuestHung", "GuestPanic", "GuestTerminated", "Host", "HostAction", "HostError",
     "InvalidArgument", "InvalidMemoryMap", "InvalidOp", "InvalidState", "InvalidTable",
-    "InvalidTrace", "InvalidUnitSize", "CaseTooLarge", "MemoryDescriptor", "MemoryMap", "MemoryType",
+    "InvalidTrace", "InvalidUnitSize", "CaseTooLarge", "Interrupted", "MemoryDescriptor", "MemoryMap", "MemoryType",
     "Misaligned", "NeverResume", "Noop", "Op", "OpBatch", "OpResult", "OutOfMemory",
     "OutOfRange", "PathStats", "PythonPrimitive", "Recorder", "SnpConfig", "SnpGuest",
     "StubResult", "Table", "TableTooLarge", "TdxConfig", "TdxGuest", "TouchOutcome",

@@ -102,6 +102,11 @@ class CallbackError(UnacceptedError):
     """A user callback raised or returned an error."""
 
 
+class Interrupted(UnacceptedError):
+    """The caller's cancel flag stopped a C call between batches; what was
+    done before it stays done (Ctrl-C raises KeyboardInterrupt instead)."""
+
+
 # ua_status value -> exception class; kept in step with csrc/include/unaccepted.h
 # (tests/test_errors.py checks every code the C core can return is mapped).
 STATUS_EXCEPTIONS = {
@@ -126,6 +131,7 @@ STATUS_EXCEPTIONS = {
     36: HostError,
     37: CallbackError,
     40: GuestHung,
+    41: Interrupted,
 }
 
 

@@ -25,7 +25,11 @@ from ._core import ffi, lib
 from .cost import Cost, CostProfile
 from .errors import CallbackError, InvalidArgument, check
 from .host import BoundHost, Host
+from ._interrupt import new_flag, run_interruptible
 from .validate import as_choice, as_int, as_u64, as_vcpu
+
+# path calls this large run where Ctrl-C can stop them (unaccepted/_interrupt.py)
+_LONG_PATH_CALL = 16 << 30
 
 PATH_KINDS = {"linux": lib.UA_PATH_LINUX, "linux-early": lib.UA_PATH_LINUX_EARLY,
               "ovmf": lib.UA_PATH_OVMF, "ovmf-sec": lib.UA_PATH_OVMF_SEC}
@@ -195,8 +199,15 @@ class AcceptPath:
     def __call__(self, start: int, end: int, vcpu: int = 0) -> None:
         """Accept [start, end) (4 KiB aligned) on vcpu; raises GuestTerminated /
         GuestPanic / GuestHung / AcceptFailed when the guest does not survive."""
-        st = self._fn(self._ctx, as_u64(start, "start"), as_u64(end, "end"),
-                      as_vcpu(vcpu, self.guest.vcpus))
+        start, end = as_u64(start, "start"), as_u64(end, "end")
+        vcpu = as_vcpu(vcpu, self.guest.vcpus)
+        if end - start >= _LONG_PATH_CALL:
+            run_interruptible(self.guest._cancel, self._accept, start, end, vcpu)
+        else:
+            self._accept(start, end, vcpu)
+
+    def _accept(self, start: int, end: int, vcpu: int) -> None:
+        st = self._fn(self._ctx, start, end, vcpu)
         self.guest._check(st, f"{self.kind} accept [{start:#x}, {end:#x})")
 
     accept = __call__
@@ -249,6 +260,8 @@ class GuestBase:
         if cost is not None:
             self._attach_cost(cost)
         self._paths = weakref.WeakValueDictionary()
+        self._cancel = new_flag()     # Ctrl-C: the paths read it between batches
+        check(lib.ua_guest_set_cancel(self._guest, self._cancel))
 
     # ---- the Guest protocol ----------------------------------------------------
     def _check(self, status, message):

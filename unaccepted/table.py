@@ -14,6 +14,7 @@ from ._core import ffi, lib
 from .errors import InvalidMemoryMap, InvalidOp, InvalidTable, check, error_for
 from .memmap import MemoryMap
 from .primitives import as_primitive, raise_callback_error
+from ._interrupt import new_flag, run_interruptible
 from .validate import as_bool, as_instance, as_u32, as_u64, is_int
 
 DEFAULT_UNIT_SIZE = lib.UA_DEFAULT_UNIT_SIZE
@@ -21,6 +22,9 @@ _accept_units = lib.ua_accept_memory_units
 HEADER_SIZE = lib.UA_TABLE_HEADER_SIZE
 MAX_BITMAP_BYTES = lib.UA_MAX_BITMAP_BYTES
 U64 = 1 << 64
+# calls this large run where Ctrl-C can stop them (unaccepted/_interrupt.py)
+_LONG_ACCEPT = 1 << 36          # bytes: 64 GiB
+_LONG_BATCH = 1 << 14           # ops
 
 
 def _u64(value, name):
@@ -107,6 +111,8 @@ class Table:
 
     def _adopt(self, handle):
         self._handle = ffi.gc(handle, lib.ua_table_destroy)
+        self._cancel = new_flag()     # Ctrl-C: read by the core between runs and ops
+        lib.ua_table_set_cancel(self._handle, self._cancel)
         info = ffi.new("ua_table_info *")
         check(lib.ua_table_info_get(self._handle, info))
         self.version = info.version
@@ -237,6 +243,11 @@ class Table:
         if start is True or start is False or size is True or size is False:
             _u64(start, "start")
             _u64(size, "size")
+        if size.__class__ is int and size >= _LONG_ACCEPT:
+            return run_interruptible(self._cancel, self._accept_units, start, size, vcpu)
+        return self._accept_units(start, size, vcpu)
+
+    def _accept_units(self, start, size, vcpu) -> int:
         try:
             n = _accept_units(self._handle, start, size, vcpu)
         except (TypeError, OverflowError):
@@ -272,6 +283,11 @@ class Table:
         before it have taken effect (exc.completed says how many)."""
         if not isinstance(batch, OpBatch):
             batch = OpBatch(batch)
+        if batch._n >= _LONG_BATCH:
+            return run_interruptible(self._cancel, self._run, batch, results)
+        return self._run(batch, results)
+
+    def _run(self, batch: "OpBatch", results: bool) -> list:
         cursor = ffi.new("size_t *")
         status = lib.ua_run_ops(self._handle, batch._ops, batch._n,
                                 batch._results if results else ffi.NULL, cursor)

@@ -79,6 +79,13 @@ UA_API ua_host *ua_guest_host(const ua_guest *g);   /* the host serving it; NULL
 /* Serve the guest with another host (NULL: KVM) from now on; it must
  * outlive the guest.  Not while guest calls run. */
 UA_API ua_status ua_guest_set_host(ua_guest *g, ua_host *host);
+/* A cancel flag the caller owns (NULL = none): while *flag is non-zero the
+ * guest's accept paths stop between batches (SNP: before the next PSC fill,
+ * or 2 MiB of the early path; TDX: before the next ACCEPT) and return
+ * UA_E_INTERRUPTED; the pages accepted before stay accepted.  Set it for
+ * calls made on the path directly: a table driving a path cannot know how
+ * far an interrupted run got (use ua_table_set_cancel there). */
+UA_API ua_status ua_guest_set_cancel(ua_guest *g, const volatile int *flag);
 UA_API ua_snp *ua_guest_snp(const ua_guest *g);     /* NULL unless SNP */
 UA_API ua_tdx *ua_guest_tdx(const ua_guest *g);     /* NULL unless TDX */
 

@@ -199,6 +199,8 @@ UA_API void ua_snp_destroy(ua_snp *s);
 UA_API ua_status ua_snp_config_get(const ua_snp *s, ua_snp_config *out);
 /* Cost accounting (NULL = none).  The cost must have at least vcpus vCPUs. */
 UA_API ua_status ua_snp_set_cost(ua_snp *s, ua_cost *cost);
+/* The caller's cancel flag for the guest paths (see ua_guest_set_cancel). */
+UA_API ua_status ua_snp_set_cancel(ua_snp *s, const volatile int *flag);
 /* The hypervisor serving this guest (NULL = KVM); it must outlive s. */
 UA_API ua_status ua_snp_set_host(ua_snp *s, ua_host *host);
 /* The host serving it; NULL for the built-in KVM host. */

@@ -144,6 +144,8 @@ UA_API void ua_tdx_destroy(ua_tdx *t);
 UA_API ua_status ua_tdx_config_get(const ua_tdx *t, ua_tdx_config *out);
 /* Cost accounting (NULL = none).  The cost must have at least vcpus vCPUs. */
 UA_API ua_status ua_tdx_set_cost(ua_tdx *t, ua_cost *cost);
+/* The caller's cancel flag for the guest paths (see ua_guest_set_cancel). */
+UA_API ua_status ua_tdx_set_cancel(ua_tdx *t, const volatile int *flag);
 /* The hypervisor serving this TD (NULL = KVM); it must outlive t. */
 UA_API ua_status ua_tdx_set_host(ua_tdx *t, ua_host *host);
 /* The host serving it; NULL for the built-in KVM host. */

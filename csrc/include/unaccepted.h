@@ -65,7 +65,8 @@ typedef enum ua_status {
     UA_E_HOST = 36,          /* the host/hypervisor refused or cannot serve */
     UA_E_CALLBACK = 37,      /* a user callback raised or returned an error */
     /* vendor-model outcomes (40-49) */
-    UA_E_GUEST_HUNG = 40     /* the guest can never progress (an exit the host never resolves) */
+    UA_E_GUEST_HUNG = 40,    /* the guest can never progress (an exit the host never resolves) */
+    UA_E_INTERRUPTED = 41    /* the caller's cancel flag was set: stopped between batches */
 } ua_status;
 
 UA_API const char *ua_strerror(int status);
@@ -198,6 +199,12 @@ UA_API const uint64_t *ua_table_words(const ua_table *t);
 /* Install the arch_accept_memory() primitive (NULL = ua_accept_noop).  Not
  * while accepts are running. */
 UA_API ua_status ua_table_set_accept(ua_table *t, ua_accept_fn fn, void *ctx);
+/* A cancel flag the caller owns (NULL = none): while *flag is non-zero,
+ * ua_accept_memory stops before its next run and ua_run_ops before its next
+ * op, with UA_E_INTERRUPTED; what was done before stays done (bits of the
+ * runs the primitive finished are cleared, *cursor names the next op).  A
+ * run the primitive is in is never cut.  Not while accepts are running. */
+UA_API ua_status ua_table_set_cancel(ua_table *t, const volatile int *flag);
 
 typedef struct ua_accept_result {
     uint64_t runs;    /* calls made to the primitive */
