@@ -192,6 +192,13 @@ ua_status ua_range_contains_unaccepted(const ua_table *t, uint64_t start, uint64
     return UA_OK;
 }
 
+int ua_contains_unaccepted(const ua_table *t, uint64_t start, uint64_t size)
+{
+    int out;
+    ua_status st = ua_range_contains_unaccepted(t, start, size, &out);
+    return st ? -(int)st : out;
+}
+
 ua_status ua_table_set_cancel(ua_table *t, const volatile int *flag)
 {
     if (!t)

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple, Optional, Sequence
+from typing import Iterable, NamedTuple, NoReturn, Optional, Sequence
 
 from ._core import ffi, lib
 from .errors import InvalidMemoryMap, InvalidOp, InvalidTable, check, error_for
@@ -19,6 +19,7 @@ from .validate import as_bool, as_instance, as_u32, as_u64, is_int
 
 DEFAULT_UNIT_SIZE = lib.UA_DEFAULT_UNIT_SIZE
 _accept_units = lib.ua_accept_memory_units
+_contains = lib.ua_contains_unaccepted
 HEADER_SIZE = lib.UA_TABLE_HEADER_SIZE
 MAX_BITMAP_BYTES = lib.UA_MAX_BITMAP_BYTES
 U64 = 1 << 64
@@ -29,6 +30,13 @@ _LONG_BATCH = 1 << 14           # ops
 
 def _u64(value, name):
     return as_u64(value, name, exc=InvalidOp)
+
+
+def _bad_range(start, size, vcpu) -> NoReturn:
+    """The typed error for arguments the fast paths' C call refused."""
+    _u64(start, "start")
+    _u64(size, "size")
+    raise InvalidOp(f"vcpu = {vcpu!r} is not a u32")
 
 
 def _unit(unit_size):
@@ -239,21 +247,25 @@ class Table:
     def accept(self, start: int, size: int, vcpu: int = 0) -> int:
         """accept_memory(start, size) as mainline Linux does it; returns the
         number of units accepted.  One C call: this is the per-call fast path."""
-        # cffi takes a bool for an int: refuse it as every other entry point does
+        # cffi takes a bool for an int: refuse it as every other entry point
+        # does.  Everything else is checked by the C call itself; messages are
+        # formatted only on an error.
         if start is True or start is False or size is True or size is False:
-            _u64(start, "start")
-            _u64(size, "size")
-        if size.__class__ is int and size >= _LONG_ACCEPT:
-            return run_interruptible(self._cancel, self._accept_units, start, size, vcpu)
-        return self._accept_units(start, size, vcpu)
-
-    def _accept_units(self, start, size, vcpu) -> int:
+            _bad_range(start, size, vcpu)
         try:
-            n = _accept_units(self._handle, start, size, vcpu)
+            if size < _LONG_ACCEPT:
+                n = _accept_units(self._handle, start, size, vcpu)
+            else:
+                return run_interruptible(self._cancel, self._accept_units, start, size, vcpu)
         except (TypeError, OverflowError):
-            _u64(start, "start")
-            _u64(size, "size")
-            raise InvalidOp(f"vcpu = {vcpu!r} is not a u32") from None
+            _bad_range(start, size, vcpu)
+        if n < 0:
+            raise_callback_error(self._accept, -n, "accept_memory")
+            check(-n, f"accept_memory({start:#x}, {size:#x})")
+        return n
+
+    def _accept_units(self, start: int, size: int, vcpu: int) -> int:
+        n = _accept_units(self._handle, start, size, vcpu)
         if n < 0:
             raise_callback_error(self._accept, -n, "accept_memory")
             check(-n, f"accept_memory({start:#x}, {size:#x})")
@@ -271,11 +283,15 @@ class Table:
 
     def contains(self, start: int, size: int) -> bool:
         """range_contains_unaccepted_memory(start, size), Linux's answer."""
-        out = ffi.new("int *")
-        check(lib.ua_range_contains_unaccepted(self._handle, _u64(start, "start"),
-                                               _u64(size, "size"), out),
-              f"range_contains_unaccepted_memory({start:#x}, {size:#x})")
-        return bool(out[0])
+        if start is True or start is False or size is True or size is False:
+            _bad_range(start, size, 0)
+        try:
+            r = _contains(self._handle, start, size)
+        except (TypeError, OverflowError):
+            _bad_range(start, size, 0)
+        if r < 0:
+            check(-r, f"range_contains_unaccepted_memory({start:#x}, {size:#x})")
+        return r == 1
 
     def run(self, batch, *, results: bool = True) -> list:
         """Run an OpBatch (or an iterable of Op / (kind, start, size[, vcpu]))

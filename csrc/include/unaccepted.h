@@ -227,6 +227,9 @@ UA_API int64_t ua_accept_memory_units(ua_table *t, uint64_t start, uint64_t size
  * answer (no page widening; guard unit; one bit per unit step from start). */
 UA_API ua_status ua_range_contains_unaccepted(const ua_table *t, uint64_t start, uint64_t size,
                                               int *out);
+/* The same answer for callers that cross an FFI per call: 1 or 0, or
+ * -status on an error. */
+UA_API int ua_contains_unaccepted(const ua_table *t, uint64_t start, uint64_t size);
 
 /* Batch entry point: run ops[*cursor ..] in order; stops at the first op that
  * fails and returns its status with *cursor at that op (so a caller can
