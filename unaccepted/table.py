@@ -87,7 +87,6 @@ class OpBatch:
             c.start = _u64(start, f"op {i}: start")
             c.size = _u64(size, f"op {i}: size")
             c.vcpu = as_u32(vcpu, "vcpu", exc=InvalidOp, where=f"op {i}: ")
-        self._results = ffi.new("ua_op_result[]", max(self._n, 1))
 
     def __len__(self):
         return self._n
@@ -303,10 +302,11 @@ class Table:
             return run_interruptible(self._cancel, self._run, batch, results)
         return self._run(batch, results)
 
-    def _run(self, batch: "OpBatch", results: bool) -> list:
+    def _run(self, batch: "OpBatch", results: bool) -> Sequence["OpResult"]:
         cursor = ffi.new("size_t *")
-        status = lib.ua_run_ops(self._handle, batch._ops, batch._n,
-                                batch._results if results else ffi.NULL, cursor)
+        # results of this call only (a batch may run on several threads)
+        res = ffi.new("ua_op_result[]", batch._n) if results and batch._n else ffi.NULL
+        status = lib.ua_run_ops(self._handle, batch._ops, batch._n, res, cursor)
         if status:
             raise_callback_error(self._accept, status, f"op {cursor[0]}")
             exc = error_for(status, f"op {cursor[0]}")
@@ -314,13 +314,44 @@ class Table:
             raise exc
         if not results:
             return []
-        out = []
-        for i in range(batch._n):
-            r = batch._results[i]
-            kind = _KIND_NAMES[batch._ops[i].kind]
-            out.append(OpResult(kind, bool(r.contains) if kind == "contains" else None,
-                                r.runs, r.units))
-        return out
+        return OpResults(batch, res)
+
+
+class OpResults(Sequence[OpResult]):
+    """The results of one Table.run, read from the C array on demand: no
+    per-op Python work unless an op's result is looked at."""
+
+    __slots__ = ("_batch", "_res")
+
+    def __init__(self, batch: OpBatch, res) -> None:
+        self._batch = batch
+        self._res = res
+
+    def __len__(self) -> int:
+        return self._batch._n
+
+    def _one(self, i: int) -> OpResult:
+        r = self._res[i]
+        kind = _KIND_NAMES[self._batch._ops[i].kind]
+        return OpResult(kind, bool(r.contains) if kind == "contains" else None, r.runs, r.units)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self._one(k) for k in range(*i.indices(len(self)))]
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"op result {i} of {n}")
+        return self._one(i % n)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, (str, bytes)):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+    __hash__ = None   # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"OpResults({list(self)!r})"
 
 
 def _runs(table: Table) -> list:

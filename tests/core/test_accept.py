@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from unaccepted import (AcceptFailed, CallbackError, GuestPanic, InvalidOp, InvalidState,
-                        MemoryDescriptor as D, MemoryMap, Op, OpBatch, OutOfRange, Recorder,
+                        MemoryDescriptor as D, MemoryMap, Op, OpBatch, OpResult, OutOfRange,
+                        Recorder,
                         Table, stub_build_table)
 from unaccepted.testing.reference import RefTable, ref_stub
 from unaccepted.testing.strategies import memory_maps, ops, unit_sizes
@@ -380,3 +381,22 @@ def test_mark_refuses_while_an_accept_runs():
         t.accept(0, 4096)
     assert isinstance(e.value.__cause__, InvalidState)
     assert t.unaccepted_units == 64
+
+
+def test_run_results_are_per_call_and_read_on_demand():
+    # issue 10: results are a view of this call's C array (no per-op Python
+    # work unless looked at); two runs of one batch keep their own results
+    from unaccepted.table import OpResults
+    t = Table(2 * MiB, 0, 1)
+    t.mark(0, 8)
+    batch = OpBatch([("contains", 0, 4096), ("accept", 0, 4096), ("contains", 0, 4096)])
+    first = t.run(batch)
+    second = t.run(batch)
+    assert isinstance(first, OpResults) and len(first) == 3
+    assert first == [OpResult("contains", True, 0, 0), OpResult("accept", None, 1, 1),
+                     OpResult("contains", False, 0, 0)]
+    assert second[0] == OpResult("contains", False, 0, 0) and second[1].runs == 0
+    assert first[-1] == first[2] and first[1:] == list(first)[1:]
+    with pytest.raises(IndexError):
+        first[3]
+    assert t.run(batch, results=False) == []
