@@ -21,7 +21,7 @@ from .guest import (AcceptPath, Fatal, FatalKind, Guest, GuestConfig, PathStats,
 from .snp import SnpConfig, SnpGuest
 from .tdx import TdxConfig, TdxGuest
 
-__version__ = _ffi.string(_lib.ua_version_string()).decode()
+__version__: str = _ffi.string(_lib.ua_version_string()).decode()
 
 # The Python half and the C half must come from the same build.
 if __version__ != "0.2.0":  # pragma: no cover - guards a stale extension

@@ -6,9 +6,12 @@ compiler checks it against the same headers: the Python binding and the C
 library cannot drift apart.  The extension compiles every csrc/*.c, the same
 sources the Makefile turns into libunaccepted.a/.so.
 """
+from __future__ import annotations
+
 import glob
 import os
 import re
+from typing import List
 
 from cffi import FFI
 
@@ -38,15 +41,15 @@ extern "Python" int _ua_py_host_tdx_vmcall(ua_host *, ua_tdx *, uint32_t, uint64
 """
 
 
-def header_order():
+def header_order() -> List[str]:
     """The umbrella header first, then the headers it includes, in order."""
     with open(os.path.join(INCLUDE, UMBRELLA)) as f:
         text = f.read()
     return [UMBRELLA] + _INCLUDE.findall(text)
 
 
-def cdef_text():
-    parts = []
+def cdef_text() -> str:
+    parts: List[str] = []
     for name in header_order():
         with open(os.path.join(INCLUDE, name)) as f:
             for block in _BLOCK.findall(f.read()):
@@ -54,11 +57,11 @@ def cdef_text():
     return "\n".join(parts) + PYTHON_CALLBACKS
 
 
-def sources():
+def sources() -> List[str]:
     return sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(CSRC, "*.c")))
 
 
-def c_flags():
+def c_flags() -> List[str]:
     flags = ["-std=c11", "-O2", "-fvisibility=hidden", "-Wall", "-Wextra",
              "-Wno-unused-parameter", "-pthread"]
     extra = os.environ.get("UA_EXTRA_CFLAGS")

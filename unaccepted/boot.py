@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from .firmware import Firmware, FirmwareFailure, _intersect, _subtract
 from .kernel import (E820_RAM, INITRD_BYTES, KERNEL_FILE_BYTES, PROFILES, Boot, BootFailure,
@@ -37,7 +37,7 @@ class BootResult:
     messages: List[str] = field(default_factory=list)
     counts: Dict[str, int] = field(default_factory=dict)
 
-    def to_json_obj(self) -> dict:
+    def to_json_obj(self) -> Dict[str, Any]:
         return {"config": self.config.to_json_obj(), "booted": self.booted,
                 "failure": self.failure, "memory": dict(self.memory),
                 "accepted": dict(self.accepted), "time": dict(self.time),

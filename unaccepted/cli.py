@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Callable, List, NoReturn, Optional, Sequence
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 from . import __version__
 from .errors import UnacceptedError
@@ -41,13 +41,13 @@ def _positive(text: str) -> int:
 
 
 def _list_of(item: Callable[[str], object], choices: Optional[Sequence[str]] = None,
-             check: Optional[Callable[[str], object]] = None):
+             check: Optional[Callable[[str], object]] = None) -> Callable[[str], List[object]]:
     """A comma list of values (matrix) checked one by one."""
     def parse(text: str) -> List[object]:
         values = [v.strip() for v in text.split(",")]
         if not all(values):
             raise argparse.ArgumentTypeError(f"{text!r} has an empty item")
-        out = []
+        out: List[object] = []
         for v in values:
             if choices is not None and v not in choices:
                 raise argparse.ArgumentTypeError(
@@ -72,12 +72,16 @@ def _boot_options(p: argparse.ArgumentParser, *, lists: bool) -> None:
     from .cost import CostProfile
     from .vm import ACCEPT_MEMORY, BACKINGS, FIRMWARE_DEBUG, KERNELS, LOADERS, VENDORS
 
-    def opt(name, kind, choices=None, check=None, default=None, help=""):
+    def opt(name: str, kind: Callable[[str], object], choices: Optional[Sequence[str]] = None,
+            check: Optional[Callable[[str], object]] = None, default: object = None,
+            help: str = "") -> None:
         if lists:
             p.add_argument(name, type=_list_of(kind, choices, check), default=None,
                            metavar="LIST", help=help + " (comma list)")
         else:
-            def one(text, kind=kind, choices=choices, check=check):
+            def one(text: str, kind: Callable[[str], object] = kind,
+                    choices: Optional[Sequence[str]] = choices,
+                    check: Optional[Callable[[str], object]] = check) -> object:
                 return _list_of(kind, choices, check)(text)[0] if "," not in text else \
                     _fail(f"{text!r}: one value only")
             p.add_argument(name, type=one, default=default, help=help)
@@ -103,8 +107,8 @@ def _boot_options(p: argparse.ArgumentParser, *, lists: bool) -> None:
                    help="old-firmware behaviours, '+'-separated: " + ", ".join(FIRMWARE_DEBUG))
 
 
-def _plus_list(choices):
-    def parse(text: str):
+def _plus_list(choices: Sequence[str]) -> Callable[[str], Tuple[str, ...]]:
+    def parse(text: str) -> Tuple[str, ...]:
         items = tuple(v for v in text.split("+") if v)
         for v in items:
             if v not in choices:
@@ -118,7 +122,7 @@ def _fail(message: str) -> NoReturn:
     raise argparse.ArgumentTypeError(message)
 
 
-def _memmap_fixed(args) -> dict:
+def _memmap_fixed(args: argparse.Namespace) -> Dict[str, Any]:
     """BootConfig fields from --memmap: the RAM layout of the file."""
     if args.memmap is None:
         return {}
@@ -135,7 +139,7 @@ def _memmap_fixed(args) -> dict:
     return {"memmap": args.memmap, "ram_ranges": ranges, "ram": sum(e - s for s, e in ranges)}
 
 
-def _boot(args) -> int:
+def _boot(args: argparse.Namespace) -> int:
     from .boot import boot
     from .vm import BootConfig
     fixed = _memmap_fixed(args)
@@ -152,7 +156,7 @@ def _boot(args) -> int:
     return 0
 
 
-def _boot_text(r: dict) -> str:
+def _boot_text(r: Dict[str, Any]) -> str:
     from .vm import format_size
     c, m = r["config"], r["memory"]
     gib = 1 << 30
@@ -174,7 +178,7 @@ def _boot_text(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _matrix(args) -> int:
+def _matrix(args: argparse.Namespace) -> int:
     from . import matrix
     options = {name: getattr(args, name) for name in matrix.AXES
                if getattr(args, name, None) is not None}
@@ -199,12 +203,12 @@ def _matrix(args) -> int:
     return 0
 
 
-def _memmap(args) -> int:
+def _memmap(args: argparse.Namespace) -> int:
     from .memlog import run
     return run(args)
 
 
-def _replay(args) -> int:
+def _replay(args: argparse.Namespace) -> int:
     from .replay import replay_bytes
 
     progress = sys.stderr if sys.stderr.isatty() else None
@@ -260,11 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     # one line and the conventional status, never a traceback
     try:
-        status = args.func(args)
+        status: int = args.func(args)
         sys.stdout.flush()
         return status
     except BrokenPipeError:          # `| head` closed the pipe: stop quietly
@@ -287,7 +291,7 @@ def main(argv=None) -> int:
         return 1
 
 
-def _quiet_stdout():
+def _quiet_stdout() -> None:
     """After a broken pipe, point stdout at /dev/null so the interpreter's
     final flush does not print a second error."""
     import os

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Any, Dict, List, Optional, cast
 
 from ._core import ffi, lib
 from .errors import InvalidArgument, check
 from .validate import as_instance, as_int, as_u64, as_vcpu
 
-EVENT_COUNT = lib.ua_event_count()
+EVENT_COUNT: int = lib.ua_event_count()
 
 
 class Event(enum.IntEnum):
@@ -44,7 +44,7 @@ class Event(enum.IntEnum):
     @property
     def label(self) -> str:
         """The C core's name for the event (e.g. 'pvalidate_4k')."""
-        return ffi.string(lib.ua_event_name(self.value)).decode()
+        return cast(str, ffi.string(lib.ua_event_name(self.value)).decode())
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class CostProfile:
     sources: Dict[Event, str] = field(default_factory=dict)
 
     @classmethod
-    def builtin_names(cls) -> list:
+    def builtin_names(cls) -> List[str]:
         return [cls._from_c(i).name for i in range(lib.ua_cost_profile_count())]
 
     @classmethod
@@ -82,7 +82,7 @@ class CostProfile:
                      for e in Event},
         )
 
-    def with_cycles(self, **changes) -> "CostProfile":
+    def with_cycles(self, **changes: object) -> "CostProfile":
         """A copy with some events' cycles changed (keys: Event names, lower case)."""
         cycles = dict(self.cycles)
         sources = dict(self.sources)
@@ -95,7 +95,8 @@ class CostProfile:
             sources[ev] = "set by the caller"
         return CostProfile(self.name + "+custom", self.ghz, cycles, sources)
 
-    def _to_c(self):
+    def _to_c(self) -> Any:
+        """A ua_cost_profile * (cffi cdata) holding this profile."""
         p = ffi.new("ua_cost_profile *")
         name = self.name.encode()[:31]
         ffi.memmove(p.name, name, len(name))
@@ -147,7 +148,12 @@ def profiles_markdown() -> str:
 class Cost:
     """Per-vCPU event counters and clocks charged by the vendor models."""
 
-    def __init__(self, profile: CostProfile | str = "count", vcpus: int = 1):
+    _handle: Any          # ua_cost * (cffi cdata)
+    _owner: object        # what owns the counters (None: this object)
+    profile: CostProfile
+    vcpus: int
+
+    def __init__(self, profile: CostProfile | str = "count", vcpus: int = 1) -> None:
         if isinstance(profile, str):
             profile = CostProfile.builtin(profile)
         as_instance(profile, "profile (a built-in name or a CostProfile)", CostProfile)
@@ -160,7 +166,7 @@ class Cost:
         self.vcpus = vcpus
 
     @classmethod
-    def _borrow(cls, handle, profile: CostProfile, vcpus: int, owner) -> "Cost":
+    def _borrow(cls, handle: Any, profile: CostProfile, vcpus: int, owner: object) -> "Cost":
         """A view of counters another object owns (a guest's); keeps it alive."""
         self = cls.__new__(cls)
         self._handle = handle
@@ -169,7 +175,7 @@ class Cost:
         self.vcpus = vcpus
         return self
 
-    def _vcpu(self, vcpu):
+    def _vcpu(self, vcpu: object) -> int:
         return as_vcpu(vcpu, self.vcpus)
 
     def charge(self, event: Event, n: int = 1, vcpu: int = 0) -> None:
@@ -185,11 +191,11 @@ class Cost:
         return {e: buf[e] for e in Event if buf[e]}
 
     def cycles(self, vcpu: int = 0) -> int:
-        return lib.ua_cost_cycles(self._handle, self._vcpu(vcpu))
+        return cast(int, lib.ua_cost_cycles(self._handle, self._vcpu(vcpu)))
 
     def seconds(self, vcpu: int = 0) -> float:
         """Simulated time of one vCPU."""
-        return lib.ua_cost_seconds(self._handle, self._vcpu(vcpu))
+        return cast(float, lib.ua_cost_seconds(self._handle, self._vcpu(vcpu)))
 
     def advance(self, cycles: int, vcpu: int = 0) -> None:
         lib.ua_cost_advance(self._handle, self._vcpu(vcpu), cycles)

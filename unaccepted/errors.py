@@ -5,12 +5,18 @@ derive from ValueError, so callers that only know Python's conventions can
 catch them (the pattern pynacl uses).  Outcomes the simulated guest does not
 survive (termination, panic, fatal fault) derive from GuestDied.
 """
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple, Type
 
 
 class UnacceptedError(Exception):
     """Base class of every error this package raises."""
 
-    status = None  # the ua_status code, when the error came from the C core
+    status: Optional[int] = None  # the ua_status code, when the error came from the C core
+    # set by Table.run() on the error of a failing op: how many ops before it
+    # took effect (declared only: absent unless set)
+    completed: int
 
 
 class InvalidArgument(UnacceptedError, ValueError):
@@ -19,6 +25,11 @@ class InvalidArgument(UnacceptedError, ValueError):
 
 class InvalidMemoryMap(InvalidArgument):
     """A memory map or one of its descriptors is malformed."""
+
+    # declared only (absent unless set): the offending descriptor
+    # (MemoryMap.validate) and the unreadable entry lines (memlog.parse_memmap)
+    index: int
+    bad_lines: Tuple[Tuple[int, str], ...]
 
 
 class InvalidTable(InvalidArgument):
@@ -109,7 +120,7 @@ class Interrupted(UnacceptedError):
 
 # ua_status value -> exception class; kept in step with csrc/include/unaccepted.h
 # (tests/test_errors.py checks every code the C core can return is mapped).
-STATUS_EXCEPTIONS = {
+STATUS_EXCEPTIONS: Dict[int, Type[UnacceptedError]] = {
     1: InvalidArgument,
     2: OutOfMemory,
     3: OutOfRange,
@@ -135,18 +146,20 @@ STATUS_EXCEPTIONS = {
 }
 
 
-def error_for(status, message=None, cls=None):
+def error_for(status: int, message: Optional[str] = None,
+              cls: Optional[Type[UnacceptedError]] = None) -> UnacceptedError:
     """The exception for a non-zero ua_status, with the C core's text appended."""
     from ._core import ffi, lib
 
-    text = ffi.string(lib.ua_strerror(status)).decode()
+    text: str = ffi.string(lib.ua_strerror(status)).decode()
     exc_cls = cls or STATUS_EXCEPTIONS.get(status, UnacceptedError)
     exc = exc_cls(f"{message}: {text}" if message else text)
     exc.status = status
     return exc
 
 
-def check(status, message=None, cls=None):
+def check(status: int, message: Optional[str] = None,
+          cls: Optional[Type[UnacceptedError]] = None) -> None:
     """Raise the mapped exception when status is not UA_OK."""
     if status:
         raise error_for(status, message, cls)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .errors import (AcceptFailed, CallbackError, GuestHung, GuestPanic, GuestTerminated,
                      Misaligned)
@@ -103,6 +103,8 @@ Q35_MMIO = ((0xB0000000, 0xC0000000, MemoryType.RESERVED, 0),
             (0xFFC00000, 0x100000000, MemoryType.MMIO, ATTR_RUNTIME | ATTR_UC))
 SNP_IDENTITY_MAP_LIMIT = 512 * GiB        # old builds: no PML4 entries past 512 GiB
 
+Range = Tuple[int, int]                   # [start, end)
+
 
 class FirmwareFailure(Exception):
     """The firmware stopped the guest: reason is a stable token."""
@@ -145,7 +147,7 @@ class MemoryMapState:
     which moves on every change (CoreAddRange / CoreAddMemoryDescriptor
     bump mMemoryMapKey)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.regions: List[Region] = []
         self.key = 1
 
@@ -195,7 +197,7 @@ class TdHob:
     attribute: int = HOB_ATTRS
 
 
-def qemu_td_hob(ram_ranges, added) -> List[TdHob]:
+def qemu_td_hob(ram_ranges: Iterable[Range], added: Iterable[Range]) -> List[TdHob]:
     """QEMU's TdxRamEntries as resource HOBs: every RAM range UNACCEPTED,
     the TD_HOB / TEMP_MEM sections carved out as SYSTEM_MEMORY (ADDED),
     sorted by address (target/i386/kvm/tdx.c, tdx_accept_ram_range)."""
@@ -322,8 +324,10 @@ class Firmware:
         if self.variant == "ovmf-partial":
             # edk2-staging TdxStartup / the SNP twin: SIZE plus kernel, setup
             # and initrd, walking RAM in address order
-            budget = self.platform.config.partial_bytes + self.kernel_bytes
-            out = []
+            partial = self.platform.config.partial_bytes
+            assert partial is not None      # ovmf-partial always has a size
+            budget = partial + self.kernel_bytes
+            out: List[Range] = []
             for s, e in ranges:
                 take = min(e - s, budget)
                 if take > 0:
@@ -342,14 +346,14 @@ class Firmware:
             self._tdx_sec(accept)
         return _subtract(p.ram_ranges, accept)
 
-    def _snp_pei(self, accept) -> None:
+    def _snp_pei(self, accept: Sequence[Range]) -> None:
         # SEC validates its range and PEI every SYSTEM_MEMORY resource below
         # 4 GiB (PlatformPei AmdSevSnpInitialize), skipping what the VMM
         # launched; on the BSP
         for s, e in _subtract(accept, self.platform.launch):
             self._accept(s, e, 0)
 
-    def _tdx_sec(self, accept) -> None:
+    def _tdx_sec(self, accept: Sequence[Range]) -> None:
         p = self.platform
         self.td_hob = qemu_td_hob(p.ram_ranges, p.launch)
         bad = validate_td_hob(self.td_hob)
@@ -361,7 +365,7 @@ class Firmware:
         if n > 1:
             # AcceptMemoryForAPsStack: whole HOBs until one is large enough
             stack = -(-n * TDX_AP_STACK_PER_VCPU // (2 * MiB)) * (2 * MiB)
-            done = []
+            done: List[Range] = []
             for s, e in pending:
                 if e - s >= stack:
                     end = s + stack if e - s > TDX_MP_CHUNK else e
@@ -441,7 +445,8 @@ class Firmware:
         if not self.boot_services:
             raise FirmwareFailure("panic", "a boot service was called after ExitBootServices")
 
-    def get_memory_map(self, buffer_size: Optional[int] = None):
+    def get_memory_map(self, buffer_size: Optional[int] = None
+                       ) -> Tuple[EfiStatus, Optional[MemoryMap], int, int]:
         """GetMemoryMap(): (status, map, map_key, size the caller needs).
         With the pre-stable202511 size bug the size leaves out the
         unaccepted entries."""
@@ -460,7 +465,7 @@ class Firmware:
         return EfiStatus.SUCCESS, mm, self.map.key, reported
 
     def allocate_pages(self, alloc_type: AllocateType, mem_type: int, pages: int,
-                       address: int = 0):
+                       address: int = 0) -> Tuple[EfiStatus, int]:
         """AllocatePages(): (status, address).  Never from unaccepted memory
         (MdeModulePkg/Core/Dxe/Mem/Page.c)."""
         self._require_boot_services()
@@ -489,7 +494,7 @@ class Firmware:
                 return EfiStatus.SUCCESS, end - size
         return EfiStatus.OUT_OF_RESOURCES, 0
 
-    def allocate_pool(self, mem_type: int, size: int):
+    def allocate_pool(self, mem_type: int, size: int) -> Tuple[EfiStatus, int]:
         """AllocatePool(): whole pages here (type 15 -> INVALID_PARAMETER,
         edk2 96192ba5bd)."""
         if mem_type == MemoryType.UNACCEPTED or size <= 0:
@@ -512,12 +517,13 @@ class Firmware:
         self.map.set(address, address + pages * PAGE, MemoryType.CONVENTIONAL, ATTR_CACHE)
         return EfiStatus.SUCCESS
 
-    def locate_protocol(self, guid: str):
+    def locate_protocol(self, guid: str) -> Tuple[EfiStatus, Optional[object]]:
+        """LocateProtocol(): (status, the interface; its type depends on guid)."""
         self._require_boot_services()
         proto = self.protocols.get(guid)
         return (EfiStatus.SUCCESS, proto) if proto is not None else (EfiStatus.NOT_FOUND, None)
 
-    def install_configuration_table(self, guid: str, table) -> EfiStatus:
+    def install_configuration_table(self, guid: str, table: object) -> EfiStatus:
         self._require_boot_services()
         self.config_tables[guid] = table
         return EfiStatus.SUCCESS
@@ -562,12 +568,12 @@ class Firmware:
 
 
 # ---- range arithmetic over sorted, disjoint (start, end) lists --------------------------
-def _subtract(ranges, minus) -> List[Tuple[int, int]]:
-    out = []
+def _subtract(ranges: Iterable[Range], minus: Sequence[Range]) -> List[Range]:
+    out: List[Range] = []
     for s, e in ranges:
         pieces = [(s, e)]
         for a, b in minus:
-            nxt = []
+            nxt: List[Range] = []
             for x, y in pieces:
                 if b <= x or a >= y:
                     nxt.append((x, y))
@@ -581,8 +587,8 @@ def _subtract(ranges, minus) -> List[Tuple[int, int]]:
     return out
 
 
-def _intersect(ranges, with_) -> List[Tuple[int, int]]:
-    out = []
+def _intersect(ranges: Iterable[Range], with_: Sequence[Range]) -> List[Range]:
+    out: List[Range] = []
     for s, e in ranges:
         for a, b in with_:
             x, y = max(s, a), min(e, b)
@@ -591,8 +597,8 @@ def _intersect(ranges, with_) -> List[Tuple[int, int]]:
     return sorted(out)
 
 
-def _union(ranges, more) -> List[Tuple[int, int]]:
-    out: List[Tuple[int, int]] = []
+def _union(ranges: Iterable[Range], more: Iterable[Range]) -> List[Range]:
+    out: List[Range] = []
     for s, e in sorted(list(ranges) + list(more)):
         if out and s <= out[-1][1]:
             out[-1] = (out[-1][0], max(out[-1][1], e))
@@ -601,12 +607,12 @@ def _union(ranges, more) -> List[Tuple[int, int]]:
     return out
 
 
-def _inside(ranges, a, b) -> bool:
+def _inside(ranges: Iterable[Range], a: int, b: int) -> bool:
     return any(s <= a and b <= e for s, e in ranges)
 
 
-def _cut(regions, a, b) -> List[Region]:
-    out = []
+def _cut(regions: Iterable[Region], a: int, b: int) -> List[Region]:
+    out: List[Region] = []
     for r in regions:
         if r.end <= a or r.start >= b:
             out.append(r)

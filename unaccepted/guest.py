@@ -19,7 +19,8 @@ from __future__ import annotations
 import enum
 import weakref
 from dataclasses import dataclass, field, fields
-from typing import Optional, Protocol, runtime_checkable
+from typing import (Any, Callable, Dict, Optional, Protocol, Tuple, Type, TypeVar, Union, cast,
+                    runtime_checkable)
 
 from ._core import ffi, lib
 from .cost import Cost, CostProfile
@@ -31,9 +32,11 @@ from .validate import as_choice, as_int, as_u64, as_vcpu
 # path calls this large run where Ctrl-C can stop them (unaccepted/_interrupt.py)
 _LONG_PATH_CALL = 16 << 30
 
-PATH_KINDS = {"linux": lib.UA_PATH_LINUX, "linux-early": lib.UA_PATH_LINUX_EARLY,
-              "ovmf": lib.UA_PATH_OVMF, "ovmf-sec": lib.UA_PATH_OVMF_SEC}
-BACKINGS = {"2M": lib.UA_BACKING_2M, "4K": lib.UA_BACKING_4K}
+_C = TypeVar("_C", bound="GuestConfig")
+
+PATH_KINDS: Dict[str, int] = {"linux": lib.UA_PATH_LINUX, "linux-early": lib.UA_PATH_LINUX_EARLY,
+                              "ovmf": lib.UA_PATH_OVMF, "ovmf-sec": lib.UA_PATH_OVMF_SEC}
+BACKINGS: Dict[str, int] = {"2M": lib.UA_BACKING_2M, "4K": lib.UA_BACKING_4K}
 
 
 class Vendor(enum.IntEnum):
@@ -119,7 +122,7 @@ class PathStats:
     interrupts: int
 
 
-def _cost_profile(value) -> Optional[CostProfile]:
+def _cost_profile(value: object) -> Optional[CostProfile]:
     if value is None or isinstance(value, CostProfile):
         return value
     if isinstance(value, str):
@@ -136,10 +139,11 @@ class GuestConfig:
     memory_bytes: int
     vcpus: int = 1
     backing: str = "2M"
-    cost_profile: Optional[object] = field(default=None, hash=False)   # CostProfile: dicts
+    # hash=False: a CostProfile holds dicts
+    cost_profile: Union[CostProfile, str, None] = field(default=None, hash=False)
     host: Host = Host()
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         as_u64(self.memory_bytes, "memory_bytes")
         as_int(self.vcpus, "vcpus", 1, lib.UA_MAX_VCPUS + 1)
         as_choice(self.backing, "backing", BACKINGS)
@@ -157,7 +161,7 @@ class Guest(Protocol):
     vcpus: int
     backing: str
 
-    def accept_path(self, kind: str = "linux", **options) -> "AcceptPath": ...
+    def accept_path(self, kind: str = "linux", **options: int) -> "AcceptPath": ...
     def unaccept(self, start: int, end: int, *, kind: str = "linux", vcpu: int = 0) -> None: ...
     def touch(self, gpa: int, *, write: bool = False, shared: bool = False, user: bool = False,
               vcpu: int = 0) -> TouchResult: ...
@@ -178,22 +182,24 @@ class AcceptPath:
     """A guest accept path: an accept primitive for Table (`_c_accept`), or
     called directly with path(start, end, vcpu).  Owned by its guest."""
 
-    def __init__(self, guest: "GuestBase", kind: str):
+    def __init__(self, guest: "GuestBase", kind: str) -> None:
         self.guest = guest           # keeps the guest (and the path) alive
         self.kind = kind
         self._kind = PATH_KINDS[kind]
         fn, ctx = ffi.new("ua_accept_fn *"), ffi.new("void **")
         check(lib.ua_guest_accept_path(self.guest._guest, self._kind, fn, ctx))
-        self._fn, self._ctx = fn[0], ctx[0]    # the guest's path: options change in place
+        # the guest's path (ua_accept_fn, void *): options change in place
+        self._fn: Any = fn[0]
+        self._ctx: Any = ctx[0]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"AcceptPath({self.guest!r}, {self.kind!r})"
 
     @property
-    def _c_accept(self):
+    def _c_accept(self) -> Tuple[Any, Any]:
         return self._fn, self._ctx
 
-    def take_error(self):
+    def take_error(self) -> Optional[BaseException]:
         return self.guest._bound.take_error()
 
     def __call__(self, start: int, end: int, vcpu: int = 0) -> None:
@@ -228,7 +234,8 @@ class GuestBase:
 
     vendor: Vendor
 
-    def _create(self, config: GuestConfig, vendor_config, cost=None):
+    def _create(self, config: GuestConfig, vendor_config: Any,
+                cost: Optional[Cost] = None) -> None:
         """Build the C guest from a config (and a filled vendor config)."""
         self.config = config
         self.memory_bytes = config.memory_bytes
@@ -236,7 +243,7 @@ class GuestBase:
         self.backing = config.backing
         profile = _cost_profile(config.cost_profile)
         self._bound = config.host._bind()
-        self._host_ctx = self._bound.take_handle()   # the guest keeps the C context
+        self._host_ctx: Any = self._bound.take_handle()   # the guest keeps the C context
         cfg = ffi.new("ua_guest_config *")
         cfg.vendor = int(self.vendor)
         cfg.vcpus = config.vcpus
@@ -248,30 +255,30 @@ class GuestBase:
         cfg.vendor_config = vendor_config
         out = ffi.new("ua_guest **")
         check(lib.ua_guest_create(cfg, out), f"{type(self).__name__}({config.memory_bytes:#x})")
-        self._guest = ffi.gc(out[0], lib.ua_guest_destroy)
+        self._guest: Any = ffi.gc(out[0], lib.ua_guest_destroy)    # ua_guest *
         # the vendor machine (the vendor's instructions; _attach_cost below)
-        self._handle = (lib.ua_guest_snp(self._guest) if self.vendor == Vendor.SNP
-                        else lib.ua_guest_tdx(self._guest))
+        self._handle: Any = (lib.ua_guest_snp(self._guest) if self.vendor == Vendor.SNP
+                             else lib.ua_guest_tdx(self._guest))
         self._bound.guest = self
         # no reference cycles: a guest goes away (with its C state) as soon
         # as nothing uses it, not at some later garbage collection
         self._profile = profile       # counters of the guest's own, viewed on demand
-        self._cost = None             # a Cost the caller attached
+        self._cost: Optional[Cost] = None   # a Cost the caller attached
         if cost is not None:
             self._attach_cost(cost)
-        self._paths = weakref.WeakValueDictionary()
-        self._cancel = new_flag()     # Ctrl-C: the paths read it between batches
+        self._paths: weakref.WeakValueDictionary[str, AcceptPath] = weakref.WeakValueDictionary()
+        self._cancel: Any = new_flag()     # Ctrl-C: the paths read it between batches
         check(lib.ua_guest_set_cancel(self._guest, self._cancel))
 
     # ---- the Guest protocol ----------------------------------------------------
-    def _check(self, status, message):
+    def _check(self, status: int, message: str) -> None:
         if status == lib.UA_E_CALLBACK:
             err = self._bound.take_error()
             if err is not None:
                 raise CallbackError(f"{message}: the host's callback raised {err!r}") from err
         check(status, message)
 
-    def accept_path(self, kind: str = "linux", **options) -> AcceptPath:
+    def accept_path(self, kind: str = "linux", **options: int) -> AcceptPath:
         """The guest's accept path of this kind (one per kind).  Options
         (psc_max_entries, ovmf_buffer_bytes, hang_limit) replace the path's,
         resetting its statistics."""
@@ -323,7 +330,7 @@ class GuestBase:
         out = ffi.new("uint64_t *")
         check(lib.ua_guest_count_accepted(self._guest, as_u64(start, "start"),
                                           as_u64(end, "end"), out), "count_accepted")
-        return out[0]
+        return cast(int, out[0])
 
     def path_stats(self, kind: str = "linux") -> PathStats:
         out = ffi.new("ua_path_stats *")
@@ -368,7 +375,7 @@ class GuestBase:
         bound.guest = self
         self._bound, self._host_ctx = bound, bound.take_handle()
 
-    def set_cost(self, cost) -> None:
+    def set_cost(self, cost: Optional[Cost]) -> None:
         """Charge a Cost object (or None: no accounting) from now on."""
         if cost is None:
             check(self._machine("set_cost")(self._handle, ffi.NULL), "set_cost")
@@ -377,12 +384,12 @@ class GuestBase:
         else:
             self._attach_cost(cost)
 
-    def _machine(self, verb):
+    def _machine(self, verb: str) -> Callable[..., int]:
         """The vendor machine's C function for a verb both vendors share
         (ua_snp_<verb> / ua_tdx_<verb>)."""
-        return getattr(lib, f"ua_{self.vendor.name.lower()}_{verb}")
+        return cast(Callable[..., int], getattr(lib, f"ua_{self.vendor.name.lower()}_{verb}"))
 
-    def _attach_cost(self, cost) -> None:
+    def _attach_cost(self, cost: Cost) -> None:
         handle = getattr(cost, "_handle", None) if cost is not None else ffi.NULL
         if handle is None:
             raise InvalidArgument(f"cost must be a Cost, got {cost!r}")
@@ -390,7 +397,8 @@ class GuestBase:
         self._cost = cost
 
 
-def make_config(cls, memory_bytes, config, kwargs):
+def make_config(cls: Type[_C], memory_bytes: Optional[int], config: object,
+                kwargs: Dict[str, Any]) -> _C:
     """A vendor guest's config from either `config=` or keyword arguments."""
     if config is not None:
         if memory_bytes is not None or kwargs:

@@ -30,14 +30,20 @@ import enum
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import (TYPE_CHECKING, Any, Callable, Dict, Generic, List, Optional, Tuple, TypeVar,
+                    cast)
 
 from ._core import ffi, lib
 from .errors import CallbackError, InvalidArgument, check
 from .validate import as_bool, as_int, as_u32, as_u64
 
-BEHAVIORS = tuple(ffi.string(lib.ua_host_behavior_name(i)).decode()
-                  for i in range(lib.UA_HOST_BEHAVIOR_COUNT))
+if TYPE_CHECKING:
+    from .guest import GuestBase
+
+_R = TypeVar("_R")       # what an exit's default() / kvm() return
+
+BEHAVIORS: Tuple[str, ...] = tuple(ffi.string(lib.ua_host_behavior_name(i)).decode()
+                                   for i in range(lib.UA_HOST_BEHAVIOR_COUNT))
 
 
 class HostAction(enum.IntEnum):
@@ -68,25 +74,35 @@ class Host:
     """A hypervisor: a named behaviour (KVM unless told otherwise) with its
     parameters, optionally with methods of a subclass called back."""
 
+    # the specification, set once by __init__ (see __setattr__)
+    behavior: str
+    lazy_rmpupdate: bool
+    npf_psmash: bool
+    psc_max_entries: int
+    psc_max_pages: int
+    ghcb_error: int
+    count: int
+
     def __init__(self, behavior: str = "kvm", *, lazy_rmpupdate: bool = False,
                  npf_psmash: bool = True, psc_max_entries: int = 0, psc_max_pages: int = 0,
-                 ghcb_error: int = 0, count: int = 0):
+                 ghcb_error: int = 0, count: int = 0) -> None:
         if behavior not in BEHAVIORS:
             raise InvalidArgument(f"unknown host behaviour {behavior!r}; known: "
                                   f"{', '.join(BEHAVIORS)}")
-        values = {"behavior": behavior,
-                  "lazy_rmpupdate": as_bool(lazy_rmpupdate, "lazy_rmpupdate"),
-                  "npf_psmash": as_bool(npf_psmash, "npf_psmash"),
-                  "psc_max_entries": as_u32(psc_max_entries, "psc_max_entries"),
-                  "psc_max_pages": as_u32(psc_max_pages, "psc_max_pages"),
-                  "ghcb_error": as_u32(ghcb_error, "ghcb_error"),
-                  "count": as_u32(count, "count")}
+        values: Dict[str, object] = {
+            "behavior": behavior,
+            "lazy_rmpupdate": as_bool(lazy_rmpupdate, "lazy_rmpupdate"),
+            "npf_psmash": as_bool(npf_psmash, "npf_psmash"),
+            "psc_max_entries": as_u32(psc_max_entries, "psc_max_entries"),
+            "psc_max_pages": as_u32(psc_max_pages, "psc_max_pages"),
+            "ghcb_error": as_u32(ghcb_error, "ghcb_error"),
+            "count": as_u32(count, "count")}
         for name, value in values.items():
             object.__setattr__(self, name, value)
         # check the combination now, not when a guest is built
         self._config_c()
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: object) -> None:
         # the behaviour and its parameters are a specification: configs hash
         # them, guests bind their own C host from them (a subclass may keep
         # state of its own in other attributes)
@@ -94,22 +110,23 @@ class Host:
             raise AttributeError(f"{type(self).__name__}.{name} is fixed (make a new Host)")
         object.__setattr__(self, name, value)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         params = [f"{k}={v!r}" for k, v in self._params().items() if v != _DEFAULTS[k]]
         name = type(self).__name__
         return f"{name}({', '.join([repr(self.behavior)] + params)})"
 
-    def __eq__(self, other):
-        return (type(self) is type(other) and self.behavior == other.behavior and
-                self._params() == other._params())
+    def __eq__(self, other: object) -> bool:
+        return (type(self) is type(other) and isinstance(other, Host) and
+                self.behavior == other.behavior and self._params() == other._params())
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash((type(self), self.behavior, tuple(self._params().items())))
 
-    def _params(self):
+    def _params(self) -> Dict[str, object]:
         return {k: getattr(self, k) for k in _DEFAULTS}
 
-    def _config_c(self):
+    def _config_c(self) -> Any:
+        """The ua_host_config * (cffi cdata) of this specification."""
         cfg = ffi.new("ua_host_config *")
         lib.ua_host_config_default(cfg)
         cfg.behavior = BEHAVIORS.index(self.behavior)
@@ -141,54 +158,55 @@ class BoundHost:
     """The C host object serving one guest, with the Python callbacks'
     pending exception (re-raised by the guest operation that ran them)."""
 
-    def __init__(self, spec: Host):
+    def __init__(self, spec: Host) -> None:
         self.spec = spec
-        self._guest = None           # a weak reference to the guest it serves (no cycle)
+        # a weak reference to the guest it serves (no cycle)
+        self._guest: Optional[weakref.ReferenceType[GuestBase]] = None
         self._pending = threading.local()   # a callback runs on the thread of its C call
-        ops = ffi.NULL
+        ops: Any = ffi.NULL           # ua_host_ops *
         overridden = spec._overrides()
         # the C host's context; whoever holds this BoundHost keeps the handle
         # too (take_handle), so the two do not form a cycle
-        self._self_handle = ffi.new_handle(self) if overridden else ffi.NULL
+        self._self_handle: Any = ffi.new_handle(self) if overridden else ffi.NULL
         if overridden:
             ops = ffi.new("ua_host_ops *")
             for op in overridden:
                 setattr(ops, op, getattr(lib, f"_ua_py_host_{op}"))
         out = ffi.new("ua_host **")
         check(lib.ua_host_create(spec._config_c(), ops, self._self_handle, out), "host")
-        self._handle = ffi.gc(out[0], lib.ua_host_destroy)
+        self._handle: Any = ffi.gc(out[0], lib.ua_host_destroy)    # ua_host *
 
     @property
-    def guest(self):
+    def guest(self) -> Optional[GuestBase]:
         """The guest this host serves (None before it is built or once gone)."""
         return self._guest() if self._guest is not None else None
 
     @guest.setter
-    def guest(self, guest):
+    def guest(self, guest: GuestBase) -> None:
         self._guest = weakref.ref(guest)
 
-    def take_handle(self):
+    def take_handle(self) -> Any:
         """Hand the C context handle to the owner (the guest)."""
         handle, self._self_handle = self._self_handle, None
         return handle
 
-    def take_error(self):
+    def take_error(self) -> Optional[BaseException]:
         """The exception a callback raised during this thread's last C call."""
-        err = getattr(self._pending, "error", None)
+        err: Optional[BaseException] = getattr(self._pending, "error", None)
         self._pending.error = None
         return err
 
-    def _fail(self, exc) -> int:
+    def _fail(self, exc: BaseException) -> int:
         if isinstance(exc, NeverResume):
-            return lib.UA_E_GUEST_HUNG
+            return cast(int, lib.UA_E_GUEST_HUNG)
         if isinstance(exc, StopGuest):
-            return lib.UA_E_HOST
+            return cast(int, lib.UA_E_HOST)
         if getattr(self._pending, "error", None) is None:
             self._pending.error = exc
-        return lib.UA_E_CALLBACK
+        return cast(int, lib.UA_E_CALLBACK)
 
 
-def raise_host_error(bound: Optional[BoundHost], message: str):
+def raise_host_error(bound: Optional[BoundHost], message: str) -> None:
     """Re-raise what a Python host's callback raised during a C call."""
     if bound is None:
         return
@@ -199,7 +217,7 @@ def raise_host_error(bound: Optional[BoundHost], message: str):
 
 # ---- exits as a Python host sees them --------------------------------------------------
 
-class _Exit:
+class _Exit(Generic[_R]):
     """An exit handed to a Python host.  default() does what the host's named
     behaviour does with it (ua_host_behavior_*), kvm() what KVM does
     (ua_host_kvm_*); both write the answer into the exit.  An exit is only
@@ -207,24 +225,28 @@ class _Exit:
 
     __slots__ = ("_bound", "guest", "vcpu", "_live")
     _verb = ""
+    _bound: BoundHost
+    guest: Optional[GuestBase]
+    vcpu: int
+    _live: bool
 
-    def __init__(self, bound, vcpu):
+    def __init__(self, bound: BoundHost, vcpu: int) -> None:
         self._bound = bound
         self.guest = bound.guest
         self.vcpu = vcpu
         self._live = True
 
-    def _alive(self):
+    def _alive(self) -> None:
         if not self._live:
             raise InvalidArgument("this exit was answered already: keep values, not exits")
 
-    def _args(self):
+    def _args(self) -> Tuple[Any, ...]:
         raise NotImplementedError
 
-    def _result(self):
-        return None
+    def _result(self) -> _R:
+        raise NotImplementedError
 
-    def _run(self, family):
+    def _run(self, family: str) -> _R:
         self._alive()
         st = getattr(lib, f"ua_host_{family}_{self._verb}")(self._bound._handle, *self._args())
         if st == lib.UA_E_GUEST_HUNG:
@@ -234,37 +256,54 @@ class _Exit:
         check(st, f"{family} handler of {self._verb}")
         return self._result()
 
-    def default(self):
+    def default(self) -> _R:
         return self._run("behavior")
 
-    def kvm(self):
+    def kvm(self) -> _R:
         return self._run("kvm")
 
 
-class SnpPscExit(_Exit):
+class SnpPscExit(_Exit[None]):
     """A GHCB NAE Page State Change: the scratch area's header (cur_entry,
     end_entry, reserved) and entries, and the answer (SW_EXITINFO1/2,
     entries_done, pages_done), all read and written in place."""
 
     __slots__ = ("_s", "_hdr", "_ent", "capacity", "_out")
     _verb = "snp_psc"
+    _s: Any           # ua_snp *
+    _hdr: Any         # uint64_t * (the header word), or NULL
+    _ent: Any         # uint64_t[] (the entries)
+    capacity: int
+    _out: Any         # ua_snp_ghcb_result *
 
-    def __init__(self, bound, s, vcpu, hdr, ent, capacity, out):
+    def __init__(self, bound: BoundHost, s: Any, vcpu: int, hdr: Any, ent: Any, capacity: int,
+                 out: Any) -> None:
         super().__init__(bound, vcpu)
         self._s, self._hdr, self._ent, self.capacity, self._out = s, hdr, ent, capacity, out
 
-    def _args(self):
+    def _args(self) -> Tuple[Any, ...]:
         return self._s, self.vcpu, self._hdr, self._ent, self.capacity, self._out
 
-    def _word(self):
+    def _result(self) -> None:
+        return None
+
+    def _word(self) -> int:
         self._alive()
         if self._hdr == ffi.NULL:
             raise InvalidArgument("the scratch area has no header")
-        return self._hdr[0]
+        return cast(int, self._hdr[0])
 
-    cur_entry = property(lambda self: self._word() & 0xFFFF)
-    end_entry = property(lambda self: (self._word() >> 16) & 0xFFFF)
-    reserved = property(lambda self: self._word() >> 32)
+    @property
+    def cur_entry(self) -> int:
+        return self._word() & 0xFFFF
+
+    @property
+    def end_entry(self) -> int:
+        return (self._word() >> 16) & 0xFFFF
+
+    @property
+    def reserved(self) -> int:
+        return self._word() >> 32
 
     def set_header(self, cur_entry: int, end_entry: int, reserved: int = 0) -> None:
         self._word()
@@ -274,16 +313,17 @@ class SnpPscExit(_Exit):
 
     def entry(self, i: int) -> int:
         self._alive()
-        return self._ent[as_int(i, "entry index", 0, self.capacity)]
+        return cast(int, self._ent[as_int(i, "entry index", 0, self.capacity)])
 
     def set_entry(self, i: int, value: int) -> None:
         self._alive()
         self._ent[as_int(i, "entry index", 0, self.capacity)] = as_int(value, "entry")
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> int:
+        # the answer so far: sw_exitinfo1, sw_exitinfo2, entries_done, pages_done
         if name in ("sw_exitinfo1", "sw_exitinfo2", "entries_done", "pages_done"):
             self._alive()
-            return getattr(self._out, name)
+            return cast(int, getattr(self._out, name))
         raise AttributeError(name)
 
     def answer(self, *, sw_exitinfo1: Optional[int] = None, sw_exitinfo2: Optional[int] = None,
@@ -295,31 +335,38 @@ class SnpPscExit(_Exit):
                 setattr(self._out, name, as_int(v, name, 0, 1 << 64))
 
 
-class SnpMsrExit(_Exit):
+class SnpMsrExit(_Exit[int]):
     """A GHCB MSR-protocol Page State Change: `request`, and `response` to set."""
 
     __slots__ = ("_s", "request", "response", "_resp")
     _verb = "snp_psc_msr"
+    _s: Any           # ua_snp *
+    request: int
+    response: Optional[int]
+    _resp: Any        # uint64_t *
 
-    def __init__(self, bound, s, vcpu, request):
+    def __init__(self, bound: BoundHost, s: Any, vcpu: int, request: int) -> None:
         super().__init__(bound, vcpu)
         self._s, self.request, self.response = s, request, None
         self._resp = ffi.new("uint64_t *")
 
-    def _args(self):
+    def _args(self) -> Tuple[Any, ...]:
         return self._s, self.vcpu, self.request, self._resp
 
     def _result(self) -> int:
-        self.response = self._resp[0]
-        return self.response
+        response: int = self._resp[0]
+        self.response = response
+        return response
 
 
-class _ActionExit(_Exit):
+class _ActionExit(_Exit[HostAction]):
     """An exit the host answers with what it did (HostAction) in `action`."""
 
     __slots__ = ("action", "_act")
+    action: HostAction
+    _act: Any         # uint32_t *
 
-    def __init__(self, bound, vcpu):
+    def __init__(self, bound: BoundHost, vcpu: int) -> None:
         super().__init__(bound, vcpu)
         self.action = HostAction.NOTHING
         self._act = ffi.new("uint32_t *")
@@ -334,12 +381,15 @@ class SnpNpfExit(_ActionExit):
 
     __slots__ = ("_s", "gpa", "exitinfo1")
     _verb = "snp_npf"
+    _s: Any           # ua_snp *
+    gpa: int
+    exitinfo1: int
 
-    def __init__(self, bound, s, vcpu, gpa, exitinfo1):
+    def __init__(self, bound: BoundHost, s: Any, vcpu: int, gpa: int, exitinfo1: int) -> None:
         super().__init__(bound, vcpu)
         self._s, self.gpa, self.exitinfo1 = s, gpa, exitinfo1
 
-    def _args(self):
+    def _args(self) -> Tuple[Any, ...]:
         return self._s, self.vcpu, self.gpa, self.exitinfo1, self._act
 
 
@@ -349,30 +399,42 @@ class TdxEptExit(_ActionExit):
 
     __slots__ = ("_t", "gpa", "eeq", "exit_status")
     _verb = "tdx_exit"
+    _t: Any           # ua_tdx *
+    gpa: int
+    eeq: int
+    exit_status: int
 
-    def __init__(self, bound, t, vcpu, gpa, eeq, exit_status):
+    def __init__(self, bound: BoundHost, t: Any, vcpu: int, gpa: int, eeq: int,
+                 exit_status: int) -> None:
         super().__init__(bound, vcpu)
         self._t, self.gpa, self.eeq, self.exit_status = t, gpa, eeq, exit_status
 
-    def _args(self):
+    def _args(self) -> Tuple[Any, ...]:
         return self._t, self.vcpu, self.gpa, self.eeq, self.exit_status, self._act
 
 
-class TdxVmcallExit(_Exit):
+class TdxVmcallExit(_Exit[int]):
     """TDG.VP.VMCALL with r10..r13; answer(status, r11, chunks)."""
 
     __slots__ = ("_t", "r10", "r11", "r12", "r13", "_out")
     _verb = "tdx_vmcall"
+    _t: Any           # ua_tdx *
+    r10: int
+    r11: int
+    r12: int
+    r13: int
+    _out: Any         # ua_tdx_vmcall_result *
 
-    def __init__(self, bound, t, vcpu, r10, r11, r12, r13, out):
+    def __init__(self, bound: BoundHost, t: Any, vcpu: int, r10: int, r11: int, r12: int,
+                 r13: int, out: Any) -> None:
         super().__init__(bound, vcpu)
         self._t, self.r10, self.r11, self.r12, self.r13, self._out = t, r10, r11, r12, r13, out
 
-    def _args(self):
+    def _args(self) -> Tuple[Any, ...]:
         return self._t, self.vcpu, self.r10, self.r11, self.r12, self.r13, self._out
 
     def _result(self) -> int:
-        return self._out.r10
+        return cast(int, self._out.r10)
 
     def answer(self, status: int, r11: int = 0, chunks: int = 0) -> None:
         self._alive()
@@ -386,8 +448,9 @@ class TdxVmcallExit(_Exit):
 # returns UA_E_CALLBACK (error= covers anything that escapes), and the
 # exception is re-raised by the guest operation on this thread.
 
-def _run(ctx, exit, method, finish=None):
-    bound = ffi.from_handle(ctx)
+def _run(ctx: Any, exit: _Exit[Any], method: str,
+         finish: Optional[Callable[[Any], None]] = None) -> int:
+    bound: BoundHost = ffi.from_handle(ctx)
     try:
         getattr(bound.spec, method)(exit)
         if finish is not None:
@@ -396,18 +459,19 @@ def _run(ctx, exit, method, finish=None):
         return bound._fail(exc)
     finally:
         exit._live = False
-    return lib.UA_OK
+    return cast(int, lib.UA_OK)
 
 
 @ffi.def_extern(error=lib.UA_E_CALLBACK)
-def _ua_py_host_snp_psc(h, s, vcpu, hdr, ent, cap, out):
+def _ua_py_host_snp_psc(h: Any, s: Any, vcpu: int, hdr: Any, ent: Any, cap: int,
+                        out: Any) -> int:
     ctx = lib.ua_host_ctx(h)
     return _run(ctx, SnpPscExit(ffi.from_handle(ctx), s, vcpu, hdr, ent, cap, out), "snp_psc")
 
 
 @ffi.def_extern(error=lib.UA_E_CALLBACK)
-def _ua_py_host_snp_psc_msr(h, s, vcpu, request, response):
-    def finish(exit):
+def _ua_py_host_snp_psc_msr(h: Any, s: Any, vcpu: int, request: int, response: Any) -> int:
+    def finish(exit: SnpMsrExit) -> None:
         value = lib.UA_SNP_GHCB_MSR_PSC_RESP if exit.response is None else exit.response
         response[0] = as_u64(value, "snp_psc_msr response")
 
@@ -415,28 +479,31 @@ def _ua_py_host_snp_psc_msr(h, s, vcpu, request, response):
     return _run(ctx, SnpMsrExit(ffi.from_handle(ctx), s, vcpu, request), "snp_psc_msr", finish)
 
 
-def _answer_action(action):
-    def finish(exit):
+def _answer_action(action: Any) -> Callable[[_ActionExit], None]:
+    def finish(exit: _ActionExit) -> None:
         action[0] = int(HostAction(exit.action))
     return finish
 
 
 @ffi.def_extern(error=lib.UA_E_CALLBACK)
-def _ua_py_host_snp_npf(h, s, vcpu, gpa, exitinfo1, action):
+def _ua_py_host_snp_npf(h: Any, s: Any, vcpu: int, gpa: int, exitinfo1: int,
+                        action: Any) -> int:
     ctx = lib.ua_host_ctx(h)
     return _run(ctx, SnpNpfExit(ffi.from_handle(ctx), s, vcpu, gpa, exitinfo1), "snp_npf",
                 _answer_action(action))
 
 
 @ffi.def_extern(error=lib.UA_E_CALLBACK)
-def _ua_py_host_tdx_exit(h, t, vcpu, gpa, eeq, exit_status, action):
+def _ua_py_host_tdx_exit(h: Any, t: Any, vcpu: int, gpa: int, eeq: int, exit_status: int,
+                         action: Any) -> int:
     ctx = lib.ua_host_ctx(h)
     return _run(ctx, TdxEptExit(ffi.from_handle(ctx), t, vcpu, gpa, eeq, exit_status),
                 "tdx_exit", _answer_action(action))
 
 
 @ffi.def_extern(error=lib.UA_E_CALLBACK)
-def _ua_py_host_tdx_vmcall(h, t, vcpu, r10, r11, r12, r13, out):
+def _ua_py_host_tdx_vmcall(h: Any, t: Any, vcpu: int, r10: int, r11: int, r12: int, r13: int,
+                           out: Any) -> int:
     # unanswered, a MapGPA looks like a RETRY without progress (Linux gives
     # up after three); other sub-functions are unsupported
     if r10 == 0 and r11 == lib.UA_TDX_VMCALL_MAP_GPA:

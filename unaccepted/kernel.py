@@ -11,16 +11,19 @@ from __future__ import annotations
 import random
 import zlib
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, TypeVar, cast
 
 from .errors import (AcceptFailed, CallbackError, GuestHung, GuestPanic, GuestTerminated)
-from .firmware import (UNACCEPTED_TABLE_GUID, AllocateType, EfiStatus, Firmware,
-                       SEV_MEMORY_ACCEPTANCE_PROTOCOL_GUID, guest_failure, _subtract, _union)
+from .firmware import (UNACCEPTED_TABLE_GUID, AllocateType, EfiStatus, Firmware, Range,
+                       SEV_MEMORY_ACCEPTANCE_PROTOCOL_GUID, SevMemoryAcceptanceProtocol,
+                       guest_failure, _subtract, _union)
 from .guest import TouchOutcome
 from .memmap import MemoryMap, MemoryType
 from .platform import Platform
 from .table import Table
 from .vm import MiB
+
+_R = TypeVar("_R")      # what a guest call returns
 
 PAGE = 4096
 UNIT = 2 * MiB
@@ -56,7 +59,8 @@ class KernelProfile:
     kexec_accepts_segments: bool   # kexec_core accepts destinations (6.15)
 
 
-def _profile(name, cc, unacc, table=MemoryType.ACPI_RECLAIM, kexec=False) -> KernelProfile:
+def _profile(name: str, cc: bool, unacc: bool, table: int = MemoryType.ACPI_RECLAIM,
+             kexec: bool = False) -> KernelProfile:
     return KernelProfile(name, cc, unacc, int(table), kexec)
 
 
@@ -88,7 +92,7 @@ class BootFailure(Exception):
 E820 = List[Tuple[int, int, int]]   # (start, end, e820 type), sorted
 
 
-def e820_merge(entries) -> E820:
+def e820_merge(entries: Iterable[Tuple[int, int, int]]) -> E820:
     out: E820 = []
     for s, e, t in sorted(entries):
         if out and out[-1][1] == s and out[-1][2] == t:
@@ -98,7 +102,7 @@ def e820_merge(entries) -> E820:
     return out
 
 
-def e820_bytes(e820: E820, etype: int, ram_ranges) -> int:
+def e820_bytes(e820: E820, etype: int, ram_ranges: Sequence[Range]) -> int:
     total = 0
     for s, e, t in e820:
         if t != etype:
@@ -147,7 +151,7 @@ class Boot:
         self.reserved: List[Tuple[int, int]] = []     # memblock_reserve()d ranges
 
     # ---- helpers ------------------------------------------------------------------
-    def _guest_call(self, phase: str, fn, *args):
+    def _guest_call(self, phase: str, fn: Callable[..., _R], *args: Any) -> _R:
         try:
             return fn(*args)
         except (GuestTerminated, GuestPanic, GuestHung, AcceptFailed, CallbackError) as exc:
@@ -165,8 +169,10 @@ class Boot:
             if k.unaccepted:
                 # setup_unaccepted_memory(): a missing protocol is silent
                 status, proto = fw.locate_protocol(SEV_MEMORY_ACCEPTANCE_PROTOCOL_GUID)
+                # (the interface behind this GUID is the acceptance protocol)
                 if status == EfiStatus.SUCCESS and \
-                        proto.allow_unaccepted_memory() != EfiStatus.SUCCESS:
+                        cast(SevMemoryAcceptanceProtocol, proto).allow_unaccepted_memory() \
+                        != EfiStatus.SUCCESS:
                     p.say("efi: Memory acceptance protocol failed")
             # allocate_e820(): the pre-EBS map, then the table
             pre, _, _ = self._get_map(fw)
@@ -176,7 +182,8 @@ class Boot:
             final = self._exit_boot_services(fw)
             self.e820 = self.setup_e820(final)
 
-    def _get_map(self, fw: Firmware, buffer_size: Optional[int] = None):
+    def _get_map(self, fw: Firmware, buffer_size: Optional[int] = None
+                 ) -> Tuple[MemoryMap, int, int]:
         """efi_get_memory_map(): ask the size, allocate it plus slack slots
         (a map change of its own), read the map."""
         if buffer_size is None:
@@ -189,6 +196,7 @@ class Boot:
         status, mm, key, _ = fw.get_memory_map(buffer_size)
         if status != EfiStatus.SUCCESS:
             raise BootFailure("stub", "mmap_failed", f"GetMemoryMap: {status.name}")
+        assert mm is not None         # EFI_SUCCESS comes with the map
         return mm, key, buffer_size
 
     def _allocate_unaccepted_bitmap(self, fw: Firmware, pre: MemoryMap) -> None:
@@ -197,7 +205,7 @@ class Boot:
             if getattr(existing, "version", None) != 1:
                 raise BootFailure("stub", "table_version",
                                   "efi: Unknown version of unaccepted memory table")
-            self.table = existing
+            self.table = cast(Table, existing)   # a version-1 table installed before
             return
         table = Table.from_memory_map(pre)
         if table is None:
@@ -225,7 +233,7 @@ class Boot:
     def setup_e820(self, final: MemoryMap) -> E820:
         """setup_e820(): the final map as e820; type 15 becomes RAM and goes
         through process_unaccepted_memory() (or is skipped without support)."""
-        out = []
+        out: E820 = []
         for d in final:
             if d.type == MemoryType.UNACCEPTED:
                 if self.kernel.unaccepted:
@@ -234,13 +242,14 @@ class Boot:
             t = efi_to_e820_type(d.type, d.attribute)
             if t is not None:
                 out.append((d.start, d.end, t))
-        if self.kernel.unaccepted and self.table is not None:
+        table = self.table
+        if self.kernel.unaccepted and table is not None:
             early = self.platform.path("linux-early")
-            self._guest_call("stub", lambda: self.table.process_memory_map(final, accept=early))
+            self._guest_call("stub", lambda: table.process_memory_map(final, accept=early))
         return e820_merge(out)
 
     # ---- the decompressor -----------------------------------------------------------
-    def decompress(self, seed: int, avoid=()) -> None:
+    def decompress(self, seed: int, avoid: Iterable[Range] = ()) -> None:
         """extract_kernel(): choose the output (KASLR over RAM, type-15 RAM
         counting as free), then accept it through the stub's accept_memory()
         when the table is there (no guard unit, no lock)."""
@@ -258,10 +267,10 @@ class Boot:
                 # no table known: the image is written where e820 says RAM
                 self._touch("decompressor", self._highest_unaccepted_page(*self.image))
 
-    def _kaslr(self, need: int, seed: int, avoid) -> Tuple[int, int]:
+    def _kaslr(self, need: int, seed: int, avoid: Iterable[Range]) -> Range:
         free = [(s, e) for s, e, t in self.e820 or () if t == E820_RAM]
         free = _subtract(free, list(avoid) + ([self.table_range] if self.table_range else []))
-        slots = []
+        slots: List[Tuple[int, int]] = []      # (first start, how many starts)
         for s, e in free:
             a = max(LOAD_PHYSICAL_ADDR, -(-s // PHYSICAL_ALIGN) * PHYSICAL_ALIGN)
             if e - a >= need:
@@ -281,6 +290,7 @@ class Boot:
     def _stub_accept(self, start: int, end: int) -> None:
         """libstub accept_memory(): every run of set bits in the range."""
         t = self.table
+        assert t is not None          # called when the table is there
         early = self.platform.path("linux-early")
         for a, b in t.unaccepted_ranges():
             x, y = max(a, start // UNIT * UNIT), min(b, -(-end // UNIT) * UNIT)
@@ -299,6 +309,7 @@ class Boot:
             if p.guest is not None and not k.cc_guest:
                 self._no_cc_support()
             table = self.table if k.unaccepted else None
+            assert self.e820 is not None      # the loader handed the kernel an e820 map
             ram = [(s, e) for s, e, t in self.e820 if t == E820_RAM]
             if table is None and p.guest is not None:
                 self._touch_unaccepted_ram(ram)
@@ -317,8 +328,8 @@ class Boot:
                     self._guest_call("kernel", table.accept, a, b - a, 0)
                 self._free_to_buddy(table, _subtract(ram, self.reserved))
 
-    def _top_down(self, free, size: int) -> List[Tuple[int, int]]:
-        out = []
+    def _top_down(self, free: Sequence[Range], size: int) -> List[Range]:
+        out: List[Range] = []
         for s, e in reversed(free):
             if size <= 0:
                 break
@@ -327,7 +338,7 @@ class Boot:
             size -= take
         return sorted(out)
 
-    def _free_to_buddy(self, table: Table, free) -> None:
+    def _free_to_buddy(self, table: Table, free: Iterable[Range]) -> None:
         """memblock_free_all() and deferred init: naturally aligned chunks;
         a chunk touching unaccepted memory (guard unit included) is accepted
         at once unless it is a whole 4 MiB block in lazy mode."""
@@ -354,7 +365,7 @@ class Boot:
                     if left == 0:
                         v, left = min(v + 1, p.vcpus - 1), share
 
-    def _touch_unaccepted_ram(self, ram) -> None:
+    def _touch_unaccepted_ram(self, ram: Sequence[Range]) -> None:
         """A kernel that ignores the table takes all e820 RAM as accepted;
         memblock's first top-down allocation touches the highest page."""
         p = self.platform
@@ -376,7 +387,9 @@ class Boot:
         return lo
 
     def _touch(self, phase: str, gpa: int) -> None:
-        r = self.platform.guest.touch(gpa, write=True)
+        guest = self.platform.guest
+        assert guest is not None      # a touch needs a confidential guest
+        r = guest.touch(gpa, write=True)
         if not r.outcome.fatal:
             return
         if self.platform.vendor == "snp" and r.vector == 29:
@@ -386,7 +399,7 @@ class Boot:
         if self.platform.vendor == "tdx":
             raise BootFailure(phase, "pending_page_access",
                               f"access to pending page {gpa:#x}: "
-                              f"{self.platform.guest.fatal.message if self.platform.guest.fatal else r.outcome.name}")
+                              f"{guest.fatal.message if guest.fatal else r.outcome.name}")
         raise BootFailure(phase, r.outcome.name.lower(), f"touch of {gpa:#x}: {r.outcome.name}")
 
     def _no_cc_support(self) -> None:
@@ -398,8 +411,9 @@ class Boot:
             # The host converts the page at each implicit access; the page
             # used private again is assigned but not validated: #VC 0x404,
             # which the handler has no case for.
-            from .snp import PscOp, msr_psc_request
+            from .snp import PscOp, SnpGuest, msr_psc_request
             g = p.guest
+            assert isinstance(g, SnpGuest)
             gpa = self.image[0] if self.image else LOAD_PHYSICAL_ADDR
             for op in (PscOp.SHARED, PscOp.PRIVATE):   # the host's implicit conversions
                 g.psc_msr(msr_psc_request(gpa >> 12, op))

@@ -5,12 +5,12 @@ the kernel at init (or raises BootFailure).  docs/boot.md has the sources.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, Iterable, List, Tuple
 
-from .firmware import AllocateType, EfiStatus, Firmware
+from .firmware import AllocateType, EfiStatus, Firmware, Range
 from .kernel import (E820_RAM, E820_RESERVED, INITRD_BYTES, KERNEL_FILE_BYTES, PAGE, PROFILES,
                      Boot, BootFailure, e820_merge, efi_to_e820_type)
-from .memmap import MemoryType
+from .memmap import MemoryDescriptor, MemoryType
 from .platform import Platform
 
 GRUB_EBS_ATTEMPTS = 16     # grub_efi_finish_boot_services loops; a bound keeps a broken
@@ -28,7 +28,7 @@ def _load_images(fw: Firmware) -> None:
                               f"cannot load the kernel: AllocatePages {status.name}")
 
 
-def _run_kernel(boot: Boot, seed: int, avoid=()) -> None:
+def _run_kernel(boot: Boot, seed: int, avoid: Iterable[Range] = ()) -> None:
     boot.decompress(seed, avoid)
     boot.start_kernel()
 
@@ -62,10 +62,11 @@ def shim_grub(p: Platform, fw: Firmware, boot: Boot, seed: int) -> None:
         fw.shim_hook_calls = len(calls)    # type: ignore[attr-defined]
 
 
-def _e820_from_map(p: Platform, mm, *, report_unknown: bool) -> List[Tuple[int, int, int]]:
+def _e820_from_map(p: Platform, mm: Iterable[MemoryDescriptor], *,
+                   report_unknown: bool) -> List[Tuple[int, int, int]]:
     """A loader's own EFI -> e820 translation, which knows nothing of type
     15 (GRUB's grub_efi_mmap_iterate: unknown types count as reserved)."""
-    out = []
+    out: List[Tuple[int, int, int]] = []
     for d in mm:
         if d.type == MemoryType.UNACCEPTED:
             if report_unknown:
@@ -87,6 +88,7 @@ def grub_legacy(p: Platform, fw: Firmware, boot: Boot, seed: int) -> None:
         _, _, _, need = fw.get_memory_map(0)
         buf = -(-need // PAGE) * PAGE          # the preallocated buffer, page-rounded
         status, mm, _, _ = fw.get_memory_map(buf)
+        assert mm is not None      # the buffer holds the size GetMemoryMap asked for
         boot.saw_map(mm)
         e820 = _e820_from_map(p, mm, report_unknown=True)
         for _ in range(GRUB_EBS_ATTEMPTS):
@@ -110,6 +112,7 @@ def custom(p: Platform, fw: Firmware, boot: Boot, seed: int) -> None:
         _load_images(fw)
         _, _, _, need = fw.get_memory_map(0)
         status, mm, key, _ = fw.get_memory_map(need)
+        assert mm is not None      # the buffer holds the size GetMemoryMap asked for
         boot.saw_map(mm)
         status = fw.exit_boot_services(key)
         if status != EfiStatus.SUCCESS:
@@ -130,7 +133,7 @@ def kexec(p: Platform, fw: Firmware, boot: Boot, seed: int) -> None:
     with p.layer("kernel"):
         free = _free_top_down(first)
         need = KERNEL_FILE_BYTES + INITRD_BYTES + PAGE
-        segments = []
+        segments: List[Range] = []
         for s, e in reversed(free):
             if need <= 0:
                 break
@@ -149,8 +152,9 @@ def kexec(p: Platform, fw: Firmware, boot: Boot, seed: int) -> None:
     _run_kernel(boot, seed + 1, avoid=segments)
 
 
-def _free_top_down(first: Boot):
+def _free_top_down(first: Boot) -> List[Range]:
     from .firmware import _subtract
+    assert first.e820 is not None   # the first kernel booted
     ram = [(s, e) for s, e, t in first.e820 if t == E820_RAM]
     return _subtract(ram, first.reserved)
 

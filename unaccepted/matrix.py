@@ -14,7 +14,7 @@ import itertools
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
-from typing import Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, TextIO, Tuple, cast
 
 from .boot import boot
 from .errors import InvalidArgument
@@ -24,11 +24,11 @@ from .vm import FIRMWARES, KERNELS, LOADERS, VENDORS, BootConfig, GiB, format_si
 # by default, the others at the `boot` defaults.
 AXES = ("vendor", "ram", "vcpus", "backing", "firmware", "loader", "kernel", "accept_memory",
         "profile")
-DEFAULT_GRID: Dict[str, Sequence] = {"vendor": VENDORS, "firmware": FIRMWARES,
-                                     "loader": LOADERS, "kernel": KERNELS}
+DEFAULT_GRID: Dict[str, Sequence[Any]] = {"vendor": VENDORS, "firmware": FIRMWARES,
+                                          "loader": LOADERS, "kernel": KERNELS}
 
 
-def grid(options: Optional[Dict[str, Sequence]] = None, **fixed) -> List[BootConfig]:
+def grid(options: Optional[Dict[str, Sequence[Any]]] = None, **fixed: Any) -> List[BootConfig]:
     """The cartesian product of `options` (axis -> values) over the default
     grid; `fixed` are BootConfig fields every point shares (ram_ranges...)."""
     axes = dict(DEFAULT_GRID)
@@ -44,13 +44,13 @@ def grid(options: Optional[Dict[str, Sequence]] = None, **fixed) -> List[BootCon
             for point in itertools.product(*(axes[n] for n in names))]
 
 
-def _boot_json(config: BootConfig) -> dict:
+def _boot_json(config: BootConfig) -> Dict[str, Any]:
     return boot(config).to_json_obj()
 
 
 def run(configs: Sequence[BootConfig], *, workers: Optional[int] = None,
         scheduler: Optional[str] = None,
-        progress: Optional[Callable[[int, int], None]] = None) -> List[dict]:
+        progress: Optional[Callable[[int, int], None]] = None) -> List[Dict[str, Any]]:
     """Boot every config; the results (boot JSON objects) in the configs' order."""
     configs = list(configs)
     for c in configs:
@@ -62,7 +62,7 @@ def run(configs: Sequence[BootConfig], *, workers: Optional[int] = None,
         workers = os.cpu_count() or 1
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise InvalidArgument(f"workers = {workers!r} must be a positive integer")
-    out: List[dict] = []
+    out: List[Dict[str, Any]] = []
     if workers == 1 or len(configs) <= 1:
         for c in configs:
             out.append(_boot_json(c))
@@ -78,7 +78,8 @@ def run(configs: Sequence[BootConfig], *, workers: Optional[int] = None,
     return out
 
 
-def _run_dask(configs, address: str, progress) -> List[dict]:
+def _run_dask(configs: List[BootConfig], address: str,
+              progress: Optional[Callable[[int, int], None]]) -> List[Dict[str, Any]]:
     try:
         from dask.distributed import Client, as_completed
     except ImportError as exc:   # the optional extra
@@ -89,7 +90,7 @@ def _run_dask(configs, address: str, progress) -> List[dict]:
         if progress:
             for done, _ in enumerate(as_completed(futures), 1):
                 progress(done, len(configs))
-        return client.gather(futures)
+        return cast(List[Dict[str, Any]], client.gather(futures))
 
 
 # ---- output ---------------------------------------------------------------------------
@@ -98,7 +99,7 @@ COLUMNS = ("vendor", "ram", "vcpus", "backing", "firmware", "loader", "kernel",
            "accepted_firmware", "accepted_kernel", "time_total")
 
 
-def flat(result: dict) -> Dict[str, object]:
+def flat(result: Dict[str, Any]) -> Dict[str, Any]:
     """One result as a flat row (CSV, tables)."""
     c, m, a = result["config"], result["memory"], result["accepted"]
     f = result["failure"]
@@ -113,7 +114,7 @@ def flat(result: dict) -> Dict[str, object]:
             "time_total": result["time"]["total"]}
 
 
-def to_csv(results: Iterable[dict]) -> str:
+def to_csv(results: Iterable[Dict[str, Any]]) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, COLUMNS, lineterminator="\n")
     w.writeheader()
@@ -126,7 +127,7 @@ def _gib(n: int) -> str:
     return f"{n / GiB:.1f}"
 
 
-def _cells(r: dict) -> List[str]:
+def _cells(r: Dict[str, Any]) -> List[str]:
     row = flat(r)
     return [str(row["vendor"]), format_size(row["ram"]), str(row["vcpus"]), row["backing"],
             str(row["firmware"]), str(row["loader"]), str(row["kernel"]),
@@ -141,13 +142,13 @@ HEADER = ["vendor", "ram", "vcpus", "backing", "firmware", "loader", "kernel", "
           "time s"]
 
 
-def summary(results: Sequence[dict]) -> List[List[str]]:
+def summary(results: Sequence[Dict[str, Any]]) -> List[List[str]]:
     """Per vendor x firmware: how many boots work, how many lose memory,
     the firmware's acceptance time and the whole boot time on average."""
-    groups: Dict[tuple, List[dict]] = {}
+    groups: Dict[Tuple[str, str], List[Dict[str, Any]]] = {}
     for r in results:
         groups.setdefault((r["config"]["vendor"], r["config"]["firmware"]), []).append(r)
-    rows = []
+    rows: List[List[str]] = []
     for (vendor, fw), rs in groups.items():
         booted = [r for r in rs if r["booted"]]
         lossy = [r for r in booted if r["memory"]["lost"]]
@@ -181,7 +182,7 @@ def _markdown(header: List[str], rows: List[List[str]]) -> str:
     return "\n".join(out)
 
 
-def to_table(results: Sequence[dict], markdown: bool = False) -> str:
+def to_table(results: Sequence[Dict[str, Any]], markdown: bool = False) -> str:
     fmt = _markdown if markdown else _table
     body = fmt(HEADER, [_cells(r) for r in results])
     summ = fmt(SUMMARY_HEADER, summary(results))
@@ -189,7 +190,7 @@ def to_table(results: Sequence[dict], markdown: bool = False) -> str:
     return f"{body}\n\n{title}\n\n{summ}\n"
 
 
-def progress_printer(stream=None) -> Optional[Callable[[int, int], None]]:
+def progress_printer(stream: Optional[TextIO] = None) -> Optional[Callable[[int, int], None]]:
     """A one-line counter on stderr, only when stderr is a terminal."""
     stream = stream or sys.stderr
     if not stream.isatty():

@@ -21,10 +21,10 @@ import json
 import re
 import sys
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from .errors import InvalidMemoryMap
-from .memmap import MemoryMap
+from .memmap import MemoryDescriptor, MemoryMap
 
 PAGE_SIZE = 4096
 U32 = 1 << 32
@@ -137,7 +137,7 @@ class MapEntry:
             return False
         return self.type == ("unaccepted" if isinstance(self.type, str) else EFI_UNACCEPTED)
 
-    def to_json_obj(self) -> dict:
+    def to_json_obj(self) -> Dict[str, Any]:
         return {"start": self.start, "end": self.end, "type": self.type,
                 "attribute": self.attribute, "invalid": self.invalid}
 
@@ -163,7 +163,7 @@ class ParsedMap:
     def __post_init__(self) -> None:
         object.__setattr__(self, "entries", tuple(self.entries))
 
-    def totals(self) -> dict:
+    def totals(self) -> Dict[str, int]:
         """Bytes of usable-class memory and of unaccepted memory (entries that
         overlap are counted once; invalid entries not at all), and
         highest_usable_end: the highest exclusive end of a usable-class or
@@ -180,7 +180,7 @@ class ParsedMap:
         run is shrunk inward to page boundaries) and a page is unaccepted when
         any byte of it is in an unaccepted entry (as Linux marks the bitmap
         for an unaccepted descriptor even where another descriptor overlaps)."""
-        ram = []
+        ram: List[Tuple[int, int]] = []
         for s, e in _union((x.start, x.end) for x in self.entries
                            if x.is_usable or x.is_unaccepted):
             s = -(-s // PAGE_SIZE) * PAGE_SIZE
@@ -205,7 +205,7 @@ class ParsedMap:
                 out.append((pos, e, False))
         return out
 
-    def to_json_obj(self) -> dict:
+    def to_json_obj(self) -> Dict[str, Any]:
         return {"source": self.source,
                 "entries": [e.to_json_obj() for e in self.entries],
                 "totals": self.totals()}
@@ -223,7 +223,7 @@ class ParseResult:
         object.__setattr__(self, "maps", tuple(self.maps))
         object.__setattr__(self, "bad_lines", tuple(self.bad_lines))
 
-    def to_json_obj(self) -> dict:
+    def to_json_obj(self) -> Dict[str, Any]:
         """One map: that map's object; several: {"maps": [...]}."""
         if len(self.maps) == 1:
             return self.maps[0].to_json_obj()
@@ -275,6 +275,15 @@ def _key(text: str) -> str:
     return re.sub(r"\s+", "", text).lower()
 
 
+def _decimal(text: str, what: str) -> int:
+    """A decimal field; one longer than int() takes (CPython's limit on
+    decimal digits, sys.get_int_max_str_digits()) makes the line bad."""
+    try:
+        return int(text, 10)
+    except ValueError:
+        raise _Bad(f"unreadable {what} ({len(text)} digits)") from None
+
+
 def _e820_type(tail: str) -> str:
     text = _CRYPTO_SUFFIX.sub("", tail.strip()).strip()
     text = _SIZE_COLUMN.sub("", text).strip()
@@ -285,12 +294,21 @@ def _e820_type(tail: str) -> str:
     key = _key(text)
     m = re.fullmatch(r"type(\d+)", key)
     if m:
-        return _E820_CODES.get(int(m.group(1)), f"type {int(m.group(1))}")
+        code = _decimal(m.group(1), "e820 type")
+        return _E820_CODES.get(code, f"type {code}")
     if re.fullmatch(r"persistent(?:ram)?(?:\(type\d+\))?", key):
         return "persistent"
     if key in _E820_SPELLINGS:
         return _E820_SPELLINGS[key]
     raise _Bad(f"unknown e820 type {text!r:.60}")
+
+
+def _check_addresses(start: int, end: int, what: str) -> None:
+    """The kernel prints 64-bit addresses; an end may pass 2^64 by less than
+    2^64 (an invalid EFI descriptor), as JSON input allows (end < 2^65).
+    Longer numbers make the line bad, so every map stays printable."""
+    if start >= U64 or end >= U64 + U64:
+        raise _Bad(f"{what} entry with an address past 2^64")
 
 
 def _parse_e820(text: str) -> Optional[MapEntry]:
@@ -306,6 +324,7 @@ def _parse_e820(text: str) -> Optional[MapEntry]:
         raise _Bad("unreadable e820 entry")
     start = int(m.group(1), 16)
     end = int(m.group(2), 16) + (1 if inclusive else 0)
+    _check_addresses(start, end, "e820")
     if end < start:
         raise _Bad(f"e820 entry ends ({end:#x}) before it starts ({start:#x})")
     return MapEntry(start, end, _e820_type(m.group(3)), None)
@@ -353,10 +372,11 @@ def _parse_efi(text: str, strict: bool) -> Tuple[int, MapEntry]:
     if not rng or (strict and not _EFI_TAIL.fullmatch(tail)):
         raise _Bad("unreadable EFI memory map entry")
     if old:
-        etype, attribute = int(old.group(1)), int(old.group(2), 16)
+        etype, attribute = _decimal(old.group(1), "EFI type"), int(old.group(2), 16)
     else:
         # "[Name        |RUN|..|UC]"; a 10-digit "type=N" fills the kernel's
         # 64-byte buffer and the closing "]" is cut off
+        assert word is not None   # rng matched where the word starts
         typeattr = text[pos:word.start()].strip()
         if typeattr.endswith("]"):
             typeattr = typeattr[:-1]
@@ -368,11 +388,13 @@ def _parse_efi(text: str, strict: bool) -> Tuple[int, MapEntry]:
     invalid = tail.lower() == "invalid"
     start, last = int(rng.group(1), 16), int(rng.group(2), 16)
     end = last + 1 if rng.group(3) == "]" else last
+    _check_addresses(start, end, "EFI")
     if end < start:
         if not invalid:
             raise _Bad(f"EFI entry ends ({end:#x}) before it starts ({start:#x})")
         end = start          # num_pages == 0: the kernel prints an end of 0
-    return int(head.group(1)), MapEntry(start, end, etype, attribute, invalid)
+    return _decimal(head.group(1), "EFI descriptor index"), MapEntry(start, end, etype, attribute,
+                                                                     invalid)
 
 
 def _is_continuation(line: str) -> bool:
@@ -436,9 +458,11 @@ def _parse_log(text: str) -> ParseResult:
                 e820_new_table = True
             i += 1
             continue
-        is_e820 = bool(m820) and (not mefi or m820.start() < mefi.start())
-        head = line[(m820 if is_e820 else mefi).start():]
-        tails = []
+        is_e820 = m820 is not None and (mefi is None or m820.start() < mefi.start())
+        mark = m820 if is_e820 else mefi
+        assert mark is not None
+        head = line[mark.start():]
+        tails: List[str] = []
         for nxt in lines[i + 1:i + 1 + _MAX_CONTINUATIONS]:
             if not _is_continuation(nxt):
                 break
@@ -446,7 +470,8 @@ def _parse_log(text: str) -> ParseResult:
         # The longest join that reads (strictly first) wins: a line cut by a
         # mail client reads only with its tail; an unrelated next line makes
         # the joined text unreadable, so the line is taken alone.
-        parsed = used = None
+        parsed: Union[None, MapEntry, Tuple[int, MapEntry]] = None
+        used: Optional[int] = None
         reason = ""
         for strict in ((False,) if is_e820 else (True, False)):
             for k in range(len(tails), -1, -1):
@@ -467,18 +492,19 @@ def _parse_log(text: str) -> ParseResult:
             continue
         i += 1 + used
         if is_e820:
-            if parsed is None:            # a "[gap ...]" line
+            if not isinstance(parsed, MapEntry):     # None: a "[gap ...]" line
                 continue
             if e820_new_table or not e820_tables or parsed.start < e820_tables[-1][-1].start:
                 e820_tables.append([])
                 e820_new_table = False
             e820_tables[-1].append(parsed)
         else:
+            assert isinstance(parsed, tuple)       # _parse_efi's (index, entry)
             idx, entry = parsed
             if not efi_tables or efi_tables[-1].starts_new(idx, entry.invalid):
                 efi_tables.append(_EfiTable())
             efi_tables[-1].add(idx, entry)
-    maps = []
+    maps: List[ParsedMap] = []
     if e820_tables:                         # the first table of each kind
         maps.append(ParsedMap("e820", tuple(e820_tables[0])))
     if efi_tables:
@@ -487,7 +513,7 @@ def _parse_log(text: str) -> ParseResult:
 
 
 # ---- binary and JSON ---------------------------------------------------------
-def _entry_from_descriptor(d) -> MapEntry:
+def _entry_from_descriptor(d: MemoryDescriptor) -> MapEntry:
     end = d.start + d.pages * PAGE_SIZE
     return MapEntry(d.start, end, int(d.type), d.attribute,
                     invalid=d.pages == 0 or end > U64)
@@ -502,7 +528,7 @@ def _parse_binary(data: bytes) -> Optional[ParsedMap]:
     whose every descriptor is sane (4 KiB-aligned start, a known or OEM/OS
     type, at least one page, no wrap past 2^64); failing that the first whose
     starts and types are sane, with empty or wrapping descriptors invalid."""
-    decoded = []
+    decoded: List[List[MapEntry]] = []
     for stride in (48, 40):
         if not data or len(data) % stride:
             continue
@@ -516,13 +542,13 @@ def _parse_binary(data: bytes) -> Optional[ParsedMap]:
     return ParsedMap("binary", tuple(decoded[0])) if decoded else None
 
 
-def _json_int(value, what: str, lo: int = 0, hi: int = U64 + U64) -> int:
+def _json_int(value: object, what: str, lo: int = 0, hi: int = U64 + U64) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value < hi:
         raise InvalidMemoryMap(f"{what} = {value!r:.60} must be an int in [{lo}, {hi})")
     return value
 
 
-def _map_from_json(obj, where: str) -> ParsedMap:
+def _map_from_json(obj: object, where: str) -> ParsedMap:
     if not isinstance(obj, dict):
         raise InvalidMemoryMap(f"{where}must be an object, got {type(obj).__name__}")
     source = obj.get("source")
@@ -532,7 +558,7 @@ def _map_from_json(obj, where: str) -> ParsedMap:
     items = obj.get("entries")
     if not isinstance(items, list):
         raise InvalidMemoryMap(f"{where}entries must be a list")
-    entries = []
+    entries: List[MapEntry] = []
     for i, item in enumerate(items):
         at = f"{where}entry {i}: "
         if not isinstance(item, dict):
@@ -561,7 +587,7 @@ def _map_from_json(obj, where: str) -> ParsedMap:
     return ParsedMap(source, tuple(entries))
 
 
-def _parse_json(obj) -> ParseResult:
+def _parse_json(obj: object) -> ParseResult:
     """obj is the list or the object that the JSON text starts with."""
     if isinstance(obj, list):                       # MemoryMap.to_json()
         mm = MemoryMap.from_json_obj(obj)
@@ -575,7 +601,7 @@ def _parse_json(obj) -> ParseResult:
 
 
 # ---- entry points ------------------------------------------------------------
-def parse_memmap(data: bytes) -> ParseResult:
+def parse_memmap(data: Union[bytes, str]) -> ParseResult:
     """Read a memory map from `data`, detecting the format (see the module
     docstring).  Raises InvalidMemoryMap when no map can be read."""
     if isinstance(data, str):
@@ -609,9 +635,9 @@ def parse_memmap(data: bytes) -> ParseResult:
         line, reason = result.bad_lines[0]
         msg = (f"no memory map found: {len(result.bad_lines)} entry line(s) could not be "
                f"read (first: line {line}: {reason})")
-    exc = InvalidMemoryMap(msg)
-    exc.bad_lines = result.bad_lines
-    raise exc
+    err = InvalidMemoryMap(msg)
+    err.bad_lines = result.bad_lines
+    raise err
 
 
 def read_memmap(path: str) -> ParseResult:

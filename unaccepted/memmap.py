@@ -11,15 +11,15 @@ import enum
 import json
 import struct
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union, overload
 
 from ._core import ffi, lib
 from .errors import InvalidMemoryMap
 from .validate import as_int
 
 PAGE_SIZE = 4096
-DESCRIPTOR_SIZE = lib.UA_EFI_DESCRIPTOR_SIZE      # 48, EDK2's DescriptorSize
-DESCRIPTOR_VERSION = lib.UA_EFI_DESCRIPTOR_VERSION
+DESCRIPTOR_SIZE: int = lib.UA_EFI_DESCRIPTOR_SIZE      # 48, EDK2's DescriptorSize
+DESCRIPTOR_VERSION: int = lib.UA_EFI_DESCRIPTOR_VERSION
 _FIELDS = struct.Struct("<I4xQQQQ")               # 40 bytes
 U32 = 1 << 32
 U64 = 1 << 64
@@ -46,7 +46,7 @@ class MemoryType(enum.IntEnum):
     UNACCEPTED = 15   # EfiUnacceptedMemoryType
 
 
-def _check_int(value, field, index, lo=0, hi=U64):
+def _check_int(value: object, field: str, index: int, lo: int = 0, hi: int = U64) -> None:
     as_int(value, field, lo, hi, exc=InvalidMemoryMap, where=f"descriptor {index}: ")
 
 
@@ -79,7 +79,7 @@ class MemoryDescriptor:
         _check_int(self.virt_start, "virt_start", index)
         _check_int(self.attribute, "attribute", index)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> Dict[str, int]:
         d = {"type": int(self.type), "start": self.start, "pages": self.pages}
         if self.virt_start:
             d["virt_start"] = self.virt_start
@@ -91,8 +91,8 @@ class MemoryDescriptor:
 class MemoryMap(Sequence[MemoryDescriptor]):
     """An ordered EFI memory map (firmware order is kept; nothing is sorted)."""
 
-    def __init__(self, descriptors: Iterable[MemoryDescriptor] = ()):
-        descs = []
+    def __init__(self, descriptors: Iterable[MemoryDescriptor] = ()) -> None:
+        descs: List[MemoryDescriptor] = []
         for i, d in enumerate(descriptors):
             if not isinstance(d, MemoryDescriptor):
                 raise InvalidMemoryMap(
@@ -101,7 +101,13 @@ class MemoryMap(Sequence[MemoryDescriptor]):
             descs.append(d)
         self._descs = tuple(descs)
 
-    def __getitem__(self, i):
+    @overload
+    def __getitem__(self, i: int) -> MemoryDescriptor: ...
+    @overload
+    def __getitem__(self, i: slice) -> Tuple[MemoryDescriptor, ...]: ...
+
+    def __getitem__(self, i: Union[int, slice]
+                    ) -> Union[MemoryDescriptor, Tuple[MemoryDescriptor, ...]]:
         return self._descs[i]
 
     def __len__(self) -> int:
@@ -110,14 +116,14 @@ class MemoryMap(Sequence[MemoryDescriptor]):
     def __iter__(self) -> Iterator[MemoryDescriptor]:
         return iter(self._descs)
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, MemoryMap) and self._descs == other._descs
 
     def __repr__(self) -> str:
         return f"MemoryMap({list(self._descs)!r})"
 
     @property
-    def unaccepted(self) -> tuple:
+    def unaccepted(self) -> Tuple[MemoryDescriptor, ...]:
         return tuple(d for d in self._descs if d.is_unaccepted)
 
     @property
@@ -142,17 +148,21 @@ class MemoryMap(Sequence[MemoryDescriptor]):
             raise self._error(status, bad[0], other[0], limit)
         return self
 
-    def _error(self, status, bad, other, limit):
+    def _error(self, status: int, bad: int, other: int,
+               limit: Optional[int]) -> InvalidMemoryMap:
         d = self._descs[bad] if bad < len(self._descs) else None
         if status == lib.UA_E_ALIGN:
+            assert d is not None      # the C check names a descriptor of this map
             msg = f"descriptor {bad}: start = {d.start:#x} is not 4 KiB aligned"
         elif status == lib.UA_E_EMPTY:
             msg = f"descriptor {bad}: pages = 0 (a descriptor needs at least one page)"
         elif status == lib.UA_E_RANGE:
+            assert d is not None
             top = f"{limit:#x}" if limit else "2^64"
             msg = (f"descriptor {bad}: end = start + pages * 4096 = {d.end:#x} "
                    f"is past {top}")
         elif status == lib.UA_E_OVERLAP:
+            assert d is not None
             o = self._descs[other]
             msg = (f"descriptor {bad}: [{d.start:#x}, {d.end:#x}) overlaps "
                    f"descriptor {other} [{o.start:#x}, {o.end:#x})")
@@ -163,7 +173,8 @@ class MemoryMap(Sequence[MemoryDescriptor]):
         exc.index = bad
         return exc
 
-    def _c_array(self):
+    def _c_array(self) -> Tuple[Any, int]:
+        """(ua_mem_desc[] cffi cdata, number of descriptors)."""
         n = len(self._descs)
         arr = ffi.new("ua_mem_desc[]", max(n, 1))
         buf = ffi.buffer(arr)
@@ -198,24 +209,24 @@ class MemoryMap(Sequence[MemoryDescriptor]):
             raise InvalidMemoryMap(
                 f"map size = {len(data)} bytes is not a multiple of "
                 f"descriptor_size = {descriptor_size}")
-        descs = []
+        descs: List[MemoryDescriptor] = []
         for off in range(0, len(data), descriptor_size):
             t, start, virt, pages, attr = _FIELDS.unpack_from(data, off)
             descs.append(MemoryDescriptor(t, start, pages, virt, attr))
         return cls(descs)
 
     # ---- JSON -------------------------------------------------------------
-    def to_json_obj(self) -> list:
+    def to_json_obj(self) -> List[Dict[str, int]]:
         return [d.to_dict() for d in self._descs]
 
     def to_json(self) -> str:
         return json.dumps(self.to_json_obj())
 
     @classmethod
-    def from_json_obj(cls, obj) -> "MemoryMap":
+    def from_json_obj(cls, obj: object) -> "MemoryMap":
         if not isinstance(obj, list):
             raise InvalidMemoryMap(f"memory map must be a list, got {type(obj).__name__}")
-        descs = []
+        descs: List[MemoryDescriptor] = []
         for i, item in enumerate(obj):
             if not isinstance(item, dict):
                 raise InvalidMemoryMap(

@@ -11,9 +11,14 @@ to the innermost one.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Tuple, Union
 
 from .vm import BootConfig, MiB
+
+if TYPE_CHECKING:
+    from .guest import AcceptPath
+    from .snp import SnpGuest
+    from .tdx import TdxGuest
 
 ACCEPT_LAYERS = ("firmware", "stub", "decompressor", "kernel")
 TIME_PHASES = ("firmware", "loader", "stub", "kernel")
@@ -46,7 +51,8 @@ class Platform:
         self.accepted: Dict[str, int] = dict.fromkeys(ACCEPT_LAYERS, 0)
         self.time: Dict[str, float] = dict.fromkeys(TIME_PHASES, 0.0)
         self.launch = self._launch_ranges()
-        self.guest = self._create_guest() if self.vendor != "none" else None
+        self.guest: Optional[Union[SnpGuest, TdxGuest]] = \
+            self._create_guest() if self.vendor != "none" else None
         self._stack: List[str] = []
         self._mark = self._snapshot()
 
@@ -57,7 +63,7 @@ class Platform:
             return ()
         return ((a, b),)
 
-    def _create_guest(self):
+    def _create_guest(self) -> Union[SnpGuest, TdxGuest]:
         profile = self.config.cost_profile
         if self.vendor == "snp":
             from .snp import SnpGuest
@@ -75,7 +81,8 @@ class Platform:
         return TdxGuest(self.memory_bytes, vcpus=self.vcpus, backing=self.config.backing,
                         cost_profile=profile, launch=self.launch)
 
-    def path(self, kind: str):
+    def path(self, kind: str) -> AcceptPath:
+        assert self.guest is not None, "vendor none has no accept paths"
         return self.guest.accept_path(kind)
 
     def accepted_bytes(self, start: int = 0, end: Optional[int] = None) -> int:
@@ -98,14 +105,14 @@ class Platform:
         return sum(e - s for s, e in self.launch)
 
     # ---- the books --------------------------------------------------------------
-    def _snapshot(self):
+    def _snapshot(self) -> Tuple[int, Tuple[float, ...]]:
         if self.guest is None:
             return 0, ()
         cost = self.guest.cost
         clocks = tuple(cost.seconds(v) for v in range(self.vcpus)) if cost is not None else ()
         return self.accepted_bytes(), clocks
 
-    def _charge(self):
+    def _charge(self) -> None:
         now = self._snapshot()
         if self._stack:
             accept_bucket, time_bucket = _LAYERS[self._stack[-1]]

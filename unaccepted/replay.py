@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import BinaryIO, Iterable, Iterator, Optional, TextIO
+from typing import (Any, BinaryIO, Dict, Iterable, Iterator, List, Optional, Sequence, TextIO,
+                    Tuple, Type)
 
 from .errors import (CaseTooLarge, InvalidMemoryMap, InvalidOp, InvalidTrace,
                      InvalidUnitSize, UnacceptedError)
@@ -27,8 +28,10 @@ MAX_CASE_RANGES = 1 << 20
 MIN_UNIT, MAX_UNIT = 1 << 12, 1 << 31
 OPS = ("accept", "contains")
 
+_Op = Tuple[str, int, int]       # (kind, start, size)
 
-def _uint(obj, key, where, exc):
+
+def _uint(obj: Dict[str, Any], key: str, where: str, exc: Type[UnacceptedError]) -> int:
     if key not in obj:
         raise exc(f"{where}: missing field {key!r}")
     v = obj[key]
@@ -39,7 +42,7 @@ def _uint(obj, key, where, exc):
     return v
 
 
-def parse_case(case) -> tuple:
+def parse_case(case: object) -> Tuple[str, int, MemoryMap, List[_Op]]:
     """Validate one decoded case; returns (id, unit_size, MemoryMap, ops)."""
     if not isinstance(case, dict):
         raise InvalidTrace(f"a case must be a JSON object, got {type(case).__name__}")
@@ -59,7 +62,7 @@ def parse_case(case) -> tuple:
     raw_map = case["memory_map"]
     if not isinstance(raw_map, list):
         raise InvalidMemoryMap(f"memory_map must be a list, got {type(raw_map).__name__}")
-    descs = []
+    descs: List[MemoryDescriptor] = []
     for i, d in enumerate(raw_map):
         where = f"memory_map[{i}]"
         if not isinstance(d, dict):
@@ -78,7 +81,7 @@ def parse_case(case) -> tuple:
     raw_ops = case["ops"]
     if not isinstance(raw_ops, list):
         raise InvalidOp(f"ops must be a list, got {type(raw_ops).__name__}")
-    ops = []
+    ops: List[_Op] = []
     for i, o in enumerate(raw_ops):
         where = f"ops[{i}]"
         if not isinstance(o, dict):
@@ -95,10 +98,12 @@ def parse_case(case) -> tuple:
     return case["id"], unit_size, memory_map, ops
 
 
-def run_case(case_id: str, unit_size: int, memory_map: MemoryMap, ops: list) -> dict:
+def run_case(case_id: str, unit_size: int, memory_map: MemoryMap,
+             ops: Sequence[_Op]) -> Dict[str, Any]:
     stub_rec = Recorder()
     table = Table.from_memory_map(memory_map, unit_size)
-    out = {"id": case_id, "table": None, "stub_accepted": [], "results": [], "bitmap": None}
+    out: Dict[str, Any] = {"id": case_id, "table": None, "stub_accepted": [], "results": [],
+                           "bitmap": None}
     if table is None:
         # No table: every address is accepted, accept does nothing.
         out["results"] = [{"accepted": []} if kind == "accept" else {"contains": False}
@@ -132,12 +137,12 @@ def run_case(case_id: str, unit_size: int, memory_map: MemoryMap, ops: list) -> 
     return out
 
 
-def error_line(case_id, exc: BaseException) -> dict:
+def error_line(case_id: object, exc: BaseException) -> Dict[str, Any]:
     kind = type(exc).__name__ if isinstance(exc, UnacceptedError) else "InvalidTrace"
     return {"id": case_id, "error": {"kind": kind, "message": str(exc)}}
 
 
-def replay_line(line: str) -> dict:
+def replay_line(line: str) -> Dict[str, Any]:
     try:
         case = json.loads(line)
     except ValueError as exc:

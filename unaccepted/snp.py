@@ -17,12 +17,16 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass, fields
-from typing import Iterable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Iterable, List, NoReturn, Optional, Tuple, Union, cast
 
 from ._core import ffi, lib
 from .errors import InvalidArgument, Misaligned, check
 from .guest import GuestBase, GuestConfig, Vendor, make_config
 from .validate import as_bool, as_int, as_u32, as_vcpu
+
+if TYPE_CHECKING:
+    from .cost import Cost
+    from .host import HostAction
 
 PAGE_4K = 4096
 PAGE_2M = 2 << 20
@@ -110,29 +114,29 @@ class PscCheck(enum.IntEnum):
 
 
 # SW_EXITINFO2 codes of the NAE PSC and GHCB-level errors
-PSC_ERROR_INVALID_HDR = lib.UA_SNP_PSC_ERROR_INVALID_HDR
-PSC_ERROR_INVALID_ENTRY = lib.UA_SNP_PSC_ERROR_INVALID_ENTRY
-PSC_ERROR_GENERIC = lib.UA_SNP_PSC_ERROR_GENERIC
-GHCB_ERR_INVALID_SCRATCH_AREA = lib.UA_SNP_GHCB_ERR_INVALID_SCRATCH_AREA
-PSC_MAX_ENTRIES = lib.UA_SNP_PSC_MAX_ENTRIES
-LINUX_PSC_MAX_ENTRIES = lib.UA_SNP_LINUX_PSC_MAX_ENTRIES
-MSR_PSC_REQ = lib.UA_SNP_GHCB_MSR_PSC_REQ
-MSR_PSC_RESP = lib.UA_SNP_GHCB_MSR_PSC_RESP
-MSR_PSC_RESP_ERROR = lib.UA_SNP_GHCB_MSR_PSC_RESP_ERROR
-VC_PAGE_NOT_VALIDATED = lib.UA_SNP_VC_PAGE_NOT_VALIDATED
-PFEC_RMP = lib.UA_SNP_PFEC_RMP
-RMPADJUST_VMSA = lib.UA_SNP_RMPADJUST_VMSA
+PSC_ERROR_INVALID_HDR: int = lib.UA_SNP_PSC_ERROR_INVALID_HDR
+PSC_ERROR_INVALID_ENTRY: int = lib.UA_SNP_PSC_ERROR_INVALID_ENTRY
+PSC_ERROR_GENERIC: int = lib.UA_SNP_PSC_ERROR_GENERIC
+GHCB_ERR_INVALID_SCRATCH_AREA: int = lib.UA_SNP_GHCB_ERR_INVALID_SCRATCH_AREA
+PSC_MAX_ENTRIES: int = lib.UA_SNP_PSC_MAX_ENTRIES
+LINUX_PSC_MAX_ENTRIES: int = lib.UA_SNP_LINUX_PSC_MAX_ENTRIES
+MSR_PSC_REQ: int = lib.UA_SNP_GHCB_MSR_PSC_REQ
+MSR_PSC_RESP: int = lib.UA_SNP_GHCB_MSR_PSC_RESP
+MSR_PSC_RESP_ERROR: int = lib.UA_SNP_GHCB_MSR_PSC_RESP_ERROR
+VC_PAGE_NOT_VALIDATED: int = lib.UA_SNP_VC_PAGE_NOT_VALIDATED
+PFEC_RMP: int = lib.UA_SNP_PFEC_RMP
+RMPADJUST_VMSA: int = lib.UA_SNP_RMPADJUST_VMSA
 
 # Termination reasons (set, code)
-TERM_GEN_REQ = (lib.UA_SNP_TERM_SET_GEN, lib.UA_SNP_TERM_GEN_REQ)
-TERM_PSC = (lib.UA_SNP_TERM_SET_LINUX, lib.UA_SNP_TERM_PSC)
-TERM_PVALIDATE = (lib.UA_SNP_TERM_SET_LINUX, lib.UA_SNP_TERM_PVALIDATE)
-TERM_NOT_VMPL0 = (lib.UA_SNP_TERM_SET_LINUX, lib.UA_SNP_TERM_NOT_VMPL0)
+TERM_GEN_REQ: Tuple[int, int] = (lib.UA_SNP_TERM_SET_GEN, lib.UA_SNP_TERM_GEN_REQ)
+TERM_PSC: Tuple[int, int] = (lib.UA_SNP_TERM_SET_LINUX, lib.UA_SNP_TERM_PSC)
+TERM_PVALIDATE: Tuple[int, int] = (lib.UA_SNP_TERM_SET_LINUX, lib.UA_SNP_TERM_PVALIDATE)
+TERM_NOT_VMPL0: Tuple[int, int] = (lib.UA_SNP_TERM_SET_LINUX, lib.UA_SNP_TERM_NOT_VMPL0)
 
 
 def term_msr(reason_set: int, code: int) -> int:
     """The GHCB MSR value of a termination request."""
-    return lib.UA_SNP_GHCB_MSR_TERM_REQ | (reason_set & 0xF) << 12 | (code & 0xFF) << 16
+    return cast(int, lib.UA_SNP_GHCB_MSR_TERM_REQ | (reason_set & 0xF) << 12 | (code & 0xFF) << 16)
 
 
 def msr_psc_request(gfn: int, op: int) -> int:
@@ -183,7 +187,8 @@ class InstrResult:
         return NpfBits(self.exitinfo1)
 
 
-def _instr(r) -> InstrResult:
+def _instr(r: Any) -> InstrResult:
+    """The InstrResult of a ua_snp_result * (cffi cdata)."""
     return InstrResult(r.eax, bool(r.cf), Fault(r.fault), r.error_code, r.exitinfo1, r.exitinfo2)
 
 
@@ -225,8 +230,9 @@ class PscEntry:
                    page_size=(v >> 56) & 1, cur_page=v & 0xFFF, reserved=v >> 57)
 
 
-def psc_buffer(entries: Iterable[PscEntry], *, cur_entry: int = 0, end_entry: Optional[int] = None,
-               reserved: int = 0, capacity: Optional[int] = None) -> bytearray:
+def psc_buffer(entries: Iterable[Union[PscEntry, int]], *, cur_entry: int = 0,
+               end_entry: Optional[int] = None, reserved: int = 0,
+               capacity: Optional[int] = None) -> bytearray:
     """A PSC scratch area: 8-byte header {u16 cur, u16 end (inclusive), u32
     reserved} then 8-byte entries (zero-padded to `capacity` entries)."""
     entries = list(entries)
@@ -240,7 +246,8 @@ def psc_buffer(entries: Iterable[PscEntry], *, cur_entry: int = 0, end_entry: Op
     return buf
 
 
-def parse_psc_buffer(buf) -> Tuple[int, int, int, List[PscEntry]]:
+def parse_psc_buffer(buf: Union[bytes, bytearray, memoryview]
+                     ) -> Tuple[int, int, int, List[PscEntry]]:
     """(cur_entry, end_entry, reserved, entries) of a scratch area."""
     cur, end, rsvd = struct.unpack_from("<HHI", buf, 0)
     n = (len(buf) - 8) // 8
@@ -248,7 +255,8 @@ def parse_psc_buffer(buf) -> Tuple[int, int, int, List[PscEntry]]:
                             for i in range(n)]
 
 
-def psc_guest_check(start_cur: int, start_end: int, buf, sw_exitinfo2: int = 0) -> PscCheck:
+def psc_guest_check(start_cur: int, start_end: int, buf: Union[bytes, bytearray, memoryview],
+                    sw_exitinfo2: int = 0) -> PscCheck:
     """The Linux guest's check after a PSC VMGEXIT (vmgexit_psc)."""
     hdr = bytes(buf[:8])
     if len(hdr) < 8:
@@ -267,7 +275,7 @@ class SnpConfig(GuestConfig):
     spare_bytes: int = 0
     coherency_sfw_no: bool = False
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         super().__post_init__()
         if self.memory_bytes == 0 or self.memory_bytes % PAGE_2M:
             raise Misaligned(f"memory_bytes = {self.memory_bytes:#x} must be a non-zero "
@@ -293,7 +301,7 @@ class SnpGuest(GuestBase):
     vendor = Vendor.SNP
 
     def __init__(self, memory_bytes: Optional[int] = None, *, config: Optional[SnpConfig] = None,
-                 cost=None, **settings):
+                 cost: Optional[Cost] = None, **settings: Any) -> None:
         config = make_config(SnpConfig, memory_bytes, config, settings)
         cfg = ffi.new("ua_snp_config *")
         lib.ua_snp_config_default(cfg)
@@ -306,11 +314,11 @@ class SnpGuest(GuestBase):
         self.asid = config.asid
         self.vmpl = config.vmpl
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"SnpGuest({self.memory_bytes:#x}, vcpus={self.vcpus}, backing={self.backing!r}, "
                 f"asid={self.asid}, vmpl={self.vmpl}, host={self.host!r})")
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise TypeError("a guest holds C state; pickle its config and build() it again")
 
     # ---- settings ----
@@ -324,7 +332,7 @@ class SnpGuest(GuestBase):
 
     def terminate(self, reason_set: int, code: int, vcpu: int = 0) -> int:
         """The guest writes a termination request; returns the MSR value."""
-        return lib.ua_snp_terminate(self._handle, vcpu, reason_set, code)
+        return cast(int, lib.ua_snp_terminate(self._handle, vcpu, reason_set, code))
 
     # ---- host side ----
     def rmpupdate(self, spa: int, *, gpa: int = 0, asid: int = 0, assigned: bool = False,
@@ -380,7 +388,7 @@ class SnpGuest(GuestBase):
     def npt_lookup(self, gpa: int) -> int:
         out = ffi.new("uint64_t *")
         check(lib.ua_snp_npt_lookup(self._handle, as_int(gpa, "gpa"), out), "npt_lookup")
-        return out[0]
+        return cast(int, out[0])
 
     def host_write(self, spa: int) -> InstrResult:
         r = ffi.new("ua_snp_result *")
@@ -430,7 +438,7 @@ class SnpGuest(GuestBase):
                                 as_u32(int(kind), "kind"), bool(c_bit), r), "access")
         return _instr(r)
 
-    def serve_npf(self, gpa: int, exitinfo1: int, *, vcpu: int = 0):
+    def serve_npf(self, gpa: int, exitinfo1: int, *, vcpu: int = 0) -> HostAction:
         """Hand an NPF to the host as the CPU does; returns what it did."""
         from .host import HostAction
         action = ffi.new("uint32_t *")
@@ -444,7 +452,7 @@ class SnpGuest(GuestBase):
         out = ffi.new("uint64_t *")
         self._check(lib.ua_snp_psc_msr(self._handle, as_vcpu(vcpu),
                                        as_int(request, "request"), out), "psc_msr")
-        return out[0]
+        return cast(int, out[0])
 
     def psc_ghcb(self, buf: bytearray, vcpu: int = 0) -> GhcbResult:
         """One NAE Page State Change VMGEXIT on the scratch area `buf`

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, NoReturn, Optional, Tuple, Union, cast
 
 from ._core import ffi, lib
 from .errors import InvalidArgument, Misaligned, check
 from .guest import GuestBase, GuestConfig, Vendor, make_config
 from .host import HostAction
 from .validate import as_int, as_u32, as_u64, as_vcpu
+
+if TYPE_CHECKING:
+    from .cost import Cost
 
 U64 = 1 << 64
 PAGE_4K = 4096
@@ -121,15 +124,15 @@ class AccessOutcome(enum.IntEnum):
     EXIT = lib.UA_TDX_ACCESS_EXIT
 
 
-TDCS_CONFIG_FLAGS = lib.UA_TDX_TDCS_CONFIG_FLAGS
-TDCS_TD_CTLS = lib.UA_TDX_TDCS_TD_CTLS
-EXIT_REASON_EPT_VIOLATION = lib.UA_TDX_EXIT_REASON_EPT_VIOLATION
-EEQ_TYPE_ACCEPT = lib.UA_TDX_EEQ_TYPE_ACCEPT
-EEQ_TYPE_PENDING_EPT_VIOLATION = lib.UA_TDX_EEQ_TYPE_PENDING_EPT_VIOLATION
-VECTOR_VE = lib.UA_TDX_VECTOR_VE
-VECTOR_DF = lib.UA_TDX_VECTOR_DF
-MAP_GPA = lib.UA_TDX_VMCALL_MAP_GPA
-ACCEPT_RAX = lib.UA_TDX_TDCALL_MEM_PAGE_ACCEPT
+TDCS_CONFIG_FLAGS: int = lib.UA_TDX_TDCS_CONFIG_FLAGS
+TDCS_TD_CTLS: int = lib.UA_TDX_TDCS_TD_CTLS
+EXIT_REASON_EPT_VIOLATION: int = lib.UA_TDX_EXIT_REASON_EPT_VIOLATION
+EEQ_TYPE_ACCEPT: int = lib.UA_TDX_EEQ_TYPE_ACCEPT
+EEQ_TYPE_PENDING_EPT_VIOLATION: int = lib.UA_TDX_EEQ_TYPE_PENDING_EPT_VIOLATION
+VECTOR_VE: int = lib.UA_TDX_VECTOR_VE
+VECTOR_DF: int = lib.UA_TDX_VECTOR_DF
+MAP_GPA: int = lib.UA_TDX_VMCALL_MAP_GPA
+ACCEPT_RAX: int = lib.UA_TDX_TDCALL_MEM_PAGE_ACCEPT
 
 
 
@@ -265,13 +268,14 @@ class VmcallResult:
             return None
 
 
-def _access_result(out, gpa) -> AccessResult:
+def _access_result(out: Any, gpa: int) -> AccessResult:
+    """The AccessResult of a ua_tdx_access_result * (cffi cdata)."""
     return AccessResult(AccessOutcome(out.outcome), out.vector, out.exit_reason, out.eeq_type,
                         out.exit_qualification, out.extended_exit_qualification, out.state,
                         bool(out.data_nonzero), gpa)
 
 
-_INITIAL = {"free": lib.UA_TDX_INIT_FREE, "pending": lib.UA_TDX_INIT_PENDING}
+_INITIAL: Dict[str, int] = {"free": lib.UA_TDX_INIT_FREE, "pending": lib.UA_TDX_INIT_PENDING}
 
 
 @dataclass(frozen=True)
@@ -297,7 +301,7 @@ class TdxConfig(GuestConfig):
     debug: bool = False
     launch: Tuple[Tuple[int, int], ...] = ()
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         super().__post_init__()
         if self.initial not in _INITIAL:
             raise InvalidArgument(f"initial = {self.initial!r}; use 'free' or 'pending'")
@@ -321,7 +325,7 @@ class TdxGuest(GuestBase):
     vendor = Vendor.TDX
 
     def __init__(self, memory_bytes: Optional[int] = None, *, config: Optional[TdxConfig] = None,
-                 cost=None, **settings):
+                 cost: Optional[Cost] = None, **settings: Any) -> None:
         if "launch" in settings:
             settings["launch"] = tuple(tuple(r) for r in settings["launch"])
         config = make_config(TdxConfig, memory_bytes, config, settings)
@@ -348,11 +352,11 @@ class TdxGuest(GuestBase):
         if config.launch and config.finalized:
             self.finalize()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"TdxGuest({self.memory_bytes:#x}, vcpus={self.vcpus}, backing={self.backing!r}, "
                 f"initial={self.initial!r}, host={self.host!r})")
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise TypeError("a guest holds C state; pickle its config and build() it again")
 
     # ---- configuration -------------------------------------------------------
@@ -363,7 +367,7 @@ class TdxGuest(GuestBase):
     @property
     def memory_usage(self) -> int:
         """Bytes of simulator memory held by the SEPT model."""
-        return lib.ua_tdx_memory_usage(self._handle)
+        return cast(int, lib.ua_tdx_memory_usage(self._handle))
 
     def set_importing(self, importing: bool = True) -> None:
         lib.ua_tdx_set_importing(self._handle, bool(importing))
@@ -376,22 +380,26 @@ class TdxGuest(GuestBase):
                                         as_u32(period, "period")))
 
     # ---- host ----------------------------------------------------------------
-    def _host_call(self, fn, vcpu, *args, what=None) -> HostResult:
+    def _host_call(self, fn: Callable[..., int], vcpu: int, *args: Any,
+                   what: Optional[str] = None) -> HostResult:
         """A host SEAMCALL fn(t, vcpu, *args, out)."""
         out = ffi.new("ua_tdx_host_result *")
         check(fn(self._handle, as_vcpu(vcpu), *args, out), what)
         return HostResult(out.status, out.hpa, out.level, out.state)
 
-    def _host(self, fn, gpa, level, vcpu, raw, *extra, what=None):
+    def _host(self, fn: Callable[..., int], gpa: int, level: int, vcpu: int, raw: Optional[int],
+              *extra: Any, what: Optional[str] = None) -> HostResult:
         pi = as_u64(raw, "page_info") if raw is not None else page_info(gpa, level)
         return self._host_call(fn, vcpu, pi, *extra, what=what or f"{fn.__name__}({pi:#x})")
 
-    def add(self, gpa, level=0, *, data_nonzero=False, vcpu=0, raw=None) -> HostResult:
+    def add(self, gpa: int, level: int = 0, *, data_nonzero: bool = False, vcpu: int = 0,
+            raw: Optional[int] = None) -> HostResult:
         """TDH.MEM.PAGE.ADD (build phase only)."""
         return self._host(lib.ua_tdx_host_add, gpa, level, vcpu, raw, bool(data_nonzero),
                           what="TDH.MEM.PAGE.ADD")
 
-    def add_range(self, start: int, end: int, *, data_nonzero=False, vcpu=0) -> HostResult:
+    def add_range(self, start: int, end: int, *, data_nonzero: bool = False,
+                  vcpu: int = 0) -> HostResult:
         """TDH.MEM.PAGE.ADD of every 4 KiB page of [start, end) (stops at the
         first failure, whose result is returned)."""
         out = ffi.new("ua_tdx_host_result *")
@@ -400,36 +408,42 @@ class TdxGuest(GuestBase):
               "add_range")
         return HostResult(out.status, out.hpa, out.level, out.state)
 
-    def finalize(self, vcpu=0) -> HostResult:
+    def finalize(self, vcpu: int = 0) -> HostResult:
         """TDH.MR.FINALIZE."""
         return self._host_call(lib.ua_tdx_host_finalize, vcpu)
 
-    def aug(self, gpa, level=0, *, vcpu=0, raw=None) -> HostResult:
+    def aug(self, gpa: int, level: int = 0, *, vcpu: int = 0,
+            raw: Optional[int] = None) -> HostResult:
         return self._host(lib.ua_tdx_host_aug, gpa, level, vcpu, raw)
 
-    def block(self, gpa, level=0, *, vcpu=0, raw=None) -> HostResult:
+    def block(self, gpa: int, level: int = 0, *, vcpu: int = 0,
+              raw: Optional[int] = None) -> HostResult:
         return self._host(lib.ua_tdx_host_block, gpa, level, vcpu, raw)
 
-    def track(self, vcpu=0) -> HostResult:
+    def track(self, vcpu: int = 0) -> HostResult:
         return self._host_call(lib.ua_tdx_host_track, vcpu)
 
-    def remove(self, gpa, level=0, *, vcpu=0, raw=None) -> HostResult:
+    def remove(self, gpa: int, level: int = 0, *, vcpu: int = 0,
+               raw: Optional[int] = None) -> HostResult:
         return self._host(lib.ua_tdx_host_remove, gpa, level, vcpu, raw)
 
-    def unblock(self, gpa, level=0, *, vcpu=0, raw=None) -> HostResult:
+    def unblock(self, gpa: int, level: int = 0, *, vcpu: int = 0,
+                raw: Optional[int] = None) -> HostResult:
         return self._host(lib.ua_tdx_host_unblock, gpa, level, vcpu, raw)
 
-    def demote(self, gpa, level=1, *, vcpu=0, raw=None) -> HostResult:
+    def demote(self, gpa: int, level: int = 1, *, vcpu: int = 0,
+               raw: Optional[int] = None) -> HostResult:
         return self._host(lib.ua_tdx_host_demote, gpa, level, vcpu, raw)
 
-    def promote(self, gpa, level=1, *, vcpu=0, raw=None) -> HostResult:
+    def promote(self, gpa: int, level: int = 1, *, vcpu: int = 0,
+                raw: Optional[int] = None) -> HostResult:
         return self._host(lib.ua_tdx_host_promote, gpa, level, vcpu, raw)
 
-    def set_lock(self, gpa, level=0, locked=True) -> None:
+    def set_lock(self, gpa: int, level: int = 0, locked: bool = True) -> None:
         """Hold (or release) the SEPT entry lock, as a concurrent SEAMCALL would."""
         check(lib.ua_tdx_host_set_lock(self._handle, page_info(gpa, level), bool(locked)))
 
-    def set_host_priority(self, gpa, level=0, on=True) -> None:
+    def set_host_priority(self, gpa: int, level: int = 0, on: bool = True) -> None:
         check(lib.ua_tdx_host_set_priority(self._handle, page_info(gpa, level), bool(on)))
 
     # ---- inspection ------------------------------------------------------------
@@ -452,7 +466,8 @@ class TdxGuest(GuestBase):
     def state(self, gpa: int, level: Optional[int] = None) -> SeptState:
         return self.entry(gpa, level).state
 
-    def _count(self, fn, ctype, start, end, what):
+    def _count(self, fn: Callable[..., int], ctype: str, start: int, end: Optional[int],
+               what: str) -> Any:
         """fn(t, start, end, buf) over [start, end) (end None: all of RAM)."""
         end = self.memory_bytes if end is None else end
         buf = ffi.new(ctype)
@@ -465,7 +480,8 @@ class TdxGuest(GuestBase):
         return {SeptState(i): buf[i] for i in range(6) if buf[i]}
 
     def count_nonzero(self, start: int = 0, end: Optional[int] = None) -> int:
-        return self._count(lib.ua_tdx_count_nonzero, "uint64_t *", start, end, "count_nonzero")[0]
+        return cast(int, self._count(lib.ua_tdx_count_nonzero, "uint64_t *", start, end,
+                                     "count_nonzero")[0])
 
     # ---- guest -----------------------------------------------------------------
     def accept(self, gpa: int = 0, level: int = 0, *, vcpu: int = 0, rax: int = ACCEPT_RAX,
@@ -480,7 +496,8 @@ class TdxGuest(GuestBase):
                             out.eeq_type, out.exit_qualification, out.exit_status, out.gpa,
                             out.chunks_zeroed, out.accept_counter)
 
-    def serve_exit(self, result, *, vcpu: int = 0) -> HostAction:
+    def serve_exit(self, result: Union[TdcallResult, AccessResult], *,
+                   vcpu: int = 0) -> HostAction:
         """Hand an exit (a TdcallResult or an AccessResult with its gpa) to
         the host; returns what it did (HostAction.NOTHING: left unserved).
         Raises HostError when the host stops the TD."""
@@ -505,13 +522,14 @@ class TdxGuest(GuestBase):
         return VeInfo(out.status, out.exit_reason, out.valid, out.exit_qualification, out.gla,
                       out.gpa)
 
-    def vm_rd(self, field: int, *, vcpu: int = 0):
+    def vm_rd(self, field: int, *, vcpu: int = 0) -> Tuple[int, int]:
         """TDG.VM.RD: (status, value)."""
         st, val = ffi.new("uint64_t *"), ffi.new("uint64_t *")
         check(lib.ua_tdx_tdcall_vm_rd(self._handle, as_vcpu(vcpu), as_u64(field, "field"), st, val))
         return st[0], val[0]
 
-    def vm_wr(self, field: int, value: int, mask: int = U64 - 1, *, vcpu: int = 0):
+    def vm_wr(self, field: int, value: int, mask: int = U64 - 1, *,
+              vcpu: int = 0) -> Tuple[int, int]:
         """TDG.VM.WR: (status, old value)."""
         st, old = ffi.new("uint64_t *"), ffi.new("uint64_t *")
         check(lib.ua_tdx_tdcall_vm_wr(self._handle, as_vcpu(vcpu), as_u64(field, "field"),
@@ -543,7 +561,7 @@ class TdxGuest(GuestBase):
         ("" if none); raises GuestPanic for a misconfigured non-debug TD."""
         msg = ffi.new("const char **")
         st = lib.ua_tdx_linux_disable_sept_ve(self._handle, as_vcpu(vcpu), msg)
-        text = ffi.string(msg[0]).decode()
+        text: str = ffi.string(msg[0]).decode()
         check(st, text or "disable_sept_ve")
         return text
 

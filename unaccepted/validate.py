@@ -3,15 +3,20 @@ input into a typed error naming the argument and its value, before anything
 reaches C (so state is left unchanged)."""
 from __future__ import annotations
 
-from typing import Iterable, Optional, Type
+from typing import TYPE_CHECKING, Iterable, Optional, Type, TypeVar
 
 from .errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeGuard     # typing.TypeGuard: Python 3.10
 
 U32 = 1 << 32
 U64 = 1 << 64
 
+_T = TypeVar("_T")
 
-def as_int(value, name: str, lo: int = 0, hi: int = U64, *,
+
+def as_int(value: object, name: str, lo: int = 0, hi: int = U64, *,
            exc: Type[Exception] = InvalidArgument, where: str = "") -> int:
     """An int (not a bool) in [lo, hi)."""
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value < hi:
@@ -19,40 +24,43 @@ def as_int(value, name: str, lo: int = 0, hi: int = U64, *,
     return value
 
 
-def as_u32(value, name: str, **kw) -> int:
-    return as_int(value, name, 0, U32, **kw)
+def as_u32(value: object, name: str, *, exc: Type[Exception] = InvalidArgument,
+           where: str = "") -> int:
+    return as_int(value, name, 0, U32, exc=exc, where=where)
 
 
-def as_u64(value, name: str, **kw) -> int:
-    return as_int(value, name, 0, U64, **kw)
+def as_u64(value: object, name: str, *, exc: Type[Exception] = InvalidArgument,
+           where: str = "") -> int:
+    return as_int(value, name, 0, U64, exc=exc, where=where)
 
 
-def as_vcpu(value, vcpus: Optional[int] = None, name: str = "vcpu") -> int:
+def as_vcpu(value: object, vcpus: Optional[int] = None, name: str = "vcpu") -> int:
     """A vCPU index: in [0, vcpus) when the count is known, else a u32."""
     return as_int(value, name, 0, U32 if vcpus is None else vcpus)
 
 
-def as_bool(value, name: str) -> bool:
+def as_bool(value: object, name: str) -> bool:
     if not isinstance(value, (bool, int)) or isinstance(value, int) and value not in (0, 1):
         raise InvalidArgument(f"{name} = {value!r} must be a bool")
     return bool(value)
 
 
-def as_choice(value, name: str, choices: Iterable[str]) -> str:
+def as_choice(value: str, name: str, choices: Iterable[str]) -> str:
     choices = list(choices)
     if value not in choices:
         raise InvalidArgument(f"{name} = {value!r} must be one of {', '.join(map(repr, choices))}")
     return value
 
 
-def as_instance(value, name: str, cls: type, exc: Type[Exception] = InvalidArgument):
+def as_instance(value: object, name: str, cls: Type[_T],
+                exc: Type[Exception] = InvalidArgument) -> _T:
     """An instance of cls (the typed error names what came instead)."""
     if not isinstance(value, cls):
         raise exc(f"{name} must be a {cls.__name__}, got {type(value).__name__} {value!r:.60}")
     return value
 
 
-def is_int(value) -> bool:
+def is_int(value: object) -> TypeGuard[int]:
     """An int that is not a bool (JSON and CLI inputs)."""
     return isinstance(value, int) and not isinstance(value, bool)
 

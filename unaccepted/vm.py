@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, fields, replace
-from typing import Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from .errors import InvalidArgument
 
@@ -79,7 +79,7 @@ def split_firmware(name: str) -> Tuple[str, Optional[int]]:
     return base, parse_size(size, "ovmf-partial size") if sep else DEFAULT_PARTIAL
 
 
-def _choice(value, name, choices):
+def _choice(value: object, name: str, choices: Sequence[str]) -> None:
     if value not in choices:
         raise InvalidArgument(f"{name} = {value!r}; use one of {', '.join(choices)}")
 
@@ -106,7 +106,7 @@ class BootConfig:
     ram_ranges: Tuple[Tuple[int, int], ...] = field(default=(), compare=True)
     firmware_debug: Tuple[str, ...] = ()
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _choice(self.vendor, "vendor", VENDORS)
         if isinstance(self.ram, bool) or not isinstance(self.ram, int) or self.ram <= 0:
             raise InvalidArgument(f"ram = {self.ram!r} must be a positive number of bytes")
@@ -156,15 +156,16 @@ class BootConfig:
     def partial_bytes(self) -> Optional[int]:
         return split_firmware(self.firmware)[1]
 
-    def replace(self, **changes) -> "BootConfig":
+    def replace(self, **changes: Any) -> "BootConfig":
         return replace(self, **changes)
 
-    def to_json_obj(self) -> dict:
+    def to_json_obj(self) -> Dict[str, Any]:
         """The `config` object of the boot JSON (docs/interfaces.md)."""
-        out = {"vendor": self.vendor, "ram": self.ram, "vcpus": self.vcpus,
-               "backing": self.backing, "firmware": self.firmware, "loader": self.loader,
-               "kernel": self.kernel, "accept_memory": self.accept_memory,
-               "profile": self.cost_profile}
+        out: Dict[str, Any] = {"vendor": self.vendor, "ram": self.ram, "vcpus": self.vcpus,
+                               "backing": self.backing, "firmware": self.firmware,
+                               "loader": self.loader, "kernel": self.kernel,
+                               "accept_memory": self.accept_memory,
+                               "profile": self.cost_profile}
         if self.memmap is not None:
             out["memmap"] = self.memmap
         if self.firmware_debug:
@@ -172,7 +173,7 @@ class BootConfig:
         return out
 
 
-CONFIG_FIELDS = tuple(f.name for f in fields(BootConfig))
+CONFIG_FIELDS: Tuple[str, ...] = tuple(f.name for f in fields(BootConfig))
 
 __all__ = ["ACCEPT_MEMORY", "BACKINGS", "BootConfig", "FIRMWARES", "FIRMWARE_DEBUG", "KERNELS",
            "LOADERS", "VENDORS", "format_size", "parse_size", "q35_ram_ranges", "split_firmware"]

@@ -143,7 +143,8 @@ def ref_table_from_map(descs: Sequence[Tuple[int, int, int]], unit_size: int) ->
     return RefTable(unit_size, phys_base, size)
 
 
-def ref_stub(descs: Sequence[Tuple[int, int, int]], unit_size: int):
+def ref_stub(descs: Sequence[Tuple[int, int, int]], unit_size: int
+             ) -> Tuple[Optional[RefTable], List[Range]]:
     """The stub's two steps over one map: (table or None, accepted ranges)."""
     table = ref_table_from_map(descs, unit_size)
     if table is None:

@@ -32,10 +32,10 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, fields, replace
-from typing import Dict, List, Optional, Set, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Type, Union, cast
 
 from ..errors import (CallbackError, GuestHung, GuestPanic, GuestTerminated, InvalidArgument,
-                      InvalidOp, InvalidState, Misaligned, OutOfRange)
+                      InvalidOp, InvalidState, Misaligned, OutOfRange, UnacceptedError)
 from ..guest import (PATH_KINDS, Fatal, FatalKind, PathStats, TouchOutcome, TouchResult, Vendor,
                      make_config)
 from ..host import Host, HostAction, NeverResume
@@ -95,8 +95,8 @@ _OK, _TERMINATED, _PANIC, _CALLBACK, _HUNG = 0, 33, 34, 37, 40
 _FAILED = -1                             # a PVALIDATE that did not succeed
 _FATAL_STATUS = {FatalKind.TERMINATED: _TERMINATED, FatalKind.PANIC: _PANIC,
                  FatalKind.HUNG: _HUNG}
-_STATUS_ERROR = {_TERMINATED: GuestTerminated, _PANIC: GuestPanic, _HUNG: GuestHung,
-                 _CALLBACK: CallbackError}
+_STATUS_ERROR: Dict[int, Type[UnacceptedError]] = {
+    _TERMINATED: GuestTerminated, _PANIC: GuestPanic, _HUNG: GuestHung, _CALLBACK: CallbackError}
 _STAT_FIELDS = tuple(f.name for f in fields(PathStats))
 
 
@@ -149,7 +149,7 @@ def _entries_per_fill(buffer_bytes: int) -> int:
 class _Answer:
     """What a host writes back for a NAE Page State Change."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.sw_exitinfo1 = self.sw_exitinfo2 = self.entries_done = self.pages_done = 0
 
 
@@ -157,31 +157,39 @@ class _Scratch:
     """The PSC scratch area as the host sees it: the header word (None when
     the area cannot hold one) and the entries, capacity of them readable."""
 
-    def __init__(self, hdr: Optional[int], ent: List[int], capacity: int):
+    def __init__(self, hdr: Optional[int], ent: List[int], capacity: int) -> None:
         self.hdr, self.ent, self.capacity = hdr, ent, capacity
 
 
 # ---- exits as a Python Host subclass sees them (the API of unaccepted.host) ----------
 
 class _Exit:
-    def __init__(self, guest, vcpu):
+    def __init__(self, guest: "SnpGuest", vcpu: int) -> None:
         self.guest = guest
         self.vcpu = vcpu
 
 
 class SnpPscExit(_Exit):
-    def __init__(self, guest, vcpu, scratch, out):
+    def __init__(self, guest: "SnpGuest", vcpu: int, scratch: _Scratch, out: _Answer) -> None:
         super().__init__(guest, vcpu)
         self._sc, self._out, self.capacity = scratch, out, scratch.capacity
 
-    def _word(self):
+    def _word(self) -> int:
         if self._sc.hdr is None:
             raise InvalidArgument("the scratch area has no header")
         return self._sc.hdr
 
-    cur_entry = property(lambda self: self._word() & 0xFFFF)
-    end_entry = property(lambda self: (self._word() >> 16) & 0xFFFF)
-    reserved = property(lambda self: self._word() >> 32)
+    @property
+    def cur_entry(self) -> int:
+        return self._word() & 0xFFFF
+
+    @property
+    def end_entry(self) -> int:
+        return (self._word() >> 16) & 0xFFFF
+
+    @property
+    def reserved(self) -> int:
+        return self._word() >> 32
 
     def set_header(self, cur_entry: int, end_entry: int, reserved: int = 0) -> None:
         self._word()
@@ -195,13 +203,13 @@ class SnpPscExit(_Exit):
     def set_entry(self, i: int, value: int) -> None:
         self._sc.ent[as_int(i, "entry index", 0, self.capacity)] = as_int(value, "entry")
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> int:
         if name in ("sw_exitinfo1", "sw_exitinfo2", "entries_done", "pages_done"):
-            return getattr(self._out, name)
+            return cast(int, getattr(self._out, name))
         raise AttributeError(name)
 
-    def answer(self, *, sw_exitinfo1=None, sw_exitinfo2=None, entries_done=None,
-               pages_done=None) -> None:
+    def answer(self, *, sw_exitinfo1: Optional[int] = None, sw_exitinfo2: Optional[int] = None,
+               entries_done: Optional[int] = None, pages_done: Optional[int] = None) -> None:
         for name, v in (("sw_exitinfo1", sw_exitinfo1), ("sw_exitinfo2", sw_exitinfo2),
                         ("entries_done", entries_done), ("pages_done", pages_done)):
             if v is not None:
@@ -214,7 +222,7 @@ class SnpPscExit(_Exit):
         self.guest._kvm_psc(self.vcpu, self._sc, self._out, convert=True)
 
 
-def _resumes(status):
+def _resumes(status: int) -> None:
     """exit.default() as the C model's: a behaviour that never resumes the
     vCPU raises NeverResume in the Python host."""
     if status == _HUNG:
@@ -222,9 +230,10 @@ def _resumes(status):
 
 
 class SnpMsrExit(_Exit):
-    def __init__(self, guest, vcpu, request):
+    def __init__(self, guest: "SnpGuest", vcpu: int, request: int) -> None:
         super().__init__(guest, vcpu)
-        self.request, self.response = request, None
+        self.request = request
+        self.response: Optional[int] = None
 
     def default(self) -> int:
         st, self.response = self.guest._behaviour_msr(self.vcpu, self.request)
@@ -237,7 +246,7 @@ class SnpMsrExit(_Exit):
 
 
 class SnpNpfExit(_Exit):
-    def __init__(self, guest, vcpu, gpa, exitinfo1):
+    def __init__(self, guest: "SnpGuest", vcpu: int, gpa: int, exitinfo1: int) -> None:
         super().__init__(guest, vcpu)
         self.gpa, self.exitinfo1, self.action = gpa, exitinfo1, HostAction.NOTHING
 
@@ -256,7 +265,7 @@ class AcceptPath:
     """One guest accept path of the reference guest (the API of
     unaccepted.guest.AcceptPath, without the C entry point)."""
 
-    def __init__(self, guest: "SnpGuest", kind: str):
+    def __init__(self, guest: "SnpGuest", kind: str) -> None:
         self.guest = guest
         self.kind = kind
         self.configure()
@@ -279,7 +288,7 @@ class AcceptPath:
         self.hang_limit = hang_limit or DEFAULT_HANG_LIMIT
         self.reset_stats()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"AcceptPath({self.guest!r}, {self.kind!r})"
 
     def __call__(self, start: int, end: int, vcpu: int = 0) -> None:
@@ -296,7 +305,7 @@ class AcceptPath:
         return PathStats(**self._totals)
 
     def reset_stats(self) -> None:
-        self._totals = dict.fromkeys(_STAT_FIELDS, 0)
+        self._totals: Dict[str, int] = dict.fromkeys(_STAT_FIELDS, 0)
 
 
 class SnpGuest:
@@ -308,7 +317,8 @@ class SnpGuest:
     vendor = Vendor.SNP
 
     def __init__(self, memory_bytes: Optional[int] = None, *,
-                 config: Optional[SnpConfig] = None, cost=None, **settings):
+                 config: Optional[SnpConfig] = None, cost: object = None,
+                 **settings: Any) -> None:
         config = make_config(SnpConfig, memory_bytes, config, settings)
         if cost is not None or config.cost_profile is not None:
             raise InvalidArgument("the reference model has no cost model")
@@ -341,7 +351,7 @@ class SnpGuest:
         self._error: Optional[BaseException] = None   # a Python host's exception
         self._paths: Dict[str, AcceptPath] = {}
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"ref.SnpGuest({self.memory_bytes:#x}, vcpus={self.vcpus}, "
                 f"backing={self.backing!r}, asid={self.asid}, vmpl={self.vmpl}, "
                 f"host={self._host!r})")
@@ -365,10 +375,10 @@ class SnpGuest:
         self._host = host
 
     @property
-    def cost(self):
+    def cost(self) -> None:
         return None
 
-    def set_cost(self, cost) -> None:
+    def set_cost(self, cost: object) -> None:
         if cost is not None:
             raise InvalidArgument("the reference model has no cost model")
 
@@ -388,12 +398,13 @@ class SnpGuest:
             self._fatal = fatal
         return _FATAL_STATUS[fatal.kind]
 
-    def _terminate(self, vcpu, reason, gpa=0, eax=0, fault=0, info=0) -> int:
+    def _terminate(self, vcpu: int, reason: Tuple[int, int], gpa: int = 0, eax: int = 0,
+                   fault: int = 0, info: int = 0) -> int:
         rset, rcode = reason
         return self._record(Fatal(FatalKind.TERMINATED, vcpu, gpa, term_msr(rset, rcode),
                                   rset & 0xF, rcode & 0xFF, eax, int(fault), info, ""))
 
-    def _hang(self, vcpu, gpa, why) -> int:
+    def _hang(self, vcpu: int, gpa: int, why: str) -> int:
         return self._record(Fatal(FatalKind.HUNG, vcpu, gpa, 0, 0, 0, 0, 0, 0, why))
 
     def terminate(self, reason_set: int, code: int, vcpu: int = 0) -> int:
@@ -410,7 +421,7 @@ class SnpGuest:
             exc.status = status
             raise exc
 
-    def _vcpu(self, vcpu) -> int:
+    def _vcpu(self, vcpu: object) -> int:
         vcpu = as_int(vcpu, "vcpu", 0, 1 << 32)
         if vcpu >= self.vcpus:
             raise InvalidArgument(f"vcpu {vcpu} out of range (the guest has {self.vcpus})")
@@ -498,7 +509,8 @@ class SnpGuest:
         return RmpCode(self._rmpupdate(spa, gpa, asid, bool(assigned), page_size,
                                        bool(immutable)))
 
-    def _rmpupdate(self, spa, gpa, asid, assigned, page_size, immutable) -> int:
+    def _rmpupdate(self, spa: int, gpa: int, asid: int, assigned: bool, page_size: int,
+                   immutable: bool) -> int:
         # 1. FAIL_INPUT: operands
         if page_size > 1:
             return FAIL_INPUT
@@ -645,6 +657,7 @@ class SnpGuest:
             rg = self.regions.get(r)
             if rg is None:
                 rg = self.regions[r] = [ZERO] * 512
+            assert isinstance(rg, list)     # not big: the region holds 4 KiB entries
             rg[(spa % M2) // K4] = entry
 
     # ---- guest instructions -------------------------------------------------------
@@ -716,7 +729,7 @@ class SnpGuest:
             return InstrResult(FAIL_PERMISSION, False, Fault.NONE, 0, 0, 0)
         perm = list(e.perm)
         perm[target] = perms
-        self._set(spa, big, replace(e, perm=tuple(perm),
+        self._set(spa, big, replace(e, perm=(perm[0], perm[1], perm[2], perm[3]),
                                     vmsa=vmsa if self.vmpl == 0 else e.vmsa))
         return InstrResult(0, False, Fault.NONE, 0, 0, 0)
 
@@ -819,6 +832,7 @@ class SnpGuest:
         error stops the walk at the failing entry."""
         if self._header_error(sc, out):
             return _OK
+        assert sc.hdr is not None                     # _header_error checked it
         h = self._host
         left_e = h.psc_max_entries or float("inf")
         left_p = h.psc_max_pages or float("inf")
@@ -859,7 +873,7 @@ class SnpGuest:
         sc.hdr = _hdr(cur, end, rsvd)
         return _OK
 
-    def _msr_decode(self, req: int):
+    def _msr_decode(self, req: int) -> Optional[Tuple[int, bool]]:
         """(gfn, private) of a well-formed MSR-protocol request, else None."""
         gfn, op = (req >> 12) & GFN_MASK, (req >> 52) & 0xF
         if req >> 56 or op not in (OP_PRIVATE, OP_SHARED) or gfn >= self.guest_pages:
@@ -898,7 +912,7 @@ class SnpGuest:
         return HostAction.NOTHING
 
     # ---- the host: its behaviour, or a Python Host subclass ------------------------------
-    def _callback(self, method: str, exit) -> int:
+    def _callback(self, method: str, exit: _Exit) -> int:
         try:
             getattr(self._host, method)(exit)
         except NeverResume:
@@ -922,6 +936,7 @@ class SnpGuest:
             self._header_error(sc, out)
         elif b == "psc-rewind":                       # nothing done, cur_entry = 0
             if not self._header_error(sc, out):
+                assert sc.hdr is not None
                 sc.hdr = _hdr(0, (sc.hdr >> 16) & 0xFFFF, sc.hdr >> 32)
         elif b == "ghcb-error":                       # refused before the area is read
             out.sw_exitinfo1 = GHCB_EXITINFO1_ERROR
@@ -931,6 +946,7 @@ class SnpGuest:
         elif b in ("psc-error", "psc-reserved", "psc-end-grow"):   # work done, answer spoiled
             if not self._header_error(sc, out):
                 self._kvm_psc(vcpu, sc, out)
+                assert sc.hdr is not None
                 cur, end, rsvd = sc.hdr & 0xFFFF, (sc.hdr >> 16) & 0xFFFF, sc.hdr >> 32
                 if b == "psc-error":
                     out.sw_exitinfo2 = PSC_ERROR_GENERIC
@@ -1043,9 +1059,10 @@ class SnpGuest:
             self._record(Fatal(FatalKind.PANIC, vcpu, gpa, r.error_code, 0, 0, 0, 0, 0,
                                "unhandled exception on a memory access"))
             return TouchResult(TouchOutcome.PANIC, exits, vector, r.error_code, detail)
+        raise AssertionError("unreachable")
 
     # ---- accept paths ---------------------------------------------------------------------
-    def accept_path(self, kind: str = "linux", **options) -> AcceptPath:
+    def accept_path(self, kind: str = "linux", **options: int) -> AcceptPath:
         """The guest's accept path of this kind (one per kind); options
         (psc_max_entries, ovmf_buffer_bytes, hang_limit) replace the path's and
         reset its statistics."""
@@ -1074,7 +1091,8 @@ class SnpGuest:
     def reset_path_stats(self, kind: str = "linux") -> None:
         self.accept_path(kind).reset_stats()
 
-    def _run_path(self, path: AcceptPath, start, end, vcpu, private: bool) -> int:
+    def _run_path(self, path: AcceptPath, start: object, end: object, vcpu: object,
+                  private: bool) -> int:
         vcpu = as_int(vcpu, "vcpu", 0, self.vcpus)
         start, end = as_u64(start, "start"), as_u64(end, "end")
         self._check_range(start, end)
@@ -1097,7 +1115,8 @@ class SnpGuest:
             path._totals[k] += v
         return rc
 
-    def _guest_pvalidate(self, path, c, vcpu, gpa, size, validate):
+    def _guest_pvalidate(self, path: AcceptPath, c: Dict[str, int], vcpu: int, gpa: int,
+                         size: int, validate: bool) -> Tuple[int, InstrResult]:
         """PVALIDATE as the guest executes it: an NPF goes to the host and the
         instruction is re-executed once the host fixed the cause; if it
         cannot (or keeps failing), the guest would spin: hung."""
@@ -1117,8 +1136,10 @@ class SnpGuest:
                                   "PVALIDATE: nested page fault the host never resolves"), r
             if st:
                 return st, r
+        raise AssertionError("unreachable")
 
-    def _validate_entry(self, path, c, vcpu, gpa, big, validate):
+    def _validate_entry(self, path: AcceptPath, c: Dict[str, int], vcpu: int, gpa: int,
+                        big: int, validate: bool) -> Tuple[int, Optional[InstrResult], int]:
         """PVALIDATE one PSC entry; a 2 MiB PVALIDATE answered
         FAIL_SIZEMISMATCH is redone as 512 x 4 KiB (Linux pval_pages(),
         EDK2 BasePvalidate()).  (status, the failing result, its address)."""
@@ -1136,17 +1157,20 @@ class SnpGuest:
             return _OK, None, gpa
         return (_FAILED if _pv_failed(r) else _OK), r, gpa
 
-    def _validate_all(self, path, c, vcpu, entries, validate, reason):
+    def _validate_all(self, path: AcceptPath, c: Dict[str, int], vcpu: int,
+                      entries: Sequence[int], validate: bool, reason: Tuple[int, int]) -> int:
         for x in entries:
             gpa = ((x >> 12) & GFN_MASK) * K4
             st, r, bad = self._validate_entry(path, c, vcpu, gpa, (x >> 56) & 1, validate)
             if st == _FAILED:
+                assert r is not None                  # a failure comes with its result
                 return self._terminate(vcpu, reason, bad, _pv_code(r), int(r.fault), 0)
             if st:
                 return st
         return _OK
 
-    def _psc_issue(self, path, c, vcpu, buf, n, pos_cap, linux_checks, reason, first):
+    def _psc_issue(self, path: AcceptPath, c: Dict[str, int], vcpu: int, buf: List[int], n: int,
+                   pos_cap: int, linux_checks: bool, reason: Tuple[int, int], first: int) -> int:
         """Issue one descriptor (buf[0..n-1]) until cur_entry passes end_entry.
         After each exit the guest checks the status and SW_EXITINFO2, and
         Linux (vmgexit_psc) also the header against the values it started
@@ -1155,7 +1179,7 @@ class SnpGuest:
         hdr = (n - 1) << 16
         end0 = n - 1
 
-        def pos(h):
+        def pos(h: int) -> int:
             cur = h & 0xFFFF
             return cur << 12 | (buf[cur] & 0xFFF if cur < pos_cap else 0)
 
@@ -1164,6 +1188,7 @@ class SnpGuest:
             before = pos(hdr)
             sc = _Scratch(hdr, buf, PSC_MAX_ENTRIES)
             st, out = self._psc_exit(vcpu, sc)
+            assert sc.hdr is not None                 # a host cannot remove the header
             hdr = sc.hdr
             c["psc_exits"] += 1
             if st == _HUNG:
@@ -1183,7 +1208,8 @@ class SnpGuest:
                 stuck = 0
         return _OK
 
-    def _desc_set_state(self, path, c, start, end, vcpu, private, edk2):
+    def _desc_set_state(self, path: AcceptPath, c: Dict[str, int], start: int, end: int,
+                        vcpu: int, private: bool, edk2: bool) -> int:
         """Linux set_pages_state() / EDK2 InternalSetPageState(): descriptors
         of up to psc_max_entries (Linux) or one buffer fill (EDK2) entries,
         2 MiB where the address is 2 MiB aligned with 2 MiB left; to shared:
@@ -1196,7 +1222,7 @@ class SnpGuest:
         a = start
         while a < end:
             first = a
-            entries = []
+            entries: List[int] = []
             while a < end and len(entries) < limit:
                 big = a % M2 == 0 and end - a >= M2
                 entries.append((a // K4) << 12 | op << 52 | int(big) << 56)
@@ -1231,7 +1257,8 @@ class SnpGuest:
             c["bytes"] += a - first
         return _OK
 
-    def _early_set_state(self, path, c, start, end, vcpu, private):
+    def _early_set_state(self, path: AcceptPath, c: Dict[str, int], start: int, end: int,
+                         vcpu: int, private: bool) -> int:
         """Linux early_set_pages_state(): per 4 KiB page one MSR-protocol PSC
         and one 4 KiB PVALIDATE (rescinded before the PSC to shared)."""
         op = OP_PRIVATE if private else OP_SHARED

@@ -4,6 +4,8 @@
 """
 from __future__ import annotations
 
+from typing import List, Optional, Tuple
+
 from hypothesis import strategies as st
 
 from ..memmap import MemoryDescriptor, MemoryMap, MemoryType
@@ -20,13 +22,14 @@ _TYPES = st.sampled_from([MemoryType.CONVENTIONAL, MemoryType.UNACCEPTED,
 
 
 @st.composite
-def memory_maps(draw, max_descriptors: int = 8, base=None, max_gap_pages: int = 4096,
-                max_pages: int = 8192, limit: int = 1 << 52):
+def memory_maps(draw: st.DrawFn, max_descriptors: int = 8, base: Optional[int] = None,
+                max_gap_pages: int = 4096, max_pages: int = 8192,
+                limit: int = 1 << 52) -> MemoryMap:
     """Valid, non-overlapping maps in shuffled (firmware) order.  Sizes and
     gaps mix unit-aligned and unaligned values so every stub branch is hit."""
     n = draw(st.integers(0, max_descriptors))
     addr = draw(st.integers(0, 1 << 20)) * PAGE if base is None else base
-    descs = []
+    descs: List[MemoryDescriptor] = []
     for _ in range(n):
         gap = draw(st.one_of(st.just(0), st.integers(0, max_gap_pages),
                              st.sampled_from([511, 512, 513, 1024])))
@@ -41,7 +44,8 @@ def memory_maps(draw, max_descriptors: int = 8, base=None, max_gap_pages: int = 
     return MemoryMap(order)
 
 
-def ops(memory_map: MemoryMap, unit_size: int, max_ops: int = 12):
+def ops(memory_map: MemoryMap, unit_size: int,
+        max_ops: int = 12) -> st.SearchStrategy[List[Tuple[str, int, int]]]:
     """Accept/contains ops aimed at and around the map's unaccepted memory."""
     lo = min((d.start for d in memory_map), default=0)
     hi = max((d.end for d in memory_map), default=0)

@@ -24,9 +24,13 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field, fields
-from typing import Dict, List, Optional
+from typing import (TYPE_CHECKING, Any, Callable, Dict, List, NoReturn, Optional, Sequence, Set,
+                    Tuple, Union)
 
 from ..errors import STATUS_EXCEPTIONS, InvalidArgument, Misaligned, UnacceptedError
+
+if TYPE_CHECKING:
+    from ..host import Host
 
 K4, M2, G1 = 4096, 2 << 20, 1 << 30
 SIZES = {0: K4, 1: M2, 2: G1}
@@ -299,11 +303,15 @@ class Region:
     children: Optional[List[Entry]] = None   # 512 entries when non-leaf
 
 
-def eeq_accept(req, err_level, state, leaf):
+_Answer = Tuple[int, int, int]              # a SEAMCALL's (status, level, state)
+_Target = Tuple[int, int, Region, Entry]    # (gpa, level, region, entry) it acts on
+
+
+def eeq_accept(req: int, err_level: int, state: int, leaf: bool) -> int:
     return 1 | ((req | err_level << 3 | state << 6 | int(leaf) << 14) << 32)
 
 
-def _int(value, name, lo=0, hi=U64):
+def _int(value: object, name: str, lo: int = 0, hi: int = U64) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value < hi:
         raise InvalidArgument(f"{name} = {value!r} must be an int in [{lo}, {hi})")
     return value
@@ -316,7 +324,7 @@ _PATH_KINDS = ("linux", "linux-early", "ovmf")
 class RefAcceptPath:
     """An accept path of a RefTdx: path(start, end, vcpu), stats, reset_stats()."""
 
-    def __init__(self, guest: "RefTdx", kind: str):
+    def __init__(self, guest: "RefTdx", kind: str) -> None:
         self.guest = guest
         self.kind = kind
 
@@ -339,9 +347,11 @@ class RefAcceptPath:
 class RefTdx:
     """Same rules as the C model, same interface as unaccepted.tdx.TdxGuest."""
 
-    def __init__(self, memory_bytes, *, vcpus=1, backing="2M", initial="free", host=None,
-                 gpaw=52, accept_1g=False, finalized=True, pending_ve_disable=True,
-                 flexible_pending_ve=False, hp_busy_limit=0, debug=False, launch=()):
+    def __init__(self, memory_bytes: int, *, vcpus: int = 1, backing: str = "2M",
+                 initial: str = "free", host: Optional[Host] = None, gpaw: int = 52,
+                 accept_1g: bool = False, finalized: bool = True, pending_ve_disable: bool = True,
+                 flexible_pending_ve: bool = False, hp_busy_limit: int = 0, debug: bool = False,
+                 launch: Sequence[Tuple[int, int]] = ()) -> None:
         _int(memory_bytes, "memory_bytes")
         _int(vcpus, "vcpus", 1, 1025)
         if backing not in ("2M", "4K"):
@@ -373,11 +383,11 @@ class RefTdx:
         self.epoch = 1
         self.nregions = -(-memory_bytes // M2)
         self.regions: Dict[int, Region] = {}
-        self.nonzero = set()        # 4 KiB page numbers holding non-zero data
-        self.shared = set()         # 4 KiB page numbers shared in the VMM's view
+        self.nonzero: Set[int] = set()   # 4 KiB page numbers holding non-zero data
+        self.shared: Set[int] = set()    # 4 KiB page numbers shared in the VMM's view
         self.hp_busy = [0] * vcpus
         self.irq = [[0, 0] for _ in range(vcpus)]   # countdown, period
-        self.ve = [None] * vcpus
+        self.ve: List[Optional[VeInfo]] = [None] * vcpus
         self._fatal: Optional[Fatal] = None
         self._stats = {k: PathStats() for k in _PATH_KINDS}
         self._hang_limit = {k: DEFAULT_HANG_LIMIT for k in _PATH_KINDS}
@@ -401,16 +411,16 @@ class RefTdx:
         if launch and finalized:
             self.finalize()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"RefTdx({self.mem:#x}, vcpus={self.vcpus}, backing={self.backing!r}, "
                 f"initial={self.initial!r}, host={self._host_name!r})")
 
     # ---- configuration ------------------------------------------------------------
     @property
-    def host(self):
+    def host(self) -> Optional[Host]:
         return self._host
 
-    def set_host(self, host) -> None:
+    def set_host(self, host: Optional[Host]) -> None:
         """Serve the TD with this host from now on (None: KVM).  Like a guest
         binding a Host, map-gpa-stall's countdown starts afresh."""
         name = "kvm" if host is None else getattr(host, "behavior", None)
@@ -423,10 +433,10 @@ class RefTdx:
         self._host_name = name
         self._stalls = getattr(host, "count", 0) if name == "map-gpa-stall" else 0
 
-    def set_importing(self, importing=True):
+    def set_importing(self, importing: bool = True) -> None:
         self.importing = bool(importing)
 
-    def set_interrupts(self, vcpu=0, after=0, period=0):
+    def set_interrupts(self, vcpu: int = 0, after: int = 0, period: int = 0) -> None:
         self._vcpu(vcpu)
         self.irq[vcpu] = [_int(after, "after", 0, 1 << 32),
                           _int(period, "period", 0, 1 << 32) if after else 0]
@@ -438,7 +448,7 @@ class RefTdx:
     def clear_fatal(self) -> None:
         self._fatal = None
 
-    def _record_fatal(self, kind, vcpu, gpa, code, message) -> int:
+    def _record_fatal(self, kind: FatalKind, vcpu: int, gpa: int, code: int, message: str) -> int:
         """The first fatal event wins; returns the status of this one."""
         if self._fatal is None:
             self._fatal = Fatal(FatalKind(kind), vcpu, gpa, code, message=message)
@@ -446,18 +456,18 @@ class RefTdx:
                 FatalKind.HUNG: E_HUNG}[kind]
 
     # ---- helpers ---------------------------------------------------------------
-    def _vcpu(self, vcpu):
-        _int(vcpu, "vcpu", 0, 1 << 32)
+    def _vcpu(self, vcpu: object) -> int:
+        vcpu = _int(vcpu, "vcpu", 0, 1 << 32)
         if vcpu >= self.vcpus:
             raise fail(E_VCPU, f"vcpu {vcpu}")
         return vcpu
 
-    def region(self, idx) -> Region:
+    def region(self, idx: int) -> Region:
         if idx not in self.regions:
             self.regions[idx] = Region()
         return self.regions[idx]
 
-    def decode(self, pi, max_level):
+    def decode(self, pi: int, max_level: int) -> Optional[Tuple[int, int]]:
         level = pi & 7
         gpa = pi & ~0xFFF & ((1 << 52) - 1)
         if pi & 0xFF8 or pi >> 52 or level > max_level or gpa % SIZES[level]:
@@ -466,7 +476,7 @@ class RefTdx:
             return None
         return gpa, level
 
-    def irq_units(self, vcpu, remaining):
+    def irq_units(self, vcpu: int, remaining: int) -> Tuple[int, bool]:
         cd, period = self.irq[vcpu]
         if not cd:
             return remaining, False
@@ -476,10 +486,11 @@ class RefTdx:
         self.irq[vcpu][0] = period if remaining >= cd else cd - remaining
         return remaining, False
 
-    def _tracked(self, e: Entry):
+    def _tracked(self, e: Entry) -> bool:
         return e.blocked_epoch is None or e.blocked_epoch != self.epoch
 
-    def _host_target(self, pi, max_level):
+    def _host_target(self, pi: int, max_level: int
+                     ) -> Tuple[Optional[Tuple[int, int]], Optional[_Answer]]:
         d = self.decode(pi, max_level)
         if d is None:
             return None, (OPERAND_INVALID | RCX, 0, 0)
@@ -488,18 +499,19 @@ class RefTdx:
             raise fail(E_RANGE, f"page_info {pi:#x} past guest RAM")
         return d, None
 
-    def _walk4k(self, gpa):
+    def _walk4k(self, gpa: int) -> Tuple[Optional[Entry], Optional[_Answer]]:
         r = self.region(gpa // M2)
         if r.entry.state not in (NL_MAPPED, NL_BLOCKED):
             return None, (EPT_WALK_FAILED | RCX, 1, r.entry.state)
+        assert r.children is not None                # a non-leaf has its 512 entries
         return r.children[(gpa % M2) // K4], None
 
-    def _add_table(self, r: Region):
+    def _add_table(self, r: Region) -> None:
         r.entry = Entry(NL_MAPPED, r.entry.locked, r.entry.hp)
         r.children = [Entry() for _ in range(512)]
 
     @staticmethod
-    def _pi(gpa, level, raw):
+    def _pi(gpa: int, level: int, raw: Optional[int]) -> int:
         """RCX from (gpa, level) or a raw value, checked as TdxGuest checks it."""
         if raw is not None:
             return _int(raw, "page_info")
@@ -508,46 +520,55 @@ class RefTdx:
         return gpa | _int(level, "level (RCX bits 11:0)", 0, K4)
 
     # ---- host SEAMCALLs ------------------------------------------------------------
-    def _seamcall(self, fn, gpa, level, vcpu, raw, *extra) -> HostResult:
+    def _seamcall(self, fn: Callable[..., _Answer], gpa: int, level: int, vcpu: int,
+                  raw: Optional[int], *extra: Any) -> HostResult:
         pi = self._pi(gpa, level, raw)
         self._vcpu(vcpu)
         status, lvl, state = fn(pi, *extra)
         return HostResult(status, None, lvl, state)
 
-    def add(self, gpa, level=0, *, data_nonzero=False, vcpu=0, raw=None) -> HostResult:
+    def add(self, gpa: int, level: int = 0, *, data_nonzero: bool = False, vcpu: int = 0,
+            raw: Optional[int] = None) -> HostResult:
         return self._seamcall(self._add, gpa, level, vcpu, raw, bool(data_nonzero))
 
-    def aug(self, gpa, level=0, *, vcpu=0, raw=None) -> HostResult:
+    def aug(self, gpa: int, level: int = 0, *, vcpu: int = 0,
+            raw: Optional[int] = None) -> HostResult:
         return self._seamcall(self._aug, gpa, level, vcpu, raw)
 
-    def block(self, gpa, level=0, *, vcpu=0, raw=None) -> HostResult:
+    def block(self, gpa: int, level: int = 0, *, vcpu: int = 0,
+              raw: Optional[int] = None) -> HostResult:
         return self._seamcall(self._block, gpa, level, vcpu, raw)
 
-    def remove(self, gpa, level=0, *, vcpu=0, raw=None) -> HostResult:
+    def remove(self, gpa: int, level: int = 0, *, vcpu: int = 0,
+               raw: Optional[int] = None) -> HostResult:
         return self._seamcall(self._remove, gpa, level, vcpu, raw)
 
-    def unblock(self, gpa, level=0, *, vcpu=0, raw=None) -> HostResult:
+    def unblock(self, gpa: int, level: int = 0, *, vcpu: int = 0,
+                raw: Optional[int] = None) -> HostResult:
         return self._seamcall(self._unblock, gpa, level, vcpu, raw)
 
-    def demote(self, gpa, level=1, *, vcpu=0, raw=None) -> HostResult:
+    def demote(self, gpa: int, level: int = 1, *, vcpu: int = 0,
+               raw: Optional[int] = None) -> HostResult:
         return self._seamcall(self._demote, gpa, level, vcpu, raw)
 
-    def promote(self, gpa, level=1, *, vcpu=0, raw=None) -> HostResult:
+    def promote(self, gpa: int, level: int = 1, *, vcpu: int = 0,
+                raw: Optional[int] = None) -> HostResult:
         return self._seamcall(self._promote, gpa, level, vcpu, raw)
 
-    def track(self, vcpu=0) -> HostResult:
+    def track(self, vcpu: int = 0) -> HostResult:
         self._vcpu(vcpu)
         self.epoch += 1
         return HostResult(SUCCESS, None, 0, 0)
 
-    def finalize(self, vcpu=0) -> HostResult:
+    def finalize(self, vcpu: int = 0) -> HostResult:
         self._vcpu(vcpu)
         if self.finalized:
             return HostResult(OP_STATE_INCORRECT, None, 0, 0)
         self.finalized = True
         return HostResult(SUCCESS, None, 0, 0)
 
-    def add_range(self, start, end, *, data_nonzero=False, vcpu=0) -> HostResult:
+    def add_range(self, start: int, end: int, *, data_nonzero: bool = False,
+                  vcpu: int = 0) -> HostResult:
         self._vcpu(vcpu)
         if (start | end) % K4:
             raise fail(E_ALIGN, "add_range")
@@ -560,7 +581,7 @@ class RefTdx:
                 break
         return res
 
-    def _knob(self, gpa, level, attr, on):
+    def _knob(self, gpa: int, level: int, attr: str, on: bool) -> None:
         """The contention knobs: an entry's lock or host-priority bit."""
         pi = self._pi(gpa, level, None)
         d = self.decode(pi, 1)
@@ -575,12 +596,13 @@ class RefTdx:
             return
         if r.entry.state not in (NL_MAPPED, NL_BLOCKED):
             raise fail(E_STATE, f"no 4 KiB entry at {gpa:#x}")
+        assert r.children is not None
         setattr(r.children[(gpa % M2) // K4], attr, bool(on))
 
-    def set_lock(self, gpa, level=0, locked=True) -> None:
+    def set_lock(self, gpa: int, level: int = 0, locked: bool = True) -> None:
         self._knob(gpa, level, "locked", locked)
 
-    def set_host_priority(self, gpa, level=0, on=True) -> None:
+    def set_host_priority(self, gpa: int, level: int = 0, on: bool = True) -> None:
         self._knob(gpa, level, "hp", on)
 
     # allowed-from states of the page_info SEAMCALLs at (4 KiB, 2 MiB)
@@ -588,8 +610,10 @@ class RefTdx:
     _BLOCKABLE = ({MAPPED, PENDING}, {NL_MAPPED, MAPPED, PENDING})
     _NON_LEAF = {NL_MAPPED, NL_BLOCKED}
 
-    def _enter(self, pi, allowed, *, max_level=2, min_level=0, at_1g=None, add_table=False,
-               warn_blocked=False, needs=False, tlb_operand=RCX):
+    def _enter(self, pi: int, allowed: Tuple[Set[int], Set[int]], *, max_level: int = 2,
+               min_level: int = 0, at_1g: Optional[_Answer] = None, add_table: bool = False,
+               warn_blocked: bool = False, needs: bool = False,
+               tlb_operand: int = RCX) -> Tuple[Optional[_Target], Optional[_Answer]]:
         """The common part of the SEAMCALLs that take page_info: decode, range,
         walk to the entry at the requested level, lock, allowed-from state
         and (needs) blocked-and-tracked, TLB_TRACKING_NOT_DONE carrying
@@ -601,19 +625,21 @@ class RefTdx:
         d, err = self._host_target(pi, max_level)
         if err:
             return None, err
+        assert d is not None
         gpa, level = d
         if level == 2:
             if at_1g is None:
                 raise fail(E_STATE, "1 GiB blocking is not modelled")
             return None, at_1g
         r = self.region(gpa // M2)
-        e = r.entry
+        e: Optional[Entry] = r.entry
         if level == 0:
             if add_table and r.entry.state == FREE:
                 self._add_table(r)
             e, err = self._walk4k(gpa)
             if err:
                 return None, err
+        assert e is not None
         if e.locked:
             return None, (OPERAND_BUSY | RCX, 0, 0)
         if e.state not in allowed[level]:
@@ -626,12 +652,13 @@ class RefTdx:
                           else (need, 0, 0))
         return (gpa, level, r, e), None
 
-    def _add(self, pi, data_nonzero=False):
+    def _add(self, pi: int, data_nonzero: bool = False) -> _Answer:
         if self.finalized:
             return (OP_STATE_INCORRECT, 0, 0)
         ref, err = self._enter(pi, ({FREE}, set()), max_level=0, add_table=True)
         if err:
             return err
+        assert ref is not None
         gpa, _, _, e = ref
         e.state, e.moved = MAPPED, e.used
         page = gpa // K4
@@ -639,12 +666,13 @@ class RefTdx:
         self.shared.discard(page)
         return (SUCCESS, 0, 0)
 
-    def _aug(self, pi):
+    def _aug(self, pi: int) -> _Answer:
         # allowed before and after finalize (no op-state check here)
         ref, err = self._enter(pi, (self._FREE_REMOVED, self._FREE_REMOVED), max_level=1,
                                add_table=True)
         if err:
             return err
+        assert ref is not None
         gpa, level, r, e = ref
         if level == 1:
             r.entry = Entry(PENDING, False, r.entry.hp)
@@ -658,16 +686,17 @@ class RefTdx:
         self.shared.discard(gpa // K4)
         return (SUCCESS, 0, 0)
 
-    def _block(self, pi):
+    def _block(self, pi: int) -> _Answer:
         ref, err = self._enter(pi, self._BLOCKABLE, warn_blocked=True)
         if err:
             return err
+        assert ref is not None
         e = ref[3]
         e.state = {NL_MAPPED: NL_BLOCKED, MAPPED: BLOCKED, PENDING: PENDING_BLOCKED}[e.state]
         e.blocked_epoch = self.epoch
         return (SUCCESS, 0, 0)
 
-    def _needs(self, e: Entry, tlb_operand=RCX):
+    def _needs(self, e: Entry, tlb_operand: int = RCX) -> Optional[int]:
         """Blocked-and-tracked requirement of a running TD."""
         if not self.finalized:
             return None
@@ -679,11 +708,12 @@ class RefTdx:
 
     _NOT_LEAF_1G = (EPT_ENTRY_STATE_INCORRECT | RCX, 2, NL_MAPPED)
 
-    def _remove(self, pi):
+    def _remove(self, pi: int) -> _Answer:
         ref, err = self._enter(pi, (LEAF_STATES, LEAF_STATES), at_1g=self._NOT_LEAF_1G,
                                needs=True)
         if err:
             return err
+        assert ref is not None
         _, level, r, e = ref
         new = REMOVED if self.importing else FREE
         if level == 1:
@@ -694,35 +724,39 @@ class RefTdx:
                 new, 0, None, False, True, False
         return (SUCCESS, 0, 0)
 
-    def _unblock(self, pi):
+    def _unblock(self, pi: int) -> _Answer:
         # every allowed state is blocked: "needs" checks the tracking, which
         # UNBLOCK reports against the SEPT tree rather than RCX
         ref, err = self._enter(pi, (BLOCKED_STATES, BLOCKED_STATES), at_1g=self._NOT_LEAF_1G,
                                needs=True, tlb_operand=SEPT_TREE)
         if err:
             return err
+        assert ref is not None
         e = ref[3]
         e.state = {NL_BLOCKED: NL_MAPPED, BLOCKED: MAPPED, PENDING_BLOCKED: PENDING}[e.state]
         e.blocked_epoch = None
         return (SUCCESS, 0, 0)
 
-    def _demote(self, pi):
+    def _demote(self, pi: int) -> _Answer:
         ref, err = self._enter(pi, (set(), LEAF_STATES), min_level=1, at_1g=self._NOT_LEAF_1G,
                                needs=True)
         if err:
             return err
+        assert ref is not None
         _, _, r, e = ref
         child = MAPPED if e.state in (MAPPED, BLOCKED) else PENDING
         r.children = [Entry(child) for _ in range(512)]
         r.entry = Entry(NL_MAPPED)
         return (SUCCESS, 0, 0)
 
-    def _promote(self, pi):
+    def _promote(self, pi: int) -> _Answer:
         ref, err = self._enter(pi, (set(), self._NON_LEAF), min_level=1,
                                at_1g=(EPT_INVALID_PROMOTE_CONDITIONS | RCX, 0, 0), needs=True)
         if err:
             return err
+        assert ref is not None
         _, _, r, e = ref
+        assert r.children is not None                # a non-leaf has its 512 entries
         # contiguity: a page given back by REMOVE and re-added breaks it
         first = r.children[0].state
         ok = first in (MAPPED, PENDING) and all(
@@ -735,7 +769,7 @@ class RefTdx:
         return (SUCCESS, 0, 0)
 
     # ---- guest TDCALLs -------------------------------------------------------------
-    def _lock(self, vcpu, e: Entry, gpa, out):
+    def _lock(self, vcpu: int, e: Entry, gpa: int, out: Dict[str, Any]) -> bool:
         if e.locked:
             self.hp_busy[vcpu] = 0
             out["rax"] = OPERAND_BUSY | RCX
@@ -751,7 +785,8 @@ class RefTdx:
         self.hp_busy[vcpu] = 0
         return False
 
-    def accept(self, gpa=0, level=0, *, vcpu=0, rax=ACCEPT_LEAF, rcx=None) -> TdcallResult:
+    def accept(self, gpa: int = 0, level: int = 0, *, vcpu: int = 0, rax: int = ACCEPT_LEAF,
+               rcx: Optional[int] = None) -> TdcallResult:
         """One execution of TDG.MEM.PAGE.ACCEPT; an exit is not served."""
         rcx = self._pi(gpa, level, None) if rcx is None else _int(rcx, "rcx")
         _int(rax, "rax")
@@ -765,11 +800,12 @@ class RefTdx:
                             out["eeq"] & 0xF, out["eeq"], out["exit_status"], out["gpa"],
                             out["chunks_zeroed"], out["accept_counter"])
 
-    def _accept_once(self, rcx, vcpu, rax):
-        out = dict(rax=rax, exited=False, interrupted=False, exit_reason=0, eeq=0,
-                   exit_status=0, gpa=0, chunks_zeroed=0, accept_counter=0)
+    def _accept_once(self, rcx: int, vcpu: int, rax: int) -> Dict[str, Any]:
+        out: Dict[str, Any] = dict(rax=rax, exited=False, interrupted=False, exit_reason=0,
+                                   eeq=0, exit_status=0, gpa=0, chunks_zeroed=0,
+                                   accept_counter=0)
 
-        def exit_(gpa, req, lvl, state, leaf):
+        def exit_(gpa: int, req: int, lvl: int, state: int, leaf: bool) -> Dict[str, Any]:
             out.update(exited=True, exit_reason=EXIT_REASON_EPT_VIOLATION,
                        eeq=eeq_accept(req, lvl, state, leaf), gpa=gpa)
             return out
@@ -816,6 +852,7 @@ class RefTdx:
                 out["rax"] = PAGE_ALREADY_ACCEPTED | 1
                 return out
             return exit_(gpa, 0, 1, e.state, e.state in LEAF_STATES)
+        assert r.children is not None                # NL_MAPPED: 512 entries
         c = r.children[(gpa % M2) // K4]
         if self._lock(vcpu, c, gpa, out):
             return out
@@ -831,13 +868,14 @@ class RefTdx:
             out.update(rax=SUCCESS, chunks_zeroed=1)
         return out
 
-    def leaf_state(self, pa):
+    def leaf_state(self, pa: int) -> int:
         r = self.region(pa // M2)
         if r.entry.state == NL_MAPPED:
+            assert r.children is not None
             return r.children[(pa % M2) // K4].state
         return r.entry.state
 
-    def access(self, gpa, write=False, *, vcpu=0) -> AccessResult:
+    def access(self, gpa: int, write: bool = False, *, vcpu: int = 0) -> AccessResult:
         """A guest load or store (the shared bit in gpa selects the shared EPT)."""
         _int(gpa, "gpa")
         self._vcpu(vcpu)
@@ -848,7 +886,7 @@ class RefTdx:
         qual = 2 if write else 1
         pa = gpa & ~self.shared_bit
 
-        def exit_(eeq_type=0, state=0):
+        def exit_(eeq_type: int = 0, state: int = 0) -> AccessResult:
             return AccessResult(EXIT, 0, EXIT_REASON_EPT_VIOLATION, eeq_type, qual,
                                 eeq_type, state, False, gpa)
 
@@ -872,12 +910,12 @@ class RefTdx:
                                 gpa)
         return exit_(EEQ_PENDING if s == PENDING else 0, s)
 
-    def veinfo_get(self, vcpu=0) -> VeInfo:
+    def veinfo_get(self, vcpu: int = 0) -> VeInfo:
         self._vcpu(vcpu)
         v, self.ve[vcpu] = self.ve[vcpu], None
         return VeInfo(NO_VALID_VE_INFO, 0, 0, 0, 0, 0) if v is None else v
 
-    def vm_rd(self, field, *, vcpu=0):
+    def vm_rd(self, field: int, *, vcpu: int = 0) -> Tuple[int, int]:
         self._vcpu(vcpu)
         if field == CONFIG_FLAGS:
             return SUCCESS, self.config_flags
@@ -885,7 +923,8 @@ class RefTdx:
             return SUCCESS, self.td_ctls
         return METADATA_FIELD_ID_INCORRECT, 0
 
-    def vm_wr(self, field, value, mask=U64 - 1, *, vcpu=0):
+    def vm_wr(self, field: int, value: int, mask: int = U64 - 1, *,
+              vcpu: int = 0) -> Tuple[int, int]:
         self._vcpu(vcpu)
         if field == TD_CTLS:
             if not self.config_flags & 2:
@@ -904,14 +943,14 @@ class RefTdx:
         return bool(self.td_ctls & 1)
 
     # ---- TDG.VP.VMCALL: the host's MapGPA --------------------------------------------
-    def tdvmcall(self, r10, r11, r12, r13, *, vcpu=0) -> VmcallResult:
+    def tdvmcall(self, r10: int, r11: int, r12: int, r13: int, *, vcpu: int = 0) -> VmcallResult:
         self._vcpu(vcpu)
         if not self.finalized:
             raise fail(E_STATE, "the TD is not finalized")
         r10, r11, chunks = self._host_vmcall(r10, r11, r12, r13, vcpu)
         return VmcallResult(SUCCESS, r10, r11, chunks)
 
-    def _map_gpa_check(self, gpa, size):
+    def _map_gpa_check(self, gpa: int, size: int) -> Optional[int]:
         """KVM checks the range before the alignment; None if well formed."""
         s = self.shared_bit
         end = gpa + size
@@ -921,7 +960,8 @@ class RefTdx:
             return VMCALL_ALIGN_ERROR
         return None
 
-    def _host_vmcall(self, r10, r11, r12, r13, vcpu):
+    def _host_vmcall(self, r10: int, r11: int, r12: int, r13: int,
+                     vcpu: int) -> Tuple[int, int, int]:
         """(r10, r11, chunks): the host's answer."""
         is_map_gpa = r10 == 0 and r11 == MAP_GPA
         if self._host_name == "map-gpa-refuse" and is_map_gpa:
@@ -932,7 +972,7 @@ class RefTdx:
             return (VMCALL_RETRY, r12, 0)
         return self._kvm_vmcall(r10, r11, r12, r13, vcpu)
 
-    def _zap(self, a, b):
+    def _zap(self, a: int, b: int) -> None:
         """The VMM drops private pages behind [a, b) (within one region)."""
         idx = a // M2
         r = self.region(idx)
@@ -947,12 +987,14 @@ class RefTdx:
             r.children = [Entry(child) for _ in range(512)]
             r.entry = Entry(NL_MAPPED)
         if r.entry.state in (NL_MAPPED, NL_BLOCKED):
+            assert r.children is not None
             for c in r.children[i0:i1]:
                 if c.state in LEAF_STATES and not c.locked:
                     c.state, c.counter, c.blocked_epoch, c.hp = new, 0, None, False
                     c.used, c.moved = True, False
 
-    def _kvm_vmcall(self, r10, r11, r12, r13, vcpu):
+    def _kvm_vmcall(self, r10: int, r11: int, r12: int, r13: int,
+                    vcpu: int) -> Tuple[int, int, int]:
         if r10 != 0 or r11 != MAP_GPA:
             return (VMCALL_SUBFUNC_UNSUPPORTED, 0, 0)
         gpa, size, s = r12, r13, self.shared_bit
@@ -988,7 +1030,7 @@ class RefTdx:
                 return (VMCALL_RETRY, a | (s if to_shared else 0), chunks)
         return (VMCALL_SUCCESS, 0, chunks)
 
-    def _linux_map_gpa(self, start, end, shared, vcpu):
+    def _linux_map_gpa(self, start: int, end: int, shared: bool, vcpu: int) -> Tuple[bool, int]:
         """Linux's tdx_map_gpa loop: (ok, last R10)."""
         if start >= end:
             raise fail(E_RANGE, "MapGPA of an empty range")
@@ -1011,7 +1053,7 @@ class RefTdx:
             start, retries = r.r11, 0
         return r10 == VMCALL_SUCCESS, r10
 
-    def map_gpa(self, start, end, shared, *, vcpu=0) -> int:
+    def map_gpa(self, start: int, end: int, shared: bool, *, vcpu: int = 0) -> int:
         """Linux's MapGPA loop over [start, end); HostError when it gives up."""
         self._vcpu(vcpu)
         ok, r10 = self._linux_map_gpa(start, end, shared, vcpu)
@@ -1020,7 +1062,8 @@ class RefTdx:
         return r10
 
     # ---- the host: TD exits -------------------------------------------------------
-    def serve_exit(self, result, *, vcpu=0) -> HostAction:
+    def serve_exit(self, result: Union[TdcallResult, AccessResult], *,
+                   vcpu: int = 0) -> HostAction:
         """Hand an exit (a TdcallResult or an AccessResult with its gpa) to the
         host; HostError when the host stops the TD."""
         self._vcpu(vcpu)
@@ -1028,13 +1071,14 @@ class RefTdx:
         return self._host_exit(vcpu, getattr(result, "gpa", 0), eeq,
                                getattr(result, "exit_status", 0))
 
-    def _host_exit(self, vcpu, gpa, eeq, exit_status) -> HostAction:
+    def _host_exit(self, vcpu: int, gpa: int, eeq: int, exit_status: int) -> HostAction:
         name = self._host_name
         if name == "never-resolve" and exit_status != HOST_PRIORITY_BUSY_TIMEOUT:
             return HostAction.NOTHING    # the vCPU re-enters into the same violation
         return self._kvm_exit(vcpu, gpa, eeq, exit_status, 0 if name == "aug-4k" else 1)
 
-    def _kvm_exit(self, vcpu, gpa, eeq, exit_status, max_level) -> HostAction:
+    def _kvm_exit(self, vcpu: int, gpa: int, eeq: int, exit_status: int,
+                  max_level: int) -> HostAction:
         """KVM: AUG at the level asked for (capped by the backing and
         max_level), split a PENDING 2 MiB leaf for a 4 KiB accept, release the
         host priority; NOTHING while the page is blocked; HostError where KVM
@@ -1058,7 +1102,11 @@ class RefTdx:
         elif typ == 0:
             req = self.backing_level
             lvl = 0 if r.entry.state == NL_MAPPED else 1
-            state = r.children[(pa % M2) // K4].state if lvl == 0 else r.entry.state
+            if lvl == 0:
+                assert r.children is not None
+                state = r.children[(pa % M2) // K4].state
+            else:
+                state = r.entry.state
         else:
             raise fail(E_HOST, "guest access before accept: KVM stops the TD")
         if state in (FREE, REMOVED):
@@ -1083,7 +1131,7 @@ class RefTdx:
         return HostAction.NOTHING
 
     # ---- the guest: accept paths -------------------------------------------------------
-    def accept_path(self, kind="linux", **options) -> RefAcceptPath:
+    def accept_path(self, kind: str = "linux", **options: int) -> RefAcceptPath:
         """The TD's accept path of this kind; options (hang_limit) replace
         the path's, resetting its statistics."""
         if kind not in _PATH_KINDS:
@@ -1096,14 +1144,14 @@ class RefTdx:
             self._stats[kind] = PathStats()
         return self._paths.setdefault(kind, RefAcceptPath(self, kind))
 
-    def path_stats(self, kind="linux") -> PathStats:
+    def path_stats(self, kind: str = "linux") -> PathStats:
         return PathStats(**{f.name: getattr(self._stats[kind], f.name)
                             for f in fields(PathStats)})
 
-    def reset_path_stats(self, kind="linux") -> None:
+    def reset_path_stats(self, kind: str = "linux") -> None:
         self._stats[kind] = PathStats()
 
-    def _path_enter(self, kind, start, end, vcpu) -> PathStats:
+    def _path_enter(self, kind: str, start: int, end: int, vcpu: int) -> PathStats:
         _int(start, "start")
         _int(end, "end")
         _int(vcpu, "vcpu", 0, self.vcpus)
@@ -1119,7 +1167,7 @@ class RefTdx:
             s.calls += 1
         return s
 
-    def _path_fail(self, s, vcpu, status, gpa, code):
+    def _path_fail(self, s: PathStats, vcpu: int, status: int, gpa: int, code: int) -> NoReturn:
         """A failed call records how the guest died and raises that status."""
         s.failures += 1
         if status == E_PANIC:
@@ -1130,7 +1178,7 @@ class RefTdx:
             status = self._record_fatal(FatalKind.TERMINATED, vcpu, gpa, code, MSG_STOPPED)
         raise fail(status, "accept")
 
-    def _accept(self, kind, start, end, vcpu):
+    def _accept(self, kind: str, start: int, end: int, vcpu: int) -> None:
         s = self._path_enter(kind, start, end, vcpu)
         if kind == "ovmf":
             self._accept_ovmf(s, start, end, vcpu)
@@ -1138,7 +1186,8 @@ class RefTdx:
             self._accept_linux(s, start, end, vcpu, self._hang_limit[kind])
         s.bytes += end - start
 
-    def _execute(self, rcx, vcpu, s, hang_limit=DEFAULT_HANG_LIMIT):
+    def _execute(self, rcx: int, vcpu: int, s: PathStats,
+                 hang_limit: int = DEFAULT_HANG_LIMIT) -> int:
         """One ACCEPT instruction as the guest sees it: executions until it
         returns its status.  Raises _Stop(status) when the host never serves
         the exit (hung) or stops the TD."""
@@ -1161,6 +1210,7 @@ class RefTdx:
                 try:
                     act = self._host_exit(vcpu, r["gpa"], r["eeq"], r["exit_status"])
                 except UnacceptedError as e:
+                    assert e.status is not None      # fail() sets it
                     raise _Stop(e.status) from None
                 if act != HostAction.NOTHING:
                     name = {HostAction.AUG_4K: "host_aug_4k", HostAction.AUG_2M: "host_aug_2m",
@@ -1171,7 +1221,7 @@ class RefTdx:
                 if exits >= hang_limit:
                     raise _Stop(E_HUNG)
                 continue
-            rax = r["rax"]
+            rax: int = r["rax"]
             cls = rax & CLASS_MASK
             if rax == SUCCESS:
                 if lvl == 1:
@@ -1190,7 +1240,8 @@ class RefTdx:
                 s.other_status += 1
             return rax
 
-    def _accept_linux(self, s, start, end, vcpu, hang_limit):
+    def _accept_linux(self, s: PathStats, start: int, end: int, vcpu: int,
+                      hang_limit: int) -> None:
         """tdx_accept_memory(): per position 1 GiB, 2 MiB, 4 KiB (sizes the
         position is aligned to and that fit); any non-zero status fails that
         size; failing at every size, arch_accept_memory() panics."""
@@ -1213,7 +1264,8 @@ class RefTdx:
             else:
                 self._path_fail(s, vcpu, E_PANIC, start, last)
 
-    def _td_accept_pages(self, start, npages, lvl, vcpu, s):
+    def _td_accept_pages(self, start: int, npages: int, lvl: int, vcpu: int,
+                         s: PathStats) -> Optional[Tuple[int, int]]:
         """TdAcceptPages: None, or (status, the failing page)."""
         size = SIZES[lvl]
         if start & 0xFFF0000000000FFF:       # EFI_INVALID_PARAMETER: bits 63:52 / 11:0
@@ -1242,7 +1294,7 @@ class RefTdx:
                 return E_ACCEPT_FAILED, addr
         return None
 
-    def _accept_ovmf(self, s, start, end, vcpu):
+    def _accept_ovmf(self, s: PathStats, start: int, end: int, vcpu: int) -> None:
         """TdxMemoryAccept: an unaligned head in 4 KiB pages, the 2 MiB-aligned
         middle in 2 MiB pages only when more than 2 MiB remain, a 4 KiB tail."""
         size = end - start
@@ -1256,7 +1308,7 @@ class RefTdx:
                     self._path_fail(s, vcpu, bad[0], bad[1], 0)
             start += nbytes
 
-    def unaccept(self, start, end, *, kind="linux", vcpu=0) -> None:
+    def unaccept(self, start: int, end: int, *, kind: str = "linux", vcpu: int = 0) -> None:
         """Linux's set_memory_decrypted() and back: MapGPA to shared (KVM
         removes the private pages), then to private; the pages are FREE."""
         if kind not in _PATH_KINDS:
@@ -1277,7 +1329,8 @@ class RefTdx:
         s.bytes += end - start
 
     # ---- the guest: Linux's handling of a touch and of SEPT #VE ---------------------
-    def touch(self, gpa, *, write=False, shared=False, user=False, vcpu=0) -> TouchResult:
+    def touch(self, gpa: int, *, write: bool = False, shared: bool = False, user: bool = False,
+              vcpu: int = 0) -> TouchResult:
         """A Linux kernel load or store: plain EPT violations are served by the
         host and the access retried; a #VE on private memory panics; a
         pending-page exit makes KVM stop the TD."""
@@ -1316,7 +1369,7 @@ class RefTdx:
                                    "access: an EPT violation the host never resolves")
                 return TouchResult(TouchOutcome.HUNG, exits, 0, 0, detail)
 
-    def linux_disable_sept_ve(self, *, vcpu=0) -> str:
+    def linux_disable_sept_ve(self, *, vcpu: int = 0) -> str:
         """Linux's disable_sept_ve(): the warning printed ("" if none);
         GuestPanic for a misconfigured non-debug TD."""
         self._vcpu(vcpu)
@@ -1332,7 +1385,7 @@ class RefTdx:
         return ""
 
     # ---- inspection ----------------------------------------------------------------
-    def entry(self, gpa, level=None) -> EntryInfo:
+    def entry(self, gpa: int, level: Optional[int] = None) -> EntryInfo:
         """The entry at level covering gpa, or (None) the one the walk ends at."""
         _int(gpa, "gpa")
         if level is not None and (isinstance(level, bool) or level not in (0, 1, 2)):
@@ -1351,22 +1404,24 @@ class RefTdx:
         elif not nl:
             raise fail(E_STATE, f"no 4 KiB entry at {gpa:#x}")
         else:
+            assert r.children is not None
             e, lvl, counter = r.children[(gpa % M2) // K4], 0, 0
         leaf = e.state in LEAF_STATES
         return EntryInfo(e.state, lvl, leaf, e.locked, e.hp, counter, shared,
                          leaf and page in self.nonzero)
 
-    def state(self, gpa, level=None) -> int:
+    def state(self, gpa: int, level: Optional[int] = None) -> int:
         return self.entry(gpa, level).state
 
-    def _governing(self, pa):
+    def _governing(self, pa: int) -> int:
         """State of the leaf that governs the 4 KiB page at pa."""
         r = self.region(pa // M2)
         if r.entry.state in (NL_MAPPED, NL_BLOCKED):
+            assert r.children is not None
             return r.children[(pa % M2) // K4].state
         return r.entry.state
 
-    def _range(self, start, end):
+    def _range(self, start: int, end: Optional[int]) -> range:
         end = self.mem if end is None else end
         if (start | end) % K4:
             raise fail(E_ALIGN, f"[{start:#x}, {end:#x})")
@@ -1374,7 +1429,7 @@ class RefTdx:
             raise fail(E_RANGE, f"[{start:#x}, {end:#x})")
         return range(start, end, K4)
 
-    def count_states(self, start=0, end=None) -> Dict[int, int]:
+    def count_states(self, start: int = 0, end: Optional[int] = None) -> Dict[int, int]:
         """4 KiB pages of [start, end) by the state of their governing leaf."""
         counts: Dict[int, int] = {}
         for pa in self._range(start, end):
@@ -1382,18 +1437,18 @@ class RefTdx:
             counts[s] = counts.get(s, 0) + 1
         return counts
 
-    def count_nonzero(self, start=0, end=None) -> int:
+    def count_nonzero(self, start: int = 0, end: Optional[int] = None) -> int:
         return sum(1 for pa in self._range(start, end)
                    if self._governing(pa) == MAPPED and pa // K4 in self.nonzero)
 
-    def count_accepted(self, start=0, end=None) -> int:
+    def count_accepted(self, start: int = 0, end: Optional[int] = None) -> int:
         return self.count_states(start, end).get(MAPPED, 0)
 
 
 class _Stop(Exception):
     """An ACCEPT that never returns: the host never serves it or stops the TD."""
 
-    def __init__(self, status):
+    def __init__(self, status: int) -> None:
         super().__init__(status)
         self.status = status
 
