@@ -8,19 +8,30 @@ wrapped in PythonPrimitive; it runs with the GIL, so keep it off hot paths.
 from __future__ import annotations
 
 import threading
+from typing import Any, Callable, List, Optional, Protocol, Tuple, Union, runtime_checkable
 
 from ._core import ffi, lib
 from .errors import CallbackError, check
+
+AcceptCallable = Callable[[int, int, int], object]
+
+
+@runtime_checkable
+class Primitive(Protocol):
+    """An accept primitive: `_c_accept` is a (ua_accept_fn, ctx) cdata pair."""
+
+    @property
+    def _c_accept(self) -> Tuple[Any, Any]: ...
 
 
 class Noop:
     """Bookkeeping only: accepting does nothing but clear bits."""
 
     @property
-    def _c_accept(self):
+    def _c_accept(self) -> Tuple[Any, Any]:
         return lib.ua_accept_noop, ffi.NULL
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Noop()"
 
 
@@ -29,21 +40,21 @@ class Recorder:
 
     Thread-safe; records are kept in call order."""
 
-    def __init__(self, next=None):
-        self._next = None if next is None else as_primitive(next)
+    def __init__(self, next: Union[Primitive, AcceptCallable, None] = None) -> None:
+        self._next: Optional[Primitive] = None if next is None else as_primitive(next)
         fn, ctx = self._next._c_accept if self._next is not None else (ffi.NULL, ffi.NULL)
         out = ffi.new("ua_recorder **")
         check(lib.ua_recorder_create(fn, ctx, out), "cannot create recorder")
         self._handle = ffi.gc(out[0], lib.ua_recorder_destroy)
 
     @property
-    def _c_accept(self):
+    def _c_accept(self) -> Tuple[Any, Any]:
         return lib.ua_recorder_accept, ffi.cast("void *", self._handle)
 
-    def __len__(self):
-        return lib.ua_recorder_count(self._handle)
+    def __len__(self) -> int:
+        return int(lib.ua_recorder_count(self._handle))
 
-    def ranges(self, first: int = 0, count: int | None = None) -> list:
+    def ranges(self, first: int = 0, count: Optional[int] = None) -> List[Tuple[int, int]]:
         """Recorded [start, end) ranges as (start, end) tuples."""
         total = len(self)
         if count is None:
@@ -54,7 +65,7 @@ class Recorder:
         check(lib.ua_recorder_get(self._handle, first, count, buf), "recorder range")
         return [(r.start, r.end) for r in buf]
 
-    def clear(self):
+    def clear(self) -> None:
         lib.ua_recorder_reset(self._handle)
 
 
@@ -64,7 +75,7 @@ class PythonPrimitive:
     a CallbackError, never a success; an exception is re-raised by the
     caller of accept (wrapped in CallbackError) on the thread that called."""
 
-    def __init__(self, fn):
+    def __init__(self, fn: AcceptCallable) -> None:
         if not callable(fn):
             raise TypeError(f"accept primitive must be callable, got {type(fn).__name__}")
         self.fn = fn
@@ -72,52 +83,53 @@ class PythonPrimitive:
         self._self_handle = ffi.new_handle(self)
 
     @property
-    def error(self):
-        return getattr(self._pending, "error", None)
+    def error(self) -> Optional[BaseException]:
+        err: Optional[BaseException] = getattr(self._pending, "error", None)
+        return err
 
     @error.setter
-    def error(self, exc):
+    def error(self, exc: Optional[BaseException]) -> None:
         self._pending.error = exc
 
     @property
-    def _c_accept(self):
+    def _c_accept(self) -> Tuple[Any, Any]:
         return lib._ua_py_accept, self._self_handle
 
-    def take_error(self):
+    def take_error(self) -> Optional[BaseException]:
         err, self.error = self.error, None
         return err
 
 
 @ffi.def_extern(error=lib.UA_E_CALLBACK)
-def _ua_py_accept(ctx, start, end, vcpu):
-    prim = ffi.from_handle(ctx)
+def _ua_py_accept(ctx: Any, start: int, end: int, vcpu: int) -> int:
+    prim: PythonPrimitive = ffi.from_handle(ctx)
     try:
         rc = prim.fn(start, end, vcpu)
         if rc is None or rc is True:
-            return lib.UA_OK
+            return int(lib.UA_OK)
         if rc is False:
-            return lib.UA_E_ACCEPT_FAILED
+            return int(lib.UA_E_ACCEPT_FAILED)
         if not isinstance(rc, int):
             raise TypeError(f"an accept callback returns None, a bool or a status int, "
                             f"not {rc!r}")
-        return rc if 0 <= rc < 64 else lib.UA_E_ACCEPT_FAILED
+        return rc if 0 <= rc < 64 else int(lib.UA_E_ACCEPT_FAILED)
     except BaseException as exc:  # reported to the caller, never lost in C
         prim.error = exc
-        return lib.UA_E_CALLBACK
+        return int(lib.UA_E_CALLBACK)
 
 
-def as_primitive(obj):
+def as_primitive(obj: object) -> Primitive:
     """Normalise None / callable / primitive object to a primitive object."""
     if obj is None:
         return Noop()
-    if hasattr(obj, "_c_accept"):
+    if isinstance(obj, Primitive):
         return obj
     if callable(obj):
         return PythonPrimitive(obj)
     raise TypeError(f"not an accept primitive: {obj!r}")
 
 
-def raise_callback_error(prim, status, message):
+def raise_callback_error(prim: object, status: int, message: str) -> None:
     """Re-raise a Python callback's exception after a failed C call: an
     accept callback's, or that of the host behind a guest's accept path."""
     if status != lib.UA_E_CALLBACK:

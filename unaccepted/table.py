@@ -8,38 +8,40 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple, NoReturn, Optional, Sequence
+from typing import Any, Iterable, List, NamedTuple, NoReturn, Optional, Sequence, Tuple, Union, overload
 
 from ._core import ffi, lib
 from .errors import InvalidMemoryMap, InvalidOp, InvalidTable, check, error_for
 from .memmap import MemoryMap
-from .primitives import as_primitive, raise_callback_error
+from .primitives import AcceptCallable, Primitive, as_primitive, raise_callback_error
 from ._interrupt import new_flag, run_interruptible
 from .validate import as_bool, as_instance, as_u32, as_u64, is_int
 
-DEFAULT_UNIT_SIZE = lib.UA_DEFAULT_UNIT_SIZE
+DEFAULT_UNIT_SIZE: int = lib.UA_DEFAULT_UNIT_SIZE
 _accept_units = lib.ua_accept_memory_units
 _contains = lib.ua_contains_unaccepted
-HEADER_SIZE = lib.UA_TABLE_HEADER_SIZE
-MAX_BITMAP_BYTES = lib.UA_MAX_BITMAP_BYTES
+HEADER_SIZE: int = lib.UA_TABLE_HEADER_SIZE
+MAX_BITMAP_BYTES: int = lib.UA_MAX_BITMAP_BYTES
+AcceptArg = Union[Primitive, AcceptCallable, None]
+Range = Tuple[int, int]
 U64 = 1 << 64
 # calls this large run where Ctrl-C can stop them (unaccepted/_interrupt.py)
 _LONG_ACCEPT = 1 << 36          # bytes: 64 GiB
 _LONG_BATCH = 1 << 14           # ops
 
 
-def _u64(value, name):
+def _u64(value: object, name: str) -> int:
     return as_u64(value, name, exc=InvalidOp)
 
 
-def _bad_range(start, size, vcpu) -> NoReturn:
+def _bad_range(start: object, size: object, vcpu: object) -> NoReturn:
     """The typed error for arguments the fast paths' C call refused."""
     _u64(start, "start")
     _u64(size, "size")
     raise InvalidOp(f"vcpu = {vcpu!r} is not a u32")
 
 
-def _unit(unit_size):
+def _unit(unit_size: object) -> int:
     if not is_int(unit_size) or not 0 < unit_size < 1 << 32:
         raise error_for(lib.UA_E_UNIT_SIZE, f"unit_size = {unit_size!r}")
     return unit_size
@@ -73,7 +75,7 @@ _KIND_NAMES = {v: k for k, v in _KINDS.items()}
 class OpBatch:
     """Operations packed once into a C array, to be run many times."""
 
-    def __init__(self, ops: Iterable):
+    def __init__(self, ops: Iterable[Union["Op", Tuple[Any, ...]]]) -> None:
         ops = list(ops)
         self._n = len(ops)
         self._ops = ffi.new("ua_op[]", max(self._n, 1))
@@ -88,7 +90,7 @@ class OpBatch:
             c.size = _u64(size, f"op {i}: size")
             c.vcpu = as_u32(vcpu, "vcpu", exc=InvalidOp, where=f"op {i}: ")
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self._n
 
 
@@ -99,7 +101,7 @@ class Table:
     [phys_base, coverage_end) count as accepted."""
 
     def __init__(self, unit_size: int = DEFAULT_UNIT_SIZE, phys_base: int = 0, size: int = 0,
-                 *, accept=None):
+                 *, accept: AcceptArg = None) -> None:
         out = ffi.new("ua_table **")
         as_u32(unit_size, "unit_size")
         as_u64(phys_base, "phys_base")
@@ -110,33 +112,33 @@ class Table:
         self.set_accept(accept)
 
     @classmethod
-    def _wrap(cls, handle, accept=None):
+    def _wrap(cls, handle: Any, accept: AcceptArg = None) -> "Table":
         self = cls.__new__(cls)
         self._adopt(handle)
         self.set_accept(accept)
         return self
 
-    def _adopt(self, handle):
+    def _adopt(self, handle: Any) -> None:
         self._handle = ffi.gc(handle, lib.ua_table_destroy)
         self._cancel = new_flag()     # Ctrl-C: read by the core between runs and ops
         lib.ua_table_set_cancel(self._handle, self._cancel)
         info = ffi.new("ua_table_info *")
         check(lib.ua_table_info_get(self._handle, info))
-        self.version = info.version
-        self.unit_size = info.unit_size
-        self.phys_base = info.phys_base
-        self.size = info.size
-        self.nbits = info.nbits
-        self.coverage_end = info.coverage_end
+        self.version: int = info.version
+        self.unit_size: int = info.unit_size
+        self.phys_base: int = info.phys_base
+        self.size: int = info.size
+        self.nbits: int = info.nbits
+        self.coverage_end: int = info.coverage_end
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"Table(unit_size={self.unit_size:#x}, phys_base={self.phys_base:#x}, "
                 f"size={self.size}, unaccepted_units={self.unaccepted_units})")
 
     # ---- construction from a memory map ------------------------------------
     @classmethod
     def from_memory_map(cls, memory_map: MemoryMap, unit_size: int = DEFAULT_UNIT_SIZE,
-                        *, accept=None) -> Optional["Table"]:
+                        *, accept: AcceptArg = None) -> Optional["Table"]:
         """allocate_unaccepted_bitmap(): an empty table sized from the map's
         type-15 descriptors, or None when there are none."""
         as_instance(memory_map, "memory_map", MemoryMap, InvalidMemoryMap).validate()
@@ -148,7 +150,8 @@ class Table:
             return None
         return cls._wrap(out[0], accept)
 
-    def process_memory_map(self, memory_map: MemoryMap, *, accept=None, vcpu: int = 0) -> list:
+    def process_memory_map(self, memory_map: MemoryMap, *, accept: AcceptArg = None,
+                           vcpu: int = 0) -> List[Range]:
         """process_unaccepted_memory() for every type-15 descriptor, in map
         order.  Returns the ranges accepted at once, in the stub's order."""
         as_instance(memory_map, "memory_map", MemoryMap, InvalidMemoryMap).validate()
@@ -165,7 +168,8 @@ class Table:
             check(status, "process_unaccepted_memory failed")
         return [(out[i].start, out[i].end) for i in range(n_out[0])]
 
-    def process_range(self, start: int, end: int, *, accept=None, vcpu: int = 0) -> list:
+    def process_range(self, start: int, end: int, *, accept: AcceptArg = None,
+                      vcpu: int = 0) -> List[Range]:
         prim = None if accept is None else as_primitive(accept)
         fn, ctx = prim._c_accept if prim is not None else (ffi.NULL, ffi.NULL)
         out = ffi.new("ua_range[]", 4)
@@ -182,10 +186,10 @@ class Table:
         n = lib.ua_table_serialized_size(self._handle)
         buf = ffi.new("uint8_t[]", n)
         check(lib.ua_table_serialize(self._handle, buf, n, ffi.NULL))
-        return ffi.buffer(buf, n)[:]
+        return bytes(ffi.buffer(buf, n))
 
     @classmethod
-    def parse(cls, data: bytes, *, accept=None, exact: bool = True) -> "Table":
+    def parse(cls, data: bytes, *, accept: AcceptArg = None, exact: bool = True) -> "Table":
         """A table from its binary form; rejects an unknown version.  Bytes
         after the bitmap are an error unless exact=False (a table read out
         of a larger memory image)."""
@@ -206,10 +210,10 @@ class Table:
     def bitmap(self) -> bytes:
         buf = ffi.new("uint8_t[]", max(self.size, 1))
         check(lib.ua_table_bitmap_read(self._handle, 0, self.size, buf))
-        return ffi.buffer(buf, self.size)[:]
+        return bytes(ffi.buffer(buf, self.size))
 
     @bitmap.setter
-    def bitmap(self, data: bytes):
+    def bitmap(self, data: bytes) -> None:
         data = bytes(data)
         if len(data) != self.size:
             raise error_for(lib.UA_E_RANGE, f"bitmap must be {self.size} bytes, got {len(data)}")
@@ -217,7 +221,7 @@ class Table:
 
     @property
     def unaccepted_units(self) -> int:
-        return lib.ua_table_count_unaccepted(self._handle)
+        return int(lib.ua_table_count_unaccepted(self._handle))
 
     def mark(self, first: int, last: int, unaccepted: bool = True) -> None:
         """Set (unaccepted) or clear units [first, last) without accepting."""
@@ -225,13 +229,13 @@ class Table:
                                 1 if unaccepted else 0),
               f"mark units [{first}, {last}) of {self.nbits}")
 
-    def unaccepted_ranges(self) -> list:
+    def unaccepted_ranges(self) -> List[Range]:
         """[start, end) byte ranges the table still marks unaccepted (one C
         scan; the list has one entry per run)."""
         return _runs(self)
 
     # ---- the accept path ------------------------------------------------
-    def set_accept(self, accept) -> None:
+    def set_accept(self, accept: AcceptArg) -> None:
         """Install arch_accept_memory(): None (no-op), a primitive object, or
         a Python callable fn(start, end, vcpu)."""
         prim = as_primitive(accept)
@@ -240,7 +244,7 @@ class Table:
         self._accept = prim
 
     @property
-    def accept_primitive(self):
+    def accept_primitive(self) -> Primitive:
         return self._accept
 
     def accept(self, start: int, size: int, vcpu: int = 0) -> int:
@@ -253,9 +257,11 @@ class Table:
             _bad_range(start, size, vcpu)
         try:
             if size < _LONG_ACCEPT:
-                n = _accept_units(self._handle, start, size, vcpu)
+                n: int = _accept_units(self._handle, start, size, vcpu)
             else:
-                return run_interruptible(self._cancel, self._accept_units, start, size, vcpu)
+                done: int = run_interruptible(self._cancel, self._accept_units, start, size,
+                                              vcpu)
+                return done
         except (TypeError, OverflowError):
             _bad_range(start, size, vcpu)
         if n < 0:
@@ -264,7 +270,7 @@ class Table:
         return n
 
     def _accept_units(self, start: int, size: int, vcpu: int) -> int:
-        n = _accept_units(self._handle, start, size, vcpu)
+        n: int = _accept_units(self._handle, start, size, vcpu)
         if n < 0:
             raise_callback_error(self._accept, -n, "accept_memory")
             check(-n, f"accept_memory({start:#x}, {size:#x})")
@@ -285,21 +291,24 @@ class Table:
         if start is True or start is False or size is True or size is False:
             _bad_range(start, size, 0)
         try:
-            r = _contains(self._handle, start, size)
+            r: int = _contains(self._handle, start, size)
         except (TypeError, OverflowError):
             _bad_range(start, size, 0)
         if r < 0:
             check(-r, f"range_contains_unaccepted_memory({start:#x}, {size:#x})")
         return r == 1
 
-    def run(self, batch, *, results: bool = True) -> list:
+    def run(self, batch: Union["OpBatch", Iterable[Union["Op", Tuple[Any, ...]]]], *,
+            results: bool = True) -> Sequence[OpResult]:
         """Run an OpBatch (or an iterable of Op / (kind, start, size[, vcpu]))
         in one C call.  Stops at the first failing op and raises; the ops
         before it have taken effect (exc.completed says how many)."""
         if not isinstance(batch, OpBatch):
             batch = OpBatch(batch)
         if batch._n >= _LONG_BATCH:
-            return run_interruptible(self._cancel, self._run, batch, results)
+            out: Sequence[OpResult] = run_interruptible(self._cancel, self._run, batch,
+                                                        results)
+            return out
         return self._run(batch, results)
 
     def _run(self, batch: "OpBatch", results: bool) -> Sequence["OpResult"]:
@@ -323,7 +332,7 @@ class OpResults(Sequence[OpResult]):
 
     __slots__ = ("_batch", "_res")
 
-    def __init__(self, batch: OpBatch, res) -> None:
+    def __init__(self, batch: OpBatch, res: Any) -> None:
         self._batch = batch
         self._res = res
 
@@ -335,7 +344,13 @@ class OpResults(Sequence[OpResult]):
         kind = _KIND_NAMES[self._batch._ops[i].kind]
         return OpResult(kind, bool(r.contains) if kind == "contains" else None, r.runs, r.units)
 
-    def __getitem__(self, i):
+    @overload
+    def __getitem__(self, i: int) -> OpResult: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> List[OpResult]: ...
+
+    def __getitem__(self, i: Union[int, slice]) -> Union[OpResult, List[OpResult]]:
         if isinstance(i, slice):
             return [self._one(k) for k in range(*i.indices(len(self)))]
         n = len(self)
@@ -354,7 +369,7 @@ class OpResults(Sequence[OpResult]):
         return f"OpResults({list(self)!r})"
 
 
-def _runs(table: Table) -> list:
+def _runs(table: Table) -> List[Range]:
     words = lib.ua_table_words(table._handle)
     pos = ffi.new("uint64_t *", 0)
     a = ffi.new("uint64_t *")
@@ -368,11 +383,11 @@ def _runs(table: Table) -> list:
 
 class StubResult(NamedTuple):
     table: Optional[Table]
-    accepted: list   # ranges the stub accepted at once, in its order
+    accepted: List[Range]   # ranges the stub accepted at once, in its order
 
 
 def stub_build_table(memory_map: MemoryMap, *, unit_size: int = DEFAULT_UNIT_SIZE,
-                     final_map: Optional[MemoryMap] = None, accept=None,
+                     final_map: Optional[MemoryMap] = None, accept: AcceptArg = None,
                      vcpu: int = 0) -> StubResult:
     """The EFI stub's two steps: size the table from `memory_map` (pre
     ExitBootServices), then process every type-15 descriptor of `final_map`
