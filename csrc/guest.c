@@ -146,6 +146,15 @@ ua_status ua_guest_unaccept(ua_guest *g, uint32_t kind, uint64_t start, uint64_t
     return (ua_status)g->unaccept(g->paths[kind], start, end, vcpu);
 }
 
+int ua_guest_touch_1(ua_guest *g, uint32_t vcpu, uint64_t gpa, uint32_t flags,
+                     ua_touch_result *out)
+{
+    ua_status st = ua_guest_touch(g, vcpu, gpa, flags, out);
+    if (st)
+        return -(int)st;
+    return !(out->outcome == UA_TOUCH_SERVED && out->exits == 0);
+}
+
 ua_status ua_guest_touch(ua_guest *g, uint32_t vcpu, uint64_t gpa, uint32_t flags,
                          ua_touch_result *out)
 {

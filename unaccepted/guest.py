@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 import weakref
 from dataclasses import dataclass, field, fields
-from typing import (Any, Callable, Dict, Optional, Protocol, Tuple, Type, TypeVar, Union, cast,
+from typing import (Any, Callable, Dict, List, Optional, Protocol, Tuple, Type, TypeVar, Union, cast,
                     runtime_checkable)
 
 from ._core import ffi, lib
@@ -31,6 +31,10 @@ from .validate import as_choice, as_int, as_u64, as_vcpu
 
 # path calls this large run where Ctrl-C can stop them (unaccepted/_interrupt.py)
 _LONG_PATH_CALL = 16 << 30
+_touch = lib.ua_guest_touch_1
+_TOUCH_WRITE: int = lib.UA_TOUCH_WRITE
+_TOUCH_SHARED: int = lib.UA_TOUCH_SHARED
+_TOUCH_USER: int = lib.UA_TOUCH_USER
 
 _C = TypeVar("_C", bound="GuestConfig")
 
@@ -70,6 +74,10 @@ class TouchResult:
     vector: int         # exception taken (SNP #VC 29, TDX #VE 20 / #DF 8), 0 if none
     error_code: int     # SNP #VC error code (0x404)
     detail: int         # SNP: last NPF's EXITINFO1; TDX: last exit's extended qualification
+
+
+# what a plain served access returns (nothing to read back from C)
+_SERVED = TouchResult(TouchOutcome.SERVED, 0, 0, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -267,6 +275,9 @@ class GuestBase:
         if cost is not None:
             self._attach_cost(cost)
         self._paths: weakref.WeakValueDictionary[str, AcceptPath] = weakref.WeakValueDictionary()
+        slots = ffi.new("ua_touch_result[]", config.vcpus)
+        self._touch_out: List[Any] = [slots + v for v in range(config.vcpus)]
+        self._touch_slots = slots     # keeps the memory alive
         self._cancel: Any = new_flag()     # Ctrl-C: the paths read it between batches
         check(lib.ua_guest_set_cancel(self._guest, self._cancel))
 
@@ -312,15 +323,31 @@ class GuestBase:
                                    as_vcpu(vcpu, self.vcpus))
         self._check(st, f"{kind} unaccept [{start:#x}, {end:#x})")
 
-    def touch(self, gpa: int, *, write: bool = False, shared: bool = False, user: bool = False,
+    # positional-or-keyword on purpose: CPython calls a function without
+    # keyword-only defaults on its fast path (this is a per-call hot path)
+    def touch(self, gpa: int, write: bool = False, shared: bool = False, user: bool = False,
               vcpu: int = 0) -> TouchResult:
         """A load (or store) at gpa from vcpu, handled as Linux handles it."""
-        flags = ((lib.UA_TOUCH_WRITE if write else 0) | (lib.UA_TOUCH_SHARED if shared else 0) |
-                 (lib.UA_TOUCH_USER if user else 0))
-        out = ffi.new("ua_touch_result *")
-        st = lib.ua_guest_touch(self._guest, as_vcpu(vcpu, self.vcpus), as_u64(gpa, "gpa"),
-                                flags, out)
-        self._check(st, f"touch {gpa:#x}")
+        flags = 0
+        if write or shared or user:
+            flags = ((_TOUCH_WRITE if write else 0) | (_TOUCH_SHARED if shared else 0) |
+                     (_TOUCH_USER if user else 0))
+        # the per-call fast path: one C call, nothing read back for a plain
+        # served access; each vCPU has its own result slot (a vCPU is driven
+        # by one thread at a time)
+        if gpa.__class__ is not int or vcpu.__class__ is not int:
+            gpa, vcpu = as_u64(gpa, "gpa"), as_vcpu(vcpu, self.vcpus)
+        try:
+            out = self._touch_out[vcpu]
+            r: int = _touch(self._guest, vcpu, gpa, flags, out)
+        except (TypeError, OverflowError, IndexError):
+            as_u64(gpa, "gpa")
+            as_vcpu(vcpu, self.vcpus)
+            raise
+        if r == 0:
+            return _SERVED
+        if r < 0:
+            self._check(-r, f"touch {gpa:#x}")
         return TouchResult(TouchOutcome(out.outcome), out.exits, out.vector, out.error_code,
                            out.detail)
 

@@ -63,6 +63,11 @@ UA_API ua_status ua_guest_unaccept(ua_guest *g, uint32_t kind, uint64_t start, u
  * outcome in *out (fatal outcomes are also in the fatal record). */
 UA_API ua_status ua_guest_touch(ua_guest *g, uint32_t vcpu, uint64_t gpa, uint32_t flags,
                                 ua_touch_result *out);
+/* The same for callers that cross an FFI per call: 0 when the access was
+ * served without an exit (the common case: nothing to read back), 1 when
+ * *out holds another outcome, -status on an error. */
+UA_API int ua_guest_touch_1(ua_guest *g, uint32_t vcpu, uint64_t gpa, uint32_t flags,
+                            ua_touch_result *out);
 /* 4 KiB pages of [start, end) the guest has accepted (SNP: validated with
  * the right owner and GPA; TDX: MAPPED). */
 UA_API ua_status ua_guest_count_accepted(const ua_guest *g, uint64_t start, uint64_t end,

@@ -291,3 +291,28 @@ def test_a_guest_goes_away_when_unused(vendor):
         assert gone() is None
     finally:
         gc.enable()
+
+
+# ---- touch: the per-call fast path keeps the contract (issue 10) -------------------------
+@pytest.mark.parametrize("bad", [dict(gpa=True), dict(gpa=-1), dict(gpa="0x1000"),
+                                 dict(gpa=1 << 64), dict(gpa=K4, vcpu=2),
+                                 dict(gpa=K4, vcpu=True), dict(gpa=K4, vcpu=-1),
+                                 dict(gpa=K4, vcpu=1.0)])
+def test_touch_bad_arguments_are_typed_errors_and_change_nothing(vendor, bad):
+    g = build(vendor, vcpus=2)
+    g.accept_path("linux")(0, M2)
+    before = g.count_accepted()
+    with pytest.raises(InvalidArgument):
+        g.touch(**bad)
+    assert g.count_accepted() == before and g.fatal is None
+
+
+def test_touch_results_per_vcpu_and_outcome(vendor):
+    g = build(vendor, vcpus=2)
+    g.accept_path("linux")(0, M2)
+    served = g.touch(K4, vcpu=1)
+    assert (served.outcome, served.exits, served.vector) == (TouchOutcome.SERVED, 0, 0)
+    assert g.touch(K4, True, vcpu=0) == served          # positional write flag works too
+    dead = g.touch(8 * M2, write=True)                   # never accepted: fatal for both
+    assert dead.outcome.fatal and dead.exits >= 1
+    assert g.touch(K4, vcpu=1) == served                 # vCPU 1's slot untouched by vCPU 0
