@@ -60,7 +60,7 @@ uint32_t snp_rmpupdate(ua_snp *s, uint32_t vcpu, uint64_t spa, const ua_snp_rmp_
                 return UA_SNP_RMP_FAIL_PERMISSION;
             if (any & E_ASSIGNED)
                 return UA_SNP_RMP_FAIL_OVERLAP;
-            snp_split_free(s, rg->split);
+            snp_split_free(s, vcpu, rg->split);
             rg->split = NULL;
         }
         rg->e = ne;
@@ -75,10 +75,10 @@ uint32_t snp_rmpupdate(ua_snp *s, uint32_t vcpu, uint64_t spa, const ua_snp_rmp_
     } else if (rg->split && (split_get(rg->split, (spa >> 12) & 511) & E_IMMUTABLE)) {
         return UA_SNP_RMP_FAIL_PERMISSION;
     }
-    if (!snp_region_split(s, rg))
+    if (!snp_region_split(s, vcpu, rg))
         return UA_SNP_RMP_FAIL_INUSE;
     unsigned idx = (spa >> 12) & 511;
-    if (split_put(s, rg->split, idx, ne))
+    if (split_put(s, vcpu, rg->split, idx, ne))
         return UA_SNP_RMP_FAIL_INUSE; /* out of simulator memory */
     if (rg->split->perm)
         rg->split->perm[idx] = 0;
@@ -99,7 +99,7 @@ uint32_t snp_psmash(ua_snp *s, uint32_t vcpu, uint64_t spa)
         return UA_SNP_RMP_FAIL_INPUT;
     if (UA_UNLIKELY(s->nin_use) && snp_in_use_any(s, spa, UA_2M))
         return UA_SNP_RMP_FAIL_INUSE;
-    if (!snp_region_split(s, rg))
+    if (!snp_region_split(s, vcpu, rg))
         return UA_SNP_RMP_FAIL_INUSE;
     return UA_SNP_RMP_SUCCESS;
 }
@@ -181,7 +181,7 @@ ua_status ua_snp_launch_update(ua_snp *s, uint64_t gpa, uint64_t size)
         struct snp_region *rg = snp_region_peek(s, spa >> SNP_REGION_SHIFT);
         if (whole)
             rg->e |= E_VALIDATED;
-        else if (split_put(s, rg->split, (spa >> 12) & 511,
+        else if (split_put(s, SNP_NO_VCPU, rg->split, (spa >> 12) & 511,
                            split_get(rg->split, (spa >> 12) & 511) | E_VALIDATED))
             return UA_E_NOMEM;
         a += whole ? UA_2M : UA_4K;
@@ -443,7 +443,13 @@ unsigned snp_pvalidate_run4k(ua_snp *s, uint64_t gpa, unsigned n, uint32_t valid
             return 0;
         uint8_t *f = &sp->f[idx];
         const uint8_t fw = (uint8_t)want;
-        for (i = 0; i < n; i++) {
+        /* eight pages at a time while all eight flip (assigned, not
+         * immutable, Validated not yet as wanted), then one at a time */
+        const uint64_t mask8 = (E_ASSIGNED | E_IMMUTABLE | E_VALIDATED) * F_ONES;
+        const uint64_t key8 = (E_ASSIGNED | (want ^ E_VALIDATED)) * F_ONES;
+        for (i = 0; i + 8 <= n && (flags8_load(f + i) & mask8) == key8; i += 8)
+            flags8_store(f + i, flags8_load(f + i) ^ (E_VALIDATED * F_ONES));
+        for (; i < n; i++) {
             if ((f[i] & (E_ASSIGNED | E_IMMUTABLE)) != E_ASSIGNED || (f[i] & E_VALIDATED) == fw)
                 break;
             f[i] ^= (uint8_t)E_VALIDATED;
@@ -556,13 +562,13 @@ ua_status ua_snp_rmpadjust(ua_snp *s, uint32_t vcpu, uint64_t va, uint32_t size,
             uint16_t *p = calloc(512, sizeof(uint16_t));
             if (!p)
                 return UA_E_NOMEM;
-            __atomic_add_fetch(&s->bytes_allocated, 512 * sizeof(uint16_t), __ATOMIC_RELAXED);
+            snp_bytes_add(s, vcpu, 512 * sizeof(uint16_t));
             rg->split->perm = p;
         }
         rg->split->perm[idx] = next;
     vmsa4k:
         if (s->cfg.vmpl == 0 &&
-            split_put(s, rg->split, idx, (e & ~E_VMSA) | (vmsa ? E_VMSA : 0)))
+            split_put(s, vcpu, rg->split, idx, (e & ~E_VMSA) | (vmsa ? E_VMSA : 0)))
             return UA_E_NOMEM;
     }
     return UA_OK;

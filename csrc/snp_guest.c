@@ -25,11 +25,18 @@
 
 #include "snp_internal.h"
 
+/* Statistics per vCPU, each written by its vCPU's thread once per call and
+ * summed on read (relaxed atomics: a reader may run on another thread). */
+struct path_vcpu {
+    ua_path_stats s;
+} __attribute__((aligned(64)));
+
 struct ua_snp_path {
     ua_snp *s;
     ua_path_options o;
     uint32_t fill;              /* OVMF entries per buffer fill */
-    ua_path_stats st;           /* updated with atomic adds */
+    uint32_t vcpus;
+    struct path_vcpu *v;
 };
 
 #define OVMF_MAX_BUFFER 16384
@@ -82,6 +89,12 @@ ua_status ua_snp_path_create(ua_snp *s, const ua_path_options *opts, ua_snp_path
     ua_snp_path *p = calloc(1, sizeof(*p));
     if (!p)
         return UA_E_NOMEM;
+    if (posix_memalign((void **)&p->v, 64, sizeof(*p->v) * s->cfg.vcpus)) {
+        free(p);
+        return UA_E_NOMEM;
+    }
+    memset(p->v, 0, sizeof(*p->v) * s->cfg.vcpus);
+    p->vcpus = s->cfg.vcpus;
     p->s = s;
     p->o = o;
     p->fill = ovmf_entries_per_fill(o.ovmf_buffer_bytes);
@@ -103,7 +116,13 @@ ua_status ua_snp_path_set_options(ua_snp_path *p, const ua_path_options *opts)
     return UA_OK;
 }
 
-void ua_snp_path_destroy(ua_snp_path *p) { free(p); }
+void ua_snp_path_destroy(ua_snp_path *p)
+{
+    if (!p)
+        return;
+    free(p->v);
+    free(p);
+}
 
 uint32_t ua_snp_path_kind(const ua_snp_path *p) { return p ? p->o.kind : 0; }
 
@@ -111,10 +130,13 @@ ua_status ua_snp_path_stats_get(const ua_snp_path *p, ua_path_stats *out)
 {
     if (!p || !out)
         return UA_E_INVAL;
-    const uint64_t *src = (const uint64_t *)&p->st;
+    memset(out, 0, sizeof(*out));
     uint64_t *dst = (uint64_t *)out;
-    for (size_t i = 0; i < sizeof(*out) / 8; i++)
-        dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+    for (uint32_t v = 0; v < p->vcpus; v++) {
+        const uint64_t *src = (const uint64_t *)&p->v[v].s;
+        for (size_t i = 0; i < sizeof(*out) / 8; i++)
+            dst[i] += __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+    }
     return UA_OK;
 }
 
@@ -122,9 +144,11 @@ void ua_snp_path_stats_reset(ua_snp_path *p)
 {
     if (!p)
         return;
-    uint64_t *dst = (uint64_t *)&p->st;
-    for (size_t i = 0; i < sizeof(p->st) / 8; i++)
-        __atomic_store_n(&dst[i], 0, __ATOMIC_RELAXED);
+    for (uint32_t v = 0; v < p->vcpus; v++) {
+        uint64_t *dst = (uint64_t *)&p->v[v].s;
+        for (size_t i = 0; i < sizeof(p->v[v].s) / 8; i++)
+            __atomic_store_n(&dst[i], 0, __ATOMIC_RELAXED);
+    }
 }
 
 /* Per-call counters, charged and published once at the end of the call. */
@@ -141,10 +165,11 @@ static void publish(ua_snp_path *p, uint32_t vcpu, const struct ctr *c)
     snp_charge(s, vcpu, UA_EV_NPF_EXIT, c->st.npf_exits);
     snp_charge(s, vcpu, UA_EV_CACHE_TOUCH_4K, c->st.cache_touch_4k);
     const uint64_t *src = (const uint64_t *)&c->st;
-    uint64_t *dst = (uint64_t *)&p->st;
+    uint64_t *dst = (uint64_t *)&p->v[vcpu].s;   /* this vCPU's thread alone writes it */
     for (size_t i = 0; i < sizeof(c->st) / 8; i++)
         if (src[i])
-            __atomic_add_fetch(&dst[i], src[i], __ATOMIC_RELAXED);
+            __atomic_store_n(&dst[i], __atomic_load_n(&dst[i], __ATOMIC_RELAXED) + src[i],
+                             __ATOMIC_RELAXED);
 }
 
 static ua_status prologue(ua_snp_path *p, uint64_t start, uint64_t end, uint32_t vcpu)

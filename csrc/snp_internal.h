@@ -52,6 +52,16 @@ struct snp_split {
     uint8_t f[512];
 };
 
+/* Eight compact flag bytes at once (f[i .. i+7]), for the run loops. */
+#define F_ONES 0x0101010101010101ull
+static inline uint64_t flags8_load(const uint8_t *f)
+{
+    uint64_t w;
+    memcpy(&w, f, sizeof(w));
+    return w;
+}
+static inline void flags8_store(uint8_t *f, uint64_t w) { memcpy(f, &w, sizeof(w)); }
+
 static inline uint64_t split_get(const struct snp_split *sp, unsigned i)
 {
     if (sp->e)
@@ -76,6 +86,14 @@ struct snp_remap {
     uint64_t spfn;
 };
 
+/* Per-vCPU counters, written by the vCPU's thread (one at a time, as its
+ * cost slot): memory allocated on the accept path (4 KiB RMP arrays,
+ * attribute bitmaps) is counted here rather than in one shared counter, so
+ * vCPUs accepting disjoint ranges write no common cache line. */
+struct snp_vcpu {
+    int64_t bytes;              /* allocated less freed; relaxed atomics (read by others) */
+} __attribute__((aligned(64)));
+
 struct ua_snp {
     ua_snp_config cfg;
     const volatile int *cancel;  /* the caller's cancel flag (ua_guest_set_cancel) */
@@ -89,14 +107,32 @@ struct ua_snp {
     /* KVM's lazy mode: the private memory attribute per GPA 2 MiB region:
      * 0 = all shared, 1 = all private, else a pointer to a 512-bit bitmap. */
     struct ua_sparse attr;      /* uintptr_t per 2 MiB of GPA */
-    uint64_t bytes_allocated;   /* atomic */
     struct snp_remap *remaps;   /* sorted by gfn; host-side configuration */
     size_t nremaps, capremaps;
     uint64_t *in_use;           /* SPAs (4 KiB aligned) marked in use */
     size_t nin_use, capin_use;
     int launch_finished;
     struct ua_fatal_slot fatal;
+    struct snp_vcpu *vcpus;
+    /* written now and then while vCPUs run (a directory chunk): kept off
+     * the cache lines read above */
+    char pad0[64];
+    uint64_t bytes_allocated;   /* atomic: memory not charged to a vCPU (the machine,
+                                 * directory chunks, host-initiated instructions) */
+    char pad1[64];
 };
+
+/* Simulator memory allocated (n > 0) or freed for vcpu (SNP_NO_VCPU: the
+ * machine-wide counter). */
+static inline void snp_bytes_add(ua_snp *s, uint32_t vcpu, int64_t n)
+{
+    if (vcpu < s->cfg.vcpus) {
+        int64_t *b = &s->vcpus[vcpu].bytes;   /* this vCPU's thread alone writes it */
+        __atomic_store_n(b, __atomic_load_n(b, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
+    } else {
+        __atomic_add_fetch(&s->bytes_allocated, (uint64_t)n, __ATOMIC_RELAXED);
+    }
+}
 
 /* ---- region lookup ---- */
 static inline struct snp_region *snp_region_peek(const ua_snp *s, uint64_t r)
@@ -113,13 +149,13 @@ static inline struct snp_region *snp_region_get(ua_snp *s, uint64_t r)
 }
 /* Turn a region into 512 4 KiB entries (PSMASH semantics for a 2 MiB
  * entry); 0 when out of memory. */
-int snp_region_split(ua_snp *s, struct snp_region *rg);
-void snp_split_free(ua_snp *s, struct snp_split *sp);
+int snp_region_split(ua_snp *s, uint32_t vcpu, struct snp_region *rg);
+void snp_split_free(ua_snp *s, uint32_t vcpu, struct snp_split *sp);
 /* Whether a page of [spa, spa + size) is marked in use (running VMSA/VMCB). */
 int snp_in_use_any(const ua_snp *s, uint64_t spa, uint64_t size);
 /* Store entry i of a split region (expanding a compact one if the entry
  * does not fit its pattern); -1 when out of memory (nothing changed). */
-int split_put(ua_snp *s, struct snp_split *sp, unsigned i, uint64_t e);
+int split_put(ua_snp *s, uint32_t vcpu, struct snp_split *sp, unsigned i, uint64_t e);
 
 /* The governing entry for a 4 KiB SPA (covered).  *is2m says whether it is
  * the region's 2 MiB entry. */

@@ -33,7 +33,7 @@ static int attr_all_private(ua_snp *s, uint64_t gfn2m)
 }
 
 /* Set the attribute of n GFNs from gfn (all in one 2 MiB region). */
-static int attr_set(ua_snp *s, uint64_t gfn, unsigned n, int priv)
+static int attr_set(ua_snp *s, uint32_t vcpu, uint64_t gfn, unsigned n, int priv)
 {
     uintptr_t *a = attr_slot(s, gfn >> 9, 1);
     if (!a)
@@ -41,7 +41,7 @@ static int attr_set(ua_snp *s, uint64_t gfn, unsigned n, int priv)
     if (n == 512 || *a == (uintptr_t)priv) {
         if (n == 512 && *a > 1) {
             free((void *)*a);
-            __atomic_sub_fetch(&s->bytes_allocated, 64, __ATOMIC_RELAXED);
+            snp_bytes_add(s, vcpu, -64);
         }
         if (n == 512)
             *a = (uintptr_t)priv;
@@ -52,7 +52,7 @@ static int attr_set(ua_snp *s, uint64_t gfn, unsigned n, int priv)
         bits = malloc(64);
         if (!bits)
             return -1;
-        __atomic_add_fetch(&s->bytes_allocated, 64, __ATOMIC_RELAXED);
+        snp_bytes_add(s, vcpu, 64);
         memset(bits, *a ? 0xff : 0, 64);
         *a = (uintptr_t)bits;
     }
@@ -75,7 +75,7 @@ static int attr_set(ua_snp *s, uint64_t gfn, unsigned n, int priv)
     if (all == ~0ull || !any) {
         *a = all == ~0ull;
         free(bits);
-        __atomic_sub_fetch(&s->bytes_allocated, 64, __ATOMIC_RELAXED);
+        snp_bytes_add(s, vcpu, -64);
     }
     return 0;
 }
@@ -93,7 +93,7 @@ ua_status ua_snp_set_memory_attributes(ua_snp *s, uint64_t gpa, uint64_t size,
     while (gfn < end) {
         uint64_t region_end = (gfn | 511) + 1;
         unsigned n = (unsigned)((region_end < end ? region_end : end) - gfn);
-        if (attr_set(s, gfn, n, (int)private_))
+        if (attr_set(s, SNP_NO_VCPU, gfn, n, (int)private_))
             return UA_E_NOMEM;
         gfn += n;
     }
@@ -105,7 +105,7 @@ ua_status ua_snp_set_memory_attributes(ua_snp *s, uint64_t gpa, uint64_t size,
 static int host_set_4k(ua_snp *s, uint32_t vcpu, uint64_t gfn, int private_, int lazy)
 {
     if (lazy) {
-        if (attr_set(s, gfn, 1, private_))
+        if (attr_set(s, vcpu, gfn, 1, private_))
             return -1;
         if (private_)
             return 0; /* RMPUPDATE at the guest's first NPF on the page */
@@ -144,7 +144,7 @@ static int host_set_run_4k(ua_snp *s, uint32_t vcpu, uint64_t gfn, unsigned n, i
             return 0;
         rg = snp_region_get(s, gfn >> 9);
     }
-    if (!rg || (rg->e & E_PAGESIZE) || (!rg->split && !snp_region_split(s, rg))) {
+    if (!rg || (rg->e & E_PAGESIZE) || (!rg->split && !snp_region_split(s, vcpu, rg))) {
         for (unsigned i = 0; i < n; i++)
             if (host_set_4k(s, vcpu, gfn + i, private_, lazy))
                 return -1;
@@ -166,7 +166,19 @@ static int host_set_run_4k(ua_snp *s, uint32_t vcpu, uint64_t gfn, unsigned n, i
         }
         uint8_t *f = &sp->f[idx0];
         const uint8_t nf = (uint8_t)(private_ ? (E_ASSIGNED | E_PERM0) : E_PERM0);
-        for (unsigned i = 0; i < n; i++) {
+        /* eight pages at a time while all eight change and none is
+         * immutable (the common case), one at a time from the first that
+         * does not */
+        const uint64_t key8 = (private_ ? 0 : E_ASSIGNED) * F_ONES;
+        unsigned i = 0;
+        for (; i + 8 <= n && (flags8_load(f + i) & ((E_ASSIGNED | E_IMMUTABLE) * F_ONES)) == key8;
+             i += 8) {
+            flags8_store(f + i, nf * F_ONES);
+            if (sp->perm)
+                memset(&sp->perm[idx0 + i], 0, 8 * sizeof(sp->perm[0]));
+        }
+        done = i;
+        for (; i < n; i++) {
             if (private_ ? (f[i] & (E_ASSIGNED | E_IMMUTABLE)) == E_ASSIGNED
                          : !(f[i] & E_ASSIGNED))
                 continue; /* already in the requested state */
@@ -194,7 +206,7 @@ static int host_set_run_4k(ua_snp *s, uint32_t vcpu, uint64_t gfn, unsigned n, i
             rc = -1;
             break;
         }
-        if (split_put(s, sp, idx, private_ ? (key | E_PERM0 | gpa) : E_PERM0)) {
+        if (split_put(s, vcpu, sp, idx, private_ ? (key | E_PERM0 | gpa) : E_PERM0)) {
             rc = -1;
             break;
         }
@@ -211,7 +223,7 @@ static int host_set_run_4k(ua_snp *s, uint32_t vcpu, uint64_t gfn, unsigned n, i
 static int host_set_2m(ua_snp *s, uint32_t vcpu, uint64_t gfn, int private_, int lazy)
 {
     if (lazy) {
-        if (attr_set(s, gfn, 512, private_))
+        if (attr_set(s, vcpu, gfn, 512, private_))
             return -1;
         if (private_)
             return 0;

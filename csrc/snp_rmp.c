@@ -10,27 +10,27 @@
 /* ------------------------------------------------------------------------ */
 /* storage                                                                   */
 
-static struct snp_split *split_alloc(ua_snp *s)
+static struct snp_split *split_alloc(ua_snp *s, uint32_t vcpu)
 {
     struct snp_split *sp = calloc(1, sizeof(*sp));
     if (sp)
-        __atomic_add_fetch(&s->bytes_allocated, sizeof(*sp), __ATOMIC_RELAXED);
+        snp_bytes_add(s, vcpu, (int64_t)sizeof(*sp));
     return sp;
 }
 
-void snp_split_free(ua_snp *s, struct snp_split *sp)
+void snp_split_free(ua_snp *s, uint32_t vcpu, struct snp_split *sp)
 {
     if (!sp)
         return;
     uint64_t bytes = sizeof(*sp) + (sp->perm ? 512 * sizeof(uint16_t) : 0) +
                      (sp->e ? 512 * sizeof(uint64_t) : 0);
-    __atomic_sub_fetch(&s->bytes_allocated, bytes, __ATOMIC_RELAXED);
+    snp_bytes_add(s, vcpu, -(int64_t)bytes);
     free(sp->e);
     free(sp->perm);
     free(sp);
 }
 
-int split_put(ua_snp *s, struct snp_split *sp, unsigned i, uint64_t e)
+int split_put(ua_snp *s, uint32_t vcpu, struct snp_split *sp, unsigned i, uint64_t e)
 {
     if (UA_LIKELY(!sp->e)) {
         uint64_t rest = e & ~E_FLAGS;
@@ -61,7 +61,7 @@ int split_put(ua_snp *s, struct snp_split *sp, unsigned i, uint64_t e)
         uint64_t *full = malloc(512 * sizeof(uint64_t));
         if (!full)
             return -1;
-        __atomic_add_fetch(&s->bytes_allocated, 512 * sizeof(uint64_t), __ATOMIC_RELAXED);
+        snp_bytes_add(s, vcpu, 512 * sizeof(uint64_t));
         for (unsigned j = 0; j < 512; j++)
             full[j] = split_get(sp, j);
         sp->e = full;
@@ -72,11 +72,11 @@ int split_put(ua_snp *s, struct snp_split *sp, unsigned i, uint64_t e)
 
 /* Turn a region into 512 4 KiB entries.  A 2 MiB entry is copied to every
  * page with consecutive GPAs (PSMASH semantics); a zero region stays zero. */
-int snp_region_split(ua_snp *s, struct snp_region *rg)
+int snp_region_split(ua_snp *s, uint32_t vcpu, struct snp_region *rg)
 {
     if (rg->split)
         return 1;
-    struct snp_split *sp = split_alloc(s);
+    struct snp_split *sp = split_alloc(s, vcpu);
     if (!sp)
         return 0;
     uint64_t e = rg->e;
@@ -94,10 +94,10 @@ int snp_region_split(ua_snp *s, struct snp_region *rg)
         if (rg->perm) {
             sp->perm = malloc(512 * sizeof(uint16_t));
             if (!sp->perm) {
-                snp_split_free(s, sp);
+                snp_split_free(s, vcpu, sp);
                 return 0;
             }
-            __atomic_add_fetch(&s->bytes_allocated, 512 * sizeof(uint16_t), __ATOMIC_RELAXED);
+            snp_bytes_add(s, vcpu, 512 * sizeof(uint16_t));
             for (unsigned i = 0; i < 512; i++)
                 sp->perm[i] = rg->perm;
         }
@@ -158,17 +158,23 @@ ua_status ua_snp_create(const ua_snp_config *cfg, ua_snp **out)
     ua_snp *s = calloc(1, sizeof(*s));
     if (!s)
         return UA_E_NOMEM;
+    if (posix_memalign((void **)&s->vcpus, 64, sizeof(*s->vcpus) * cfg->vcpus)) {
+        free(s);
+        return UA_E_NOMEM;
+    }
+    memset(s->vcpus, 0, sizeof(*s->vcpus) * cfg->vcpus);
     s->cfg = *cfg;
     s->cfg.coherency_sfw_no = !!cfg->coherency_sfw_no;
     s->guest_pages = cfg->memory_bytes >> 12;
     s->rmp_end = cfg->memory_bytes + cfg->spare_bytes;
     s->nregions = s->rmp_end >> SNP_REGION_SHIFT;
-    s->bytes_allocated = sizeof(*s);
+    s->bytes_allocated = sizeof(*s) + sizeof(*s->vcpus) * cfg->vcpus;
     if (ua_sparse_init(&s->rmp, s->nregions, sizeof(struct snp_region), NULL, s,
                        &s->bytes_allocated) ||
         ua_sparse_init(&s->attr, cfg->memory_bytes >> SNP_REGION_SHIFT, sizeof(uintptr_t), NULL,
                        s, &s->bytes_allocated)) {
         ua_sparse_fini(&s->rmp, NULL);
+        free(s->vcpus);
         free(s);
         return UA_E_NOMEM;
     }
@@ -188,6 +194,7 @@ void ua_snp_destroy(ua_snp *s)
     free(s->remaps);
     free(s->in_use);
     ua_fatal_slot_fini(&s->fatal);
+    free(s->vcpus);
     free(s);
 }
 
@@ -245,6 +252,8 @@ ua_status ua_snp_stats_get(const ua_snp *s, ua_snp_stats *out)
     memset(out, 0, sizeof(*out));
     out->regions = s->nregions;
     out->bytes_allocated = __atomic_load_n(&s->bytes_allocated, __ATOMIC_RELAXED);
+    for (uint32_t v = 0; v < s->cfg.vcpus; v++)
+        out->bytes_allocated += (uint64_t)__atomic_load_n(&s->vcpus[v].bytes, __ATOMIC_RELAXED);
     for (uint64_t c = 0; c < s->rmp.nchunks; c++) {
         const struct snp_region *ch = ua_sparse_peek(&s->rmp, c << UA_SPARSE_SHIFT);
         if (!ch)

@@ -103,11 +103,26 @@ struct region {
     struct ext *ext;
 };
 
+/* Calls made for no vCPU (creation, the contention knobs): their memory and
+ * host frames go to the TD-wide counters. */
+#define TDX_NO_VCPU UINT32_MAX
+/* 2 MiB host frames a vCPU takes from the TD-wide counter at a time. */
+#define FRAME_BLOCK 64u
+
+/* Per-vCPU state, driven by one thread at a time (as the vCPU's cost slot
+ * and path statistics are).  It also holds what would otherwise be shared
+ * counters written per 2 MiB region on the accept path - the vCPU's share
+ * of the model's memory and its block of host frames - so that vCPUs
+ * accepting disjoint ranges write no common cache line. */
 struct vcpu_state {
     uint32_t irq_countdown; /* work units until the next interrupt, 0 = none armed */
     uint32_t irq_period;
     uint32_t hp_busy;       /* host-priority busy answers in a row */
+    uint32_t frames_left;   /* frames left in this vCPU's block, from frame_next */
+    uint32_t frame_next;
     uint32_t pad;
+    int64_t mem_usage;      /* bytes this vCPU's calls allocated (less freed); read by
+                             * ua_tdx_memory_usage from any thread: relaxed atomics */
     ua_tdx_veinfo ve;
 } __attribute__((aligned(64)));
 
@@ -122,14 +137,19 @@ struct ua_tdx {
     uint32_t finalized, importing;
     uint32_t epoch;
     uint64_t td_ctls;
-    uint64_t next_frame;      /* atomic */
-    uint64_t next_frame4k;    /* atomic */
-    uint64_t mem_usage;       /* atomic */
     ua_cost *cost;
     ua_host *host;            /* never NULL: own_host unless a host was set */
     ua_host own_host;
     struct ua_fatal_slot fatal;
     struct vcpu_state *vcpus;
+    /* TD-wide counters, written now and then while vCPUs run (a block of
+     * frames, a directory chunk): kept off the cache lines read above */
+    char pad0[64];
+    uint64_t next_frame;      /* atomic: blocks of 2 MiB frames for the vCPUs' pools */
+    uint64_t next_frame4k;    /* atomic */
+    uint64_t mem_usage;       /* atomic: memory not charged to a vCPU (the TD itself,
+                               * directory chunks, calls for no vCPU) */
+    char pad1[64];
 };
 
 static inline void charge(ua_tdx *t, uint32_t vcpu, int ev, uint64_t n)
@@ -142,9 +162,15 @@ static inline void charge(ua_tdx *t, uint32_t vcpu, int ev, uint64_t n)
 /* The TD's TLB epoch: TRACK may run on a VMM thread while vCPUs run. */
 static inline uint32_t epoch_now(const ua_tdx *t) { return __atomic_load_n(&t->epoch, __ATOMIC_RELAXED); }
 
-static inline void usage_add(ua_tdx *t, int64_t n)
+/* Model memory allocated (n > 0) or freed by a call for vcpu. */
+static inline void usage_add(ua_tdx *t, uint32_t vcpu, int64_t n)
 {
-    __atomic_fetch_add(&t->mem_usage, (uint64_t)n, __ATOMIC_RELAXED);
+    if (vcpu < t->cfg.vcpus) {
+        int64_t *u = &t->vcpus[vcpu].mem_usage;   /* this vCPU's thread alone writes it */
+        __atomic_store_n(u, __atomic_load_n(u, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
+    } else {
+        __atomic_fetch_add(&t->mem_usage, (uint64_t)n, __ATOMIC_RELAXED);
+    }
 }
 
 static inline int bit_get(const uint64_t *w, unsigned i) { return (w[i >> 6] >> (i & 63)) & 1; }
@@ -205,10 +231,10 @@ static inline const struct region *region_r(const ua_tdx *t, uint64_t idx, struc
 
 /* The extension of a region (allocated on first use); NULL on ENOMEM.  The
  * common case stays inline: it runs once per 4 KiB page on the accept path. */
-struct ext *tdx_ext_alloc(ua_tdx *t, struct region *r);
-static inline struct ext *ext_get(ua_tdx *t, struct region *r)
+struct ext *tdx_ext_alloc(ua_tdx *t, uint32_t vcpu, struct region *r);
+static inline struct ext *ext_get(ua_tdx *t, uint32_t vcpu, struct region *r)
 {
-    return UA_LIKELY(r->ext != NULL) ? r->ext : tdx_ext_alloc(t, r);
+    return UA_LIKELY(r->ext != NULL) ? r->ext : tdx_ext_alloc(t, vcpu, r);
 }
 
 /* The 4 KiB entry i of a non-leaf region (synthesised when no ext yet). */
@@ -227,9 +253,20 @@ static inline int page_shared(const struct region *r, unsigned i)
     return r->ext ? bit_get(r->ext->shared, i) : !!(r->flags & R_SHARED);
 }
 
-static inline uint32_t alloc_frame(ua_tdx *t)
+/* A fresh 2 MiB host frame, from the vCPU's block (refilled FRAME_BLOCK at a
+ * time from the TD-wide counter, so one vCPU gets consecutive frames). */
+static inline uint32_t alloc_frame(ua_tdx *t, uint32_t vcpu)
 {
-    return (uint32_t)__atomic_fetch_add(&t->next_frame, 1, __ATOMIC_RELAXED);
+    if (vcpu >= t->cfg.vcpus)
+        return (uint32_t)__atomic_fetch_add(&t->next_frame, 1, __ATOMIC_RELAXED);
+    struct vcpu_state *v = &t->vcpus[vcpu];
+    if (UA_UNLIKELY(!v->frames_left)) {
+        v->frame_next = (uint32_t)__atomic_fetch_add(&t->next_frame, FRAME_BLOCK,
+                                                     __ATOMIC_RELAXED);
+        v->frames_left = FRAME_BLOCK;
+    }
+    v->frames_left--;
+    return v->frame_next++;
 }
 
 /* HPA of 4 KiB page i of a region (the governing leaf must hold one). */
@@ -244,12 +281,12 @@ static inline uint64_t page_hpa(const struct region *r, unsigned i, int leaf2m)
 
 /* Give page i a host page for ADD/AUG: its default slot the first time
  * (inline), else a fresh 4 KiB page.  0 or UA_E_NOMEM. */
-int tdx_give_fresh_page(ua_tdx *t, struct region *r, unsigned i);
-static inline int give_page(ua_tdx *t, struct region *r, unsigned i)
+int tdx_give_fresh_page(ua_tdx *t, uint32_t vcpu, struct region *r, unsigned i);
+static inline int give_page(ua_tdx *t, uint32_t vcpu, struct region *r, unsigned i)
 {
     uint8_t *p = &r->ext->pte[i];
     *p &= (uint8_t)~P_OVR;
-    return UA_LIKELY(!(*p & P_USED)) ? 0 : tdx_give_fresh_page(t, r, i);
+    return UA_LIKELY(!(*p & P_USED)) ? 0 : tdx_give_fresh_page(t, vcpu, r, i);
 }
 /* Turn a FREE 2 MiB entry into a non-leaf with 512 FREE 4 KiB entries (the
  * implicit TDH.MEM.SEPT.ADD the VMM does before mapping 4 KiB pages). */
@@ -262,6 +299,10 @@ int tdx_record_fatal(ua_tdx *t, uint32_t kind, uint32_t vcpu, uint64_t gpa, uint
 
 int tdx_kvm_exit_default(ua_tdx *t, uint32_t vcpu, uint64_t gpa, uint64_t eeq,
                          uint64_t exit_status, uint32_t *action);
+
+/* n consecutive 4 KiB ACCEPTs with KVM serving their exits, the common case
+ * batched (tdx_module.c); returns the pages done, *augs the exits/AUGs. */
+unsigned tdx_accept_run_4k(ua_tdx *t, uint32_t vcpu, uint64_t gpa, unsigned n, unsigned *augs);
 
 /* A TD exit to the host: the host's handler, KVM's called directly when the
  * host has none.  The exit itself is charged by the module. */

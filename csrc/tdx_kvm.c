@@ -22,7 +22,7 @@ static ua_status vmm_zap_private(ua_tdx *t, uint32_t vcpu, struct region *r, uns
             r->flags &= (uint8_t)~(R_BEPOCH | R_HP);
             return UA_OK;
         }
-        struct ext *x = ext_get(t, r);
+        struct ext *x = ext_get(t, vcpu, r);
         if (!x)
             return UA_E_NOMEM;
         unsigned s = r->state;
@@ -35,7 +35,7 @@ static ua_status vmm_zap_private(ua_tdx *t, uint32_t vcpu, struct region *r, uns
     }
     if (r->state != S_NL_MAPPED && r->state != S_NL_BLOCKED)
         return UA_OK;
-    struct ext *x = ext_get(t, r);
+    struct ext *x = ext_get(t, vcpu, r);
     if (!x)
         return UA_E_NOMEM;
     uint64_t blocks = 0, removes = 0;
@@ -54,13 +54,14 @@ static ua_status vmm_zap_private(ua_tdx *t, uint32_t vcpu, struct region *r, uns
     return UA_OK;
 }
 
-static ua_status set_shared_range(ua_tdx *t, struct region *r, unsigned i0, unsigned i1, int shared)
+static ua_status set_shared_range(ua_tdx *t, uint32_t vcpu, struct region *r, unsigned i0,
+                                  unsigned i1, int shared)
 {
     if (i0 == 0 && i1 == 512 && !r->ext) {
         r->flags = shared ? (uint8_t)(r->flags | R_SHARED) : (uint8_t)(r->flags & ~R_SHARED);
         return UA_OK;
     }
-    struct ext *x = ext_get(t, r);
+    struct ext *x = ext_get(t, vcpu, r);
     if (!x)
         return UA_E_NOMEM;
     for (unsigned i = i0; i < i1; i++) {
@@ -128,7 +129,7 @@ int ua_host_kvm_tdx_vmcall(ua_host *h, ua_tdx *t, uint32_t vcpu, uint64_t r10, u
             ua_status st;
             if (to_shared && (st = vmm_zap_private(t, vcpu, r, i0, i1)))
                 return st;
-            if ((st = set_shared_range(t, r, i0, i1, to_shared)))
+            if ((st = set_shared_range(t, vcpu, r, i0, i1, to_shared)))
                 return st;
             b = rend;
         }

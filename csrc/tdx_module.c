@@ -54,9 +54,9 @@ static inline int tracked(const ua_tdx *t, const struct region *r, int flagged)
 }
 
 /* Start blocking something in region r during the current epoch. */
-static int block_epoch_enter(ua_tdx *t, struct region *r)
+static int block_epoch_enter(ua_tdx *t, uint32_t vcpu, struct region *r)
 {
-    struct ext *e = ext_get(t, r);
+    struct ext *e = ext_get(t, vcpu, r);
     if (!e)
         return UA_E_NOMEM;
     uint32_t now = epoch_now(t);
@@ -222,7 +222,7 @@ sept_enter(ua_tdx *t, uint32_t vcpu, uint64_t pi, const struct sept_op *op,
             set_detail(out, UA_TDX_LEVEL_2M, r->state);
             return 1;
         }
-        struct ext *e = ext_get(t, r);
+        struct ext *e = ext_get(t, vcpu, r);
         if (!e) {
             *st = UA_E_NOMEM;
             return 1;
@@ -259,11 +259,11 @@ sept_enter(ua_tdx *t, uint32_t vcpu, uint64_t pi, const struct sept_op *op,
 /* ADD / AUG at 4 KiB: give the entry a host page, its new state and the
  * page's content bit; the GPA stops being shared in the VMM's view. */
 static inline __attribute__((always_inline)) ua_status
-map_page_4k(ua_tdx *t, const struct sept_ref *e, unsigned state,
+map_page_4k(ua_tdx *t, uint32_t vcpu, const struct sept_ref *e, unsigned state,
             int nonzero, ua_tdx_host_result *out)
 {
     struct region *r = e->r;
-    ua_status st = give_page(t, r, e->i);
+    ua_status st = give_page(t, vcpu, r, e->i);
     if (st)
         return st;
     *e->pte = (uint8_t)((*e->pte & ~P_STATE) | state);
@@ -296,7 +296,7 @@ ua_status ua_tdx_host_add(ua_tdx *t, uint32_t vcpu, uint64_t pi, uint32_t data_n
     ua_status st;
     if (sept_enter(t, vcpu, pi, &OP_ADD, out, &e, &st))
         return st;
-    return map_page_4k(t, &e, S_MAPPED, data_nonzero, out);
+    return map_page_4k(t, vcpu, &e, S_MAPPED, data_nonzero, out);
 }
 
 ua_status ua_tdx_host_add_range(ua_tdx *t, uint32_t vcpu, uint64_t start, uint64_t end,
@@ -332,7 +332,7 @@ ua_status ua_tdx_host_aug(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host_res
     if (e.level == UA_TDX_LEVEL_2M) {
         r->state = S_PENDING;
         r->counter = 0;
-        r->frame = alloc_frame(t);
+        r->frame = alloc_frame(t, vcpu);
         if (r->ext) {
             memset(r->ext->dirty, 0xFF, sizeof(r->ext->dirty));
             memset(r->ext->shared, 0, sizeof(r->ext->shared));
@@ -342,7 +342,7 @@ ua_status ua_tdx_host_aug(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host_res
         out->hpa = page_hpa(r, 0, 1);
         return UA_OK;
     }
-    return map_page_4k(t, &e, S_PENDING, 1, out); /* AUG: host garbage until ACCEPT */
+    return map_page_4k(t, vcpu, &e, S_PENDING, 1, out); /* AUG: host garbage until ACCEPT */
 }
 
 ua_status ua_tdx_host_block(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host_result *out)
@@ -352,7 +352,7 @@ ua_status ua_tdx_host_block(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host_r
     if (sept_enter(t, vcpu, pi, &OP_BLOCK, out, &e, &st))
         return st;
     struct region *r = e.r;
-    if ((st = block_epoch_enter(t, r)))
+    if ((st = block_epoch_enter(t, vcpu, r)))
         return st;
     unsigned s = e.s;
     if (e.level == UA_TDX_LEVEL_2M) {
@@ -416,12 +416,12 @@ ua_status ua_tdx_host_unblock(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host
 
 /* Forget the fresh 4 KiB host pages of a region that becomes one 2 MiB
  * mapping again (DEMOTE's children, PROMOTE's leaf use the 2 MiB frame). */
-static void drop_ovr(ua_tdx *t, struct ext *x)
+static void drop_ovr(ua_tdx *t, uint32_t vcpu, struct ext *x)
 {
     if (x->ovr) {
         free(x->ovr);
         x->ovr = NULL;
-        usage_add(t, -(int64_t)(512 * sizeof(uint32_t)));
+        usage_add(t, vcpu, -(int64_t)(512 * sizeof(uint32_t)));
     }
 }
 
@@ -433,14 +433,14 @@ ua_status ua_tdx_host_demote(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host_
         return st;
     struct region *r = e.r;
     unsigned s = e.s;
-    struct ext *x = ext_get(t, r);
+    struct ext *x = ext_get(t, vcpu, r);
     if (!x)
         return UA_E_NOMEM;
     /* children take the unblocked state of the parent; a partially done
      * 2 MiB ACCEPT is forgotten (its accept_counter bits are cleaned) */
     unsigned cs = (s == S_MAPPED || s == S_BLOCKED) ? S_MAPPED : S_PENDING;
     memset(x->pte, (int)cs, sizeof(x->pte));
-    drop_ovr(t, x);
+    drop_ovr(t, vcpu, x);
     r->state = S_NL_MAPPED;
     r->counter = 0;
     r->flags &= (uint8_t)~(R_BEPOCH | R_HP);
@@ -470,7 +470,7 @@ ua_status ua_tdx_host_promote(ua_tdx *t, uint32_t vcpu, uint64_t pi, ua_tdx_host
     }
     if (r->ext) {
         memset(r->ext->pte, 0, sizeof(r->ext->pte));
-        drop_ovr(t, r->ext);
+        drop_ovr(t, vcpu, r->ext);
     }
     r->state = (uint8_t)cs;
     r->counter = 0;
@@ -498,7 +498,7 @@ static ua_status knob_entry(ua_tdx *t, uint64_t pi, uint8_t **pte, struct region
     if (level == UA_TDX_LEVEL_4K) {
         if (r->state != S_NL_MAPPED && r->state != S_NL_BLOCKED)
             return UA_E_STATE;
-        struct ext *e = ext_get(t, r);
+        struct ext *e = ext_get(t, TDX_NO_VCPU, r);
         if (!e)
             return UA_E_NOMEM;
         *pte = &e->pte[(gpa % UA_2M) / UA_4K];
@@ -684,7 +684,7 @@ ua_status ua_tdx_tdcall_accept(ua_tdx *t, uint32_t vcpu, uint64_t rax, uint64_t 
     unsigned s = p & P_STATE;
     if (accept_entry_done(t, vcpu, v, gpa, req, s, p & P_LOCK, p & P_HP, out))
         return UA_OK;
-    struct ext *e = ext_get(t, r);
+    struct ext *e = ext_get(t, vcpu, r);
     if (UA_UNLIKELY(!e))
         return UA_E_NOMEM;
     e->pte[i] = (uint8_t)((e->pte[i] & ~P_STATE) | S_MAPPED);
@@ -693,6 +693,85 @@ ua_status ua_tdx_tdcall_accept(ua_tdx *t, uint32_t vcpu, uint64_t rax, uint64_t 
     out->chunks_zeroed = 1;
     out->rax = UA_TDX_SUCCESS;
     return UA_OK;
+}
+
+/* The common case of a guest's 4 KiB accepts, batched: n consecutive
+ * ACCEPTs at 4 KiB from gpa (all in one region), each executed until it
+ * returns, with KVM serving the exits, exactly as the single steps do it
+ * (ua_tdx_tdcall_accept, then tdx_kvm_exit_default and ua_tdx_host_aug):
+ *   - a PENDING page: one execution, zeroed, MAPPED;
+ *   - a FREE page: the execution exits (VIOLATION, TD exit), KVM AUGs the
+ *     4 KiB page (a host page, garbage until accepted), the re-execution
+ *     zeroes it, MAPPED.
+ * Stops before the first page that would do anything else: locked or
+ * host-priority entries, a page the VMM holds as shared (KVM stops the TD),
+ * MAPPED (ALREADY_ACCEPTED), blocked or REMOVED entries, a region that is
+ * not NL_MAPPED; the caller runs that page through the single steps.  The
+ * events are charged once per run with the same totals; *augs gets the
+ * AUGs (= exits) done.  Preconditions, checked by the caller: the TD is
+ * finalized, the host has no exit handler of its own (KVM), vcpu is valid,
+ * [gpa, gpa + n * 4 KiB) is guest RAM inside one 2 MiB region. */
+unsigned tdx_accept_run_4k(ua_tdx *t, uint32_t vcpu, uint64_t gpa, unsigned n, unsigned *augs)
+{
+    *augs = 0;
+    struct region *r = region_w(t, gpa / UA_2M);
+    if (UA_UNLIKELY(!r) || r->state != S_NL_MAPPED)
+        return 0;
+    unsigned i0 = (unsigned)((gpa % UA_2M) / UA_4K);
+    uint8_t first = pte_get(t, r, i0);
+    unsigned fs = first & P_STATE;
+    if ((first & (P_LOCK | P_HP)) || (fs != S_PENDING && fs != S_FREE) ||
+        (fs == S_FREE && page_shared(r, i0)))
+        return 0;   /* nothing done, nothing allocated: the single steps take it */
+    struct ext *e = ext_get(t, vcpu, r);   /* the first page's AUG or ACCEPT allocates it too */
+    if (UA_UNLIKELY(!e))
+        return 0;
+    unsigned i = i0, aug = 0;
+    const uint64_t ones = 0x0101010101010101ull;
+    for (; i < i0 + n; i++) {
+        /* eight aligned entries at once when all eight are bare FREE
+         * entries (no flags, the default host page unused, not shared) or
+         * all bare PENDING: each page as below */
+        while (!(i & 7) && i + 8 <= i0 + n) {
+            uint64_t w;
+            memcpy(&w, &e->pte[i], sizeof(w));
+            uint64_t bits = 0xFFull << (i & 63);
+            if (w == S_FREE * ones && !(e->shared[i >> 6] & bits))
+                aug += 8;
+            else if (w != S_PENDING * ones)
+                break;
+            w = S_MAPPED * ones;
+            memcpy(&e->pte[i], &w, sizeof(w));
+            e->dirty[i >> 6] &= ~bits;
+            i += 8;
+        }
+        if (i >= i0 + n)
+            break;
+        uint8_t p = e->pte[i];
+        if (p & (P_LOCK | P_HP))
+            break;
+        if ((p & P_STATE) == S_FREE) {
+            /* the exit, then KVM's AUG at 4 KiB (map_page_4k) */
+            if (bit_get(e->shared, i) || give_page(t, vcpu, r, i))
+                break;
+            p = e->pte[i];   /* give_page may have changed the host page bits */
+            aug++;
+        } else if ((p & P_STATE) != S_PENDING) {
+            break;
+        }
+        e->pte[i] = (uint8_t)((p & ~P_STATE) | S_MAPPED);
+        bit_clr(e->dirty, i);
+    }
+    unsigned done = i - i0;
+    if (done) {
+        t->vcpus[vcpu].hp_busy = 0;
+        charge(t, vcpu, UA_EV_TDCALL_ACCEPT, done + aug);
+        charge(t, vcpu, UA_EV_TD_EXIT, aug);
+        charge(t, vcpu, UA_EV_AUG_4K, aug);
+        charge(t, vcpu, UA_EV_ZERO_4K, done);
+    }
+    *augs = aug;
+    return done;
 }
 
 /* ---- guest accesses ----------------------------------------------------------- */
@@ -743,7 +822,7 @@ ua_status ua_tdx_guest_access(ua_tdx *t, uint32_t vcpu, uint64_t gpa, uint32_t w
     out->state = pub_state[s];
     if (s == S_MAPPED) {
         if (write) {
-            struct ext *e = ext_get(t, r);
+            struct ext *e = ext_get(t, vcpu, r);
             if (!e)
                 return UA_E_NOMEM;
             bit_set(e->dirty, i);

@@ -15,7 +15,7 @@ static void init_chunk(void *owner, void *chunk, uint64_t first, uint64_t n)
         region_init(t, &r[i], first + i);
 }
 
-struct ext *tdx_ext_alloc(ua_tdx *t, struct region *r)
+struct ext *tdx_ext_alloc(ua_tdx *t, uint32_t vcpu, struct region *r)
 {
     struct ext *e = calloc(1, sizeof(*e));
     if (!e)
@@ -28,12 +28,12 @@ struct ext *tdx_ext_alloc(ua_tdx *t, struct region *r)
     if (r->state == S_NL_MAPPED || r->state == S_NL_BLOCKED)
         memset(e->pte, t->nl_default_pte, sizeof(e->pte));
     e->block_epoch = epoch_now(t) - 1;
-    usage_add(t, (int64_t)sizeof(*e));
+    usage_add(t, vcpu, (int64_t)sizeof(*e));
     r->ext = e;
     return e;
 }
 
-int tdx_give_fresh_page(ua_tdx *t, struct region *r, unsigned i)
+int tdx_give_fresh_page(ua_tdx *t, uint32_t vcpu, struct region *r, unsigned i)
 {
     struct ext *e = r->ext;
     uint8_t *p = &e->pte[i];
@@ -41,7 +41,7 @@ int tdx_give_fresh_page(ua_tdx *t, struct region *r, unsigned i)
         e->ovr = calloc(512, sizeof(uint32_t));
         if (!e->ovr)
             return UA_E_NOMEM;
-        usage_add(t, 512 * sizeof(uint32_t));
+        usage_add(t, vcpu, 512 * sizeof(uint32_t));
     }
     e->ovr[i] = (uint32_t)__atomic_fetch_add(&t->next_frame4k, 1, __ATOMIC_RELAXED);
     *p |= P_OVR;
@@ -50,12 +50,12 @@ int tdx_give_fresh_page(ua_tdx *t, struct region *r, unsigned i)
 
 int tdx_add_table(ua_tdx *t, uint32_t vcpu, struct region *r)
 {
-    struct ext *e = ext_get(t, r);
+    struct ext *e = ext_get(t, vcpu, r);
     if (!e)
         return UA_E_NOMEM;
     memset(e->pte, 0, sizeof(e->pte));
     r->state = S_NL_MAPPED;
-    r->frame = alloc_frame(t);
+    r->frame = alloc_frame(t, vcpu);
     r->counter = 0;
     charge(t, vcpu, UA_EV_SEAMCALL, 1);
     return 0;
@@ -130,7 +130,7 @@ ua_status ua_tdx_create(const ua_tdx_config *cfg, ua_tdx **out)
         if (tail) {
             /* the last region is only partly RAM: 4 KiB pages up to its end */
             struct region *r = region_w(t, t->nregions - 1);
-            struct ext *e = r ? ext_get(t, r) : NULL;
+            struct ext *e = r ? ext_get(t, TDX_NO_VCPU, r) : NULL;
             if (!e) {
                 ua_tdx_destroy(t);
                 return UA_E_NOMEM;
@@ -230,7 +230,12 @@ void ua_tdx_fatal_clear(ua_tdx *t)
 
 uint64_t ua_tdx_memory_usage(const ua_tdx *t)
 {
-    return t ? __atomic_load_n(&t->mem_usage, __ATOMIC_RELAXED) : 0;
+    if (!t)
+        return 0;
+    uint64_t n = __atomic_load_n(&t->mem_usage, __ATOMIC_RELAXED);
+    for (uint32_t v = 0; v < t->cfg.vcpus; v++)
+        n += (uint64_t)__atomic_load_n(&t->vcpus[v].mem_usage, __ATOMIC_RELAXED);
+    return n;
 }
 
 int ua_tdx_is_finalized(const ua_tdx *t) { return t ? (int)t->finalized : 0; }
