@@ -11,7 +11,7 @@ import threading
 from typing import Any, Callable, List, Optional, Protocol, Tuple, Union, runtime_checkable
 
 from ._core import ffi, lib
-from .errors import CallbackError, check
+from .errors import CallbackError, InvalidArgument, check
 
 AcceptCallable = Callable[[int, int, int], object]
 
@@ -77,7 +77,7 @@ class PythonPrimitive:
 
     def __init__(self, fn: AcceptCallable) -> None:
         if not callable(fn):
-            raise TypeError(f"accept primitive must be callable, got {type(fn).__name__}")
+            raise InvalidArgument(f"accept primitive must be callable, got {type(fn).__name__}")
         self.fn = fn
         self._pending = threading.local()   # per thread: a vCPU gets its own error
         self._self_handle = ffi.new_handle(self)
@@ -126,7 +126,8 @@ def as_primitive(obj: object) -> Primitive:
         return obj
     if callable(obj):
         return PythonPrimitive(obj)
-    raise TypeError(f"not an accept primitive: {obj!r}")
+    raise InvalidArgument(f"not an accept primitive (None, a callable fn(start, end, vcpu) "
+                          f"or an object with _c_accept): {obj!r}")
 
 
 def raise_callback_error(prim: object, status: int, message: str) -> None:

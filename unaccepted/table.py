@@ -80,9 +80,15 @@ class OpBatch:
         self._n = len(ops)
         self._ops = ffi.new("ua_op[]", max(self._n, 1))
         for i, op in enumerate(ops):
-            kind, start, size, vcpu = (op.kind, op.start, op.size, op.vcpu) if isinstance(
-                op, Op) else (tuple(op) + (0,))[:4]
-            if kind not in _KINDS:
+            if isinstance(op, Op):
+                kind, start, size, vcpu = op.kind, op.start, op.size, op.vcpu
+            else:
+                if isinstance(op, (str, bytes)) or not isinstance(op, (tuple, list)) or \
+                        not 3 <= len(op) <= 4:
+                    raise InvalidOp(f"op {i}: {op!r} is not an Op or a (kind, start, size"
+                                    "[, vcpu]) tuple")
+                kind, start, size, vcpu = (tuple(op) + (0,))[:4]
+            if not isinstance(kind, str) or kind not in _KINDS:
                 raise InvalidOp(f"op {i}: unknown kind {kind!r} (expected accept or contains)")
             c = self._ops[i]
             c.kind = _KINDS[kind]
