@@ -6,6 +6,7 @@ Each class offers the operations the benchmarks compare:
   accept(first, last, fn)     call fn(run_first, run_last) per run of set
                               units inside [first, last), then clear them
   any(first, last)            any unaccepted unit in [first, last)?
+  count(first, last)          how many unaccepted units in [first, last)
   accept_memory(start, size, fn)
                               the kernel's accept_memory(): byte range to
                               units (page widening, guard unit, clamp), then
@@ -64,6 +65,9 @@ class PythonBitmap(LinuxSemantics):
     def any(self, first, last):
         return self.buf.find(1, first, last) != -1
 
+    def count(self, first, last):
+        return self.buf.count(1, first, last)
+
     def accept(self, first, last, fn):
         buf = self.buf
         pos = buf.find(1, first, last)
@@ -88,6 +92,9 @@ class NumpyBitmap(LinuxSemantics):
 
     def any(self, first, last):
         return bool(self.a[first:last].any())
+
+    def count(self, first, last):
+        return int(np.count_nonzero(self.a[first:last]))
 
     def accept(self, first, last, fn):
         seg = self.a[first:last]
@@ -129,6 +136,9 @@ class BitarrayBitmap(LinuxSemantics):
 
     def any(self, first, last):
         return self.a.find(1, first, last) != -1
+
+    def count(self, first, last):
+        return self.a.count(1, first, last)
 
     def accept(self, first, last, fn):
         a = self.a

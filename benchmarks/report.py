@@ -8,7 +8,9 @@ import re
 import sys
 from collections import defaultdict
 
-IMPLS = ("unaccepted", "numpy-vectorised", "python", "numpy", "bitarray")
+# longest first where one name contains another
+IMPLS = ("unaccepted", "numpy-vectorised", "python", "numpy", "bitarray", "bare-c",
+         "vectorised-avx512", "vectorised-avx2", "vectorised", "memory-bandwidth")
 
 
 def impl_of(name):

@@ -20,10 +20,83 @@
 
 int ua_accept_noop(void *ctx, uint64_t start, uint64_t end, uint32_t vcpu) { return UA_OK; }
 
-/* The steps accept_memory() and range_contains_unaccepted_memory() share:
- * clamp [start, end) to phys_base, make it relative, add the guard unit when
- * the end is unit aligned, clamp to the bitmap.  Returns 0 when the range
- * ends below phys_base (nothing to do), else 1 with the offsets. */
+/* ---- unit ranges ----
+ * Both entry points first turn a byte range into a unit range the way Linux
+ * does: clamp [start, end) to phys_base, make it relative, add the guard
+ * unit when the end is unit aligned (load_unaligned_zeropad() may touch the
+ * next unit), clamp to the bitmap's coverage.  accept_memory() widens to
+ * pages first, so the guard test sees the real end.
+ *
+ * The common case is computed in 64 bits: when start + size < 2^63 nothing
+ * can overflow (page widening adds < 2^12, the guard unit <= 2^31, the
+ * coverage is at most 2^62: nbits <= 2^31 and unit_size <= 2^31).  Ends at or
+ * above 2^63 take the exact 128-bit path, out of line; both give the same
+ * answers. */
+#define FAST_END_LIMIT (1ull << 63)
+
+/* The table's geometry, which never changes after creation, read once. */
+struct geom {
+    const uint64_t *words;
+    uint64_t nbits, phys_base, unit, cov;
+    unsigned shift;
+};
+
+struct urange {
+    uint64_t first, last;               /* bits, half-open; empty when first >= last */
+};
+
+static inline struct geom geom_of(const ua_table *t)
+{
+    struct geom g = {t->words, t->nbits, t->phys_base, t->unit_size,
+                     t->nbits << t->unit_shift, t->unit_shift};
+    return g;
+}
+
+/* accept_memory()'s units for end = start + size < 2^63. */
+static inline struct urange accept_units64(const struct geom *g, uint64_t start, uint64_t end)
+{
+    struct urange u = {0, 0};
+    end = (end + UA_PAGE_SIZE - 1) & ~(uint64_t)(UA_PAGE_SIZE - 1);
+    start &= ~(uint64_t)(UA_PAGE_SIZE - 1);
+    if (end < g->phys_base)
+        return u;
+    if (start < g->phys_base)
+        start = g->phys_base;
+    uint64_t so = start - g->phys_base, eo = end - g->phys_base;
+    if ((eo & (g->unit - 1)) == 0)
+        eo += g->unit;
+    if (eo > g->cov)
+        eo = g->cov;
+    u.first = so >> g->shift;
+    u.last = (eo + g->unit - 1) >> g->shift;
+    return u;
+}
+
+/* range_contains_unaccepted_memory()'s bits for end = start + size < 2^63:
+ * Linux tests bit (so + k*unit) / unit for every k with so + k*unit < eo,
+ * consecutive bits starting at so / unit. */
+static inline struct urange contains_bits64(const struct geom *g, uint64_t start, uint64_t end)
+{
+    struct urange u = {0, 0};
+    if (end < g->phys_base)
+        return u;
+    if (start < g->phys_base)
+        start = g->phys_base;
+    uint64_t so = start - g->phys_base, eo = end - g->phys_base;
+    if ((eo & (g->unit - 1)) == 0)
+        eo += g->unit;
+    if (eo > g->cov)
+        eo = g->cov;
+    if (so >= eo)
+        return u;
+    u.first = so >> g->shift;
+    u.last = u.first + ((eo - so + g->unit - 1) >> g->shift);
+    return u;
+}
+
+/* The same steps with 128-bit arithmetic, for ends at or above 2^63.
+ * Returns 0 when the range ends below phys_base (nothing to do), else 1
+ * with the offsets. */
 static int linux_offsets(const ua_table *t, uint64_t start, ua_u128 end, ua_u128 *so,
                          ua_u128 *eo)
 {
@@ -33,7 +106,6 @@ static int linux_offsets(const ua_table *t, uint64_t start, ua_u128 end, ua_u128
         start = t->phys_base;
     *so = start - t->phys_base;
     *eo = end - t->phys_base;
-    /* Guard unit: load_unaligned_zeropad() may touch the next unit. */
     if ((*eo & (t->unit_size - 1)) == 0)
         *eo += t->unit_size;
     ua_u128 cov = (ua_u128)t->nbits << t->unit_shift;
@@ -42,28 +114,35 @@ static int linux_offsets(const ua_table *t, uint64_t start, ua_u128 end, ua_u128
     return 1;
 }
 
-/* Unit range [*first, *last) that accept_memory(start, size) works on, or
- * first == last when there is nothing to do. */
-static ua_status accept_units(const ua_table *t, uint64_t start, uint64_t size, uint64_t *first,
-                              uint64_t *last)
+__attribute__((noinline, cold)) static struct urange accept_units_wide(const ua_table *t,
+                                                                       uint64_t start,
+                                                                       uint64_t size)
 {
-    *first = *last = 0;
-    ua_u128 end = (ua_u128)start + size;
-    if (end >= UA_U64_LIMIT)
-        return UA_E_RANGE;
-    /* Page widening first, so the guard test sees the real end. */
+    struct urange u = {0, 0};
+    ua_u128 end = (ua_u128)start + size;    /* < 2^64: the caller checked */
     end = (end + UA_PAGE_SIZE - 1) & ~(ua_u128)(UA_PAGE_SIZE - 1);
     ua_u128 so, eo;
     if (!linux_offsets(t, start & ~(uint64_t)(UA_PAGE_SIZE - 1), end, &so, &eo))
-        return UA_OK;
-    uint64_t f = (uint64_t)(so >> t->unit_shift);
-    uint64_t l = (uint64_t)((eo + t->unit_size - 1) >> t->unit_shift);
-    if (f < l) {
-        *first = f;
-        *last = l;
-    }
-    return UA_OK;
+        return u;
+    u.first = (uint64_t)(so >> t->unit_shift);
+    u.last = (uint64_t)((eo + t->unit_size - 1) >> t->unit_shift);
+    return u;
 }
+
+__attribute__((noinline, cold)) static struct urange contains_bits_wide(const ua_table *t,
+                                                                        uint64_t start,
+                                                                        uint64_t size)
+{
+    struct urange u = {0, 0};
+    ua_u128 so, eo;
+    if (!linux_offsets(t, start, (ua_u128)start + size, &so, &eo) || so >= eo)
+        return u;
+    u.first = (uint64_t)(so >> t->unit_shift);
+    u.last = u.first + (uint64_t)((eo - so + t->unit_size - 1) >> t->unit_shift);
+    return u;
+}
+
+/* ---- the accept path ---- */
 
 static const struct ua_accept_range *overlaps_in_flight(const ua_table *t, uint64_t first,
                                                         uint64_t last)
@@ -87,21 +166,15 @@ static ua_status to_status(int rc)
     return UA_E_ACCEPT_FAILED;
 }
 
-ua_status ua_accept_memory(ua_table *t, uint64_t start, uint64_t size, uint32_t vcpu,
-                           ua_accept_result *result)
+/* The slow part of accept_memory(), for a unit range with a bit set: the
+ * accepting list under the lock, the primitive once per run, the bits.  Out
+ * of line so that the fast check does not carry its frame.  *res is written
+ * on the way out (it starts zeroed by the caller). */
+__attribute__((noinline)) static ua_status accept_slow(ua_table *t, uint64_t first, uint64_t last,
+                                                       uint32_t vcpu, ua_accept_result *res)
 {
-    ua_accept_result res = {0, 0, 0};
-    if (result)
-        *result = res;
-    if (!t)
-        return UA_E_INVAL;
-    uint64_t first, last;
-    ua_status st = accept_units(t, start, size, &first, &last);
-    if (st || first == last)
-        return st;
-    if (!ua_bitmap_any_acquire(t->words, t->nbits, first, last))
-        return UA_OK;
-
+    ua_status st = UA_OK;
+    ua_accept_result r = {0, 0, 0};    /* local: the primitive may alias *res */
     struct ua_accept_range me = {first, last, pthread_self(), NULL};
     pthread_mutex_lock(&t->lock);
     const struct ua_accept_range *busy;
@@ -110,9 +183,9 @@ ua_status ua_accept_memory(ua_table *t, uint64_t start, uint64_t size, uint32_t 
             /* the primitive called accept_memory() on the range it is
              * accepting: waiting for itself would never end */
             pthread_mutex_unlock(&t->lock);
-            return UA_E_STATE;
+            return UA_E_STATE;          /* *res stays zero */
         }
-        res.waits++;
+        r.waits++;
         pthread_cond_wait(&t->done, &t->lock);
     }
     me.next = t->accepting;
@@ -138,8 +211,8 @@ ua_status ua_accept_memory(ua_table *t, uint64_t start, uint64_t size, uint32_t 
             st = to_status(rc);
             break;
         }
-        res.runs++;
-        res.units += re - rs;
+        r.runs++;
+        r.units += re - rs;
         if (rs / 64 == (re - 1) / 64) {
             if (rs / 64 != pend_word) {
                 clear_word_bits(t, pend_word, pend_mask);
@@ -160,6 +233,53 @@ ua_status ua_accept_memory(ua_table *t, uint64_t start, uint64_t size, uint32_t 
     *pp = me.next;
     pthread_cond_broadcast(&t->done);
     pthread_mutex_unlock(&t->lock);
+    *res = r;
+    return st;
+}
+
+/* accept_memory(start, size): the unit range and the check whether any of
+ * its units is unaccepted, inline and without the lock (a caller whose units
+ * are all accepted has nothing to wait for: see the top of this file); the
+ * rest in accept_slow. */
+static inline ua_status accept_one(ua_table *t, const struct geom *g, uint64_t start,
+                                   uint64_t size, uint32_t vcpu, ua_accept_result *res)
+{
+    uint64_t end;
+    if (UA_UNLIKELY(__builtin_add_overflow(start, size, &end)))
+        return UA_E_RANGE;              /* the end would be 2^64 or more */
+    struct urange u = UA_LIKELY(end < FAST_END_LIMIT) ? accept_units64(g, start, end)
+                                                      : accept_units_wide(t, start, size);
+    if (u.first >= u.last || !ua_bits_any_acquire(g->words, g->nbits, u.first, u.last))
+        return UA_OK;
+    ua_accept_result r = {0, 0, 0};
+    ua_status st = accept_slow(t, u.first, u.last, vcpu, &r);
+    *res = r;
+    return st;
+}
+
+/* range_contains_unaccepted_memory(start, size) into *out. */
+static inline ua_status contains_one(const ua_table *t, const struct geom *g, uint64_t start,
+                                     uint64_t size, int *out)
+{
+    uint64_t end;
+    if (UA_UNLIKELY(__builtin_add_overflow(start, size, &end)))
+        return UA_E_RANGE;
+    struct urange u = UA_LIKELY(end < FAST_END_LIMIT) ? contains_bits64(g, start, end)
+                                                      : contains_bits_wide(t, start, size);
+    *out = ua_bits_any_acquire(g->words, g->nbits, u.first, u.last);
+    return UA_OK;
+}
+
+ua_status ua_accept_memory(ua_table *t, uint64_t start, uint64_t size, uint32_t vcpu,
+                           ua_accept_result *result)
+{
+    ua_accept_result res = {0, 0, 0};
+    if (result)
+        *result = res;
+    if (!t)
+        return UA_E_INVAL;
+    struct geom g = geom_of(t);
+    ua_status st = accept_one(t, &g, start, size, vcpu, &res);
     if (result)
         *result = res;
     return st;
@@ -177,19 +297,8 @@ ua_status ua_range_contains_unaccepted(const ua_table *t, uint64_t start, uint64
     if (!t || !out)
         return UA_E_INVAL;
     *out = 0;
-    ua_u128 end = (ua_u128)start + size, so, eo;
-    if (end >= UA_U64_LIMIT)
-        return UA_E_RANGE;
-    if (!linux_offsets(t, start, end, &so, &eo))
-        return UA_OK;
-    if (so >= eo)
-        return UA_OK;
-    /* Linux tests bit (so + k*unit) / unit for every k with so + k*unit < eo:
-     * consecutive bits starting at so / unit. */
-    uint64_t first = (uint64_t)(so >> t->unit_shift);
-    uint64_t count = (uint64_t)((eo - so + t->unit_size - 1) >> t->unit_shift);
-    *out = ua_bitmap_any_acquire(t->words, t->nbits, first, first + count);
-    return UA_OK;
+    struct geom g = geom_of(t);
+    return contains_one(t, &g, start, size, out);
 }
 
 int ua_contains_unaccepted(const ua_table *t, uint64_t start, uint64_t size)
@@ -228,42 +337,120 @@ ua_status ua_table_set_accept(ua_table *t, ua_accept_fn fn, void *ctx)
     return UA_OK;
 }
 
+/* One op of a batch in full (the cancel flag, either kind, any range), with
+ * its result; out of line, for the ops run_fast leaves. */
+__attribute__((noinline)) static ua_status run_one(ua_table *t, const struct geom *g,
+                                                   const ua_op *op, ua_op_result *result)
+{
+    ua_op_result r = {0, 0, 0, 0};
+    ua_status st;
+    if (ua_cancelled(t->cancel))
+        return UA_E_INTERRUPTED;        /* no result: the op did not run */
+    if (op->kind == UA_OP_ACCEPT) {
+        ua_accept_result ar = {0, 0, 0};
+        st = accept_one(t, g, op->start, op->size, op->vcpu, &ar);
+        r.runs = ar.runs;
+        r.units = ar.units;
+    } else if (op->kind == UA_OP_CONTAINS) {
+        int c = 0;
+        st = contains_one(t, g, op->start, op->size, &c);
+        r.contains = (uint32_t)c;
+    } else {
+        st = UA_E_OP;
+    }
+    r.status = st;
+    if (result)
+        *result = r;
+    return st;
+}
+
+/* The batch's fast path: runs ops[i, n) for as long as they need no lock,
+ * no primitive, no 128-bit arithmetic and no long scan (an accept whose
+ * units are all accepted, any contains of up to UA_INLINE_SCAN_WORDS + 2
+ * words), with the table's geometry in registers and no call.  Returns the
+ * index of the first op it leaves for run_one (or n).  The acquire fence of
+ * the scans it did is taken once, on the way out.  want_results is a
+ * constant in each of the two copies below. */
+__attribute__((always_inline)) static inline size_t
+run_fast(const struct geom *gp, const ua_op *ops, size_t i, size_t n, ua_op_result *results,
+         const volatile int *cancel, int want_results)
+{
+    const struct geom geom = *gp, *g = &geom;    /* in registers: nothing here calls out */
+    for (; i < n; i++) {
+        const ua_op *op = &ops[i];
+        uint64_t end;
+        if (ua_cancelled(cancel) || __builtin_add_overflow(op->start, op->size, &end) ||
+            end >= FAST_END_LIMIT)
+            break;
+        int accept = op->kind == UA_OP_ACCEPT;
+        if (!accept && op->kind != UA_OP_CONTAINS)
+            break;
+        /* last <= nbits without a clamp: eo <= cov = nbits << shift, so
+         * ceil(eo / unit) <= nbits, and contains' first + count is at most
+         * that too */
+        struct urange u = accept ? accept_units64(g, op->start, end)
+                                 : contains_bits64(g, op->start, end);
+        uint64_t acc = 0;
+        if (u.first < u.last) {
+            uint64_t fw = u.first / 64, lw = (u.last - 1) / 64;
+            uint64_t lo = ~0ull << (u.first % 64), hi = ~0ull >> (63 - (u.last - 1) % 64);
+            if (fw == lw) {
+                acc = ua_scan_load(&g->words[fw]) & lo & hi;
+            } else {
+                if (lw - fw - 1 > UA_INLINE_SCAN_WORDS)
+                    break;
+                acc = (ua_scan_load(&g->words[fw]) & lo) | (ua_scan_load(&g->words[lw]) & hi);
+                for (uint64_t w = fw + 1; w < lw; w++)
+                    acc |= ua_scan_load(&g->words[w]);
+            }
+        }
+        if (accept && acc)
+            break;                      /* something to accept */
+        if (want_results)
+            results[i] = (ua_op_result){UA_OK, !accept && acc, 0, 0};
+    }
+    ua_scan_fence();
+    return i;
+}
+
+/* Out of line, so that run_one's calls do not push the geometry to the
+ * stack. */
+__attribute__((noinline)) static size_t run_fast_results(const struct geom *g, const ua_op *ops,
+                                                         size_t i, size_t n,
+                                                         ua_op_result *results,
+                                                         const volatile int *cancel)
+{
+    return run_fast(g, ops, i, n, results, cancel, 1);
+}
+
+__attribute__((noinline)) static size_t run_fast_no_results(const struct geom *g,
+                                                            const ua_op *ops, size_t i,
+                                                            size_t n, const volatile int *cancel)
+{
+    return run_fast(g, ops, i, n, NULL, cancel, 0);
+}
+
 ua_status ua_run_ops(ua_table *t, const ua_op *ops, size_t n, ua_op_result *results,
                      size_t *cursor)
 {
     if (!t || !cursor || (n && !ops))
         return UA_E_INVAL;
-    for (size_t i = *cursor; i < n; i++) {
-        ua_op_result r = {0, 0, 0, 0};
-        ua_status st;
-        if (ua_cancelled(t->cancel)) {
-            *cursor = i;
-            return UA_E_INTERRUPTED;
-        }
-        switch (ops[i].kind) {
-        case UA_OP_ACCEPT: {
-            ua_accept_result ar;
-            st = ua_accept_memory(t, ops[i].start, ops[i].size, ops[i].vcpu, &ar);
-            r.runs = ar.runs;
-            r.units = ar.units;
+    /* The cancel flag cannot change under us: ua_table_set_cancel is not
+     * for while accepts run. */
+    const volatile int *cancel = t->cancel;
+    struct geom g = geom_of(t);
+    size_t i = *cursor;
+    while (i < n) {
+        i = results ? run_fast_results(&g, ops, i, n, results, cancel)
+                    : run_fast_no_results(&g, ops, i, n, cancel);
+        if (i == n)
             break;
-        }
-        case UA_OP_CONTAINS: {
-            int c;
-            st = ua_range_contains_unaccepted(t, ops[i].start, ops[i].size, &c);
-            r.contains = (uint32_t)c;
-            break;
-        }
-        default:
-            st = UA_E_OP;
-        }
-        r.status = st;
-        if (results)
-            results[i] = r;
-        if (st) {
+        ua_status st = run_one(t, &g, &ops[i], results ? &results[i] : NULL);
+        if (st != UA_OK) {
             *cursor = i;
             return st;
         }
+        i++;
     }
     *cursor = n;
     return UA_OK;

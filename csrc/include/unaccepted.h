@@ -87,7 +87,10 @@ UA_API const char *ua_version_string(void);
  * Bit i is bit (i % 64) of words[i / 64]; on little-endian hosts this is the
  * byte order of the EFI table (bit i = bit i%8 of byte i/8).  nbits bounds
  * every access: nothing at or past bit nbits is read or written.  Ranges are
- * clamped to nbits.  find_* return nbits when nothing is found. */
+ * clamped to nbits.  find_* return nbits when nothing is found.  These are
+ * for words the caller owns: set, clear and any use plain (non-atomic)
+ * accesses, so no other thread may write the words meanwhile (to ask a
+ * table while accepts run, use ua_range_contains_unaccepted). */
 UA_API void ua_bitmap_set(uint64_t *words, uint64_t nbits, uint64_t first, uint64_t last);
 UA_API void ua_bitmap_clear(uint64_t *words, uint64_t nbits, uint64_t first, uint64_t last);
 UA_API uint64_t ua_bitmap_find_next_set(const uint64_t *words, uint64_t nbits, uint64_t from);

@@ -134,7 +134,7 @@ static void test_accept(void)
     ua_table_destroy(t);
 }
 
-struct worker { ua_table *t; uint32_t vcpu; unsigned seed; };
+struct worker { ua_table *t; uint32_t vcpu; unsigned seed; int batch; };
 
 static void *work(void *arg)
 {
@@ -142,7 +142,20 @@ static void *work(void *arg)
     for (int i = 0; i < 20000; i++) {
         w->seed = w->seed * 1103515245u + 12345u;
         uint64_t start = (uint64_t)(w->seed % 4096) * 4096 * 64;
-        ua_accept_memory(w->t, start, (w->seed >> 8) % (8 * MiB), w->vcpu, NULL);
+        uint64_t size = (w->seed >> 8) % (8 * MiB);
+        if (!w->batch) {
+            ua_accept_memory(w->t, start, size, w->vcpu, NULL);
+            continue;
+        }
+        /* the batch entry point: its inline fast path (contains, accepts of
+         * accepted units) and its full path, racing with the accepters */
+        ua_op ops[3] = {
+            {.kind = UA_OP_CONTAINS, .vcpu = w->vcpu, .start = start, .size = size},
+            {.kind = UA_OP_ACCEPT, .vcpu = w->vcpu, .start = start, .size = size},
+            {.kind = UA_OP_CONTAINS, .vcpu = w->vcpu, .start = 0, .size = 8192 * 128 * 1024},
+        };
+        size_t cursor = 0;
+        ua_run_ops(w->t, ops, 3, NULL, &cursor);
     }
     return NULL;
 }
@@ -159,7 +172,7 @@ static void test_threads(void)
     pthread_t th[4];
     struct worker ws[4];
     for (unsigned i = 0; i < 4; i++) {
-        ws[i] = (struct worker){t, i, i * 7919u + 1};
+        ws[i] = (struct worker){t, i, i * 7919u + 1, (int)(i % 2)};
         pthread_create(&th[i], NULL, work, &ws[i]);
     }
     for (int i = 0; i < 4; i++)

@@ -62,6 +62,76 @@ def test_batch_equals_single_calls(case):
     assert ra.ranges() == rb.ranges() and a.bitmap == b.bitmap
 
 
+TOP, HALF, PAGE = 1 << 64, 1 << 63, 4096
+
+
+@st.composite
+def high_cases(draw):
+    """Tables and ops at the top of the address space, where the core
+    switches from 64-bit to exact 128-bit arithmetic (ends at or above
+    2^63) and where start + size reaches 2^64 (an error)."""
+    unit = draw(unit_sizes)
+    size = draw(st.integers(1, 8))
+    cov = size * 8 * unit
+    highest = TOP - cov - PAGE                         # phys_base + coverage < 2^64
+    anchor = draw(st.sampled_from([HALF - cov // 2, HALF - cov, HALF, highest]))
+    base = anchor + draw(st.integers(-2 * cov // PAGE, 2 * cov // PAGE)) * PAGE
+    base = min(max(base, 0), highest)
+    bits = draw(st.one_of(st.just(set(range(size * 8))), st.sets(st.integers(0, size * 8 - 1))))
+    points = st.sampled_from([base, base + cov, HALF, TOP - PAGE, TOP - 1])
+    near = st.integers(-3 * unit, 3 * unit)
+    # unit boundaries of the table (guard units), pages around them, anything
+    starts = st.one_of(
+        st.builds(lambda k, d: min(max(base + k * unit + d, 0), TOP - 1),
+                  st.integers(-2, size * 8 + 2), st.sampled_from([0, 0, -PAGE, PAGE, -1, 1])),
+        st.integers(max(base - 2 * unit, 0), min(base + cov + 2 * unit, TOP - 1)),
+        st.builds(lambda p, d: min(max(p + d, 0), TOP - 1), points, near))
+    sizes = st.one_of(st.just(0), st.integers(1, 3 * unit), st.integers(0, 2 * cov),
+                      st.integers(0, size * 8 + 2).map(lambda k: k * unit),
+                      st.sampled_from([PAGE, unit, unit - PAGE, HALF, TOP - 1]))
+    op = st.tuples(st.sampled_from(["accept", "contains"]), starts, sizes)
+    return unit, base, size, bits, draw(st.lists(op, max_size=10))
+
+
+@given(high_cases())
+def test_ops_at_the_top_of_the_address_space_match_reference(case):
+    unit, base, size, bits, op_list = case
+    table = Table(unit, base, size)
+    for b in bits:
+        table.mark(b, b + 1)
+    ref = RefTable(unit, base, size, set(bits))
+    batch_table = Table(unit, base, size)
+    batch_table.bitmap = table.bitmap
+    rec, batch_rec = Recorder(), Recorder()
+    table.set_accept(rec)
+    batch_table.set_accept(batch_rec)
+    in_range = []
+    for kind, start, n in op_list:
+        if start + n >= TOP:                           # the end is not representable
+            with pytest.raises(OutOfRange):
+                table.accept_detailed(start, n) if kind == "accept" else table.contains(start, n)
+            continue
+        in_range.append((kind, start, n))
+        if kind == "accept":
+            before = len(rec)
+            table.accept_detailed(start, n)
+            assert rec.ranges(before) == ref.accept(start, n)
+        else:
+            assert table.contains(start, n) == ref.contains(start, n)
+        assert table.bitmap == ref.bitmap_bytes()
+    # the batch entry point (its inline fast path and its full path) agrees
+    results = batch_table.run(OpBatch(in_range))
+    expected = [ref_answer for ref_answer in _replay(unit, base, size, bits, in_range)]
+    assert [r.runs if r.kind == "accept" else r.contains for r in results] == expected
+    assert batch_rec.ranges() == rec.ranges() and batch_table.bitmap == table.bitmap
+
+
+def _replay(unit, base, size, bits, op_list):
+    ref = RefTable(unit, base, size, set(bits))
+    for kind, start, n in op_list:
+        yield len(ref.accept(start, n)) if kind == "accept" else ref.contains(start, n)
+
+
 def full_table(units=64, unit=2 * MiB, base=4 * GiB):
     t = Table(unit, base, (units + 7) // 8)
     t.mark(0, units)

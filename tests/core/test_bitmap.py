@@ -83,3 +83,73 @@ def test_words_past_nbits_are_never_touched():
     w[1] = 1 << 63
     assert lib.ua_bitmap_find_next_set(w, 70, 3) == 70
     assert lib.ua_bitmap_count(w, 70, 0, 1 << 40) == 3
+
+
+def make_sparse(n, ones):
+    words = ffi.new("uint64_t[]", max((n + 63) // 64, 1))
+    for i in ones:
+        words[i // 64] |= 1 << (i % 64)
+    return words
+
+
+# up to 48 words with at most three set bits: the vector and unrolled loops
+# of ua_bitmap_any and ua_bitmap_count, their tails, and a bit in any place
+sparse_bitmaps = st.one_of(st.integers(0, 64 * 48), st.integers(64 * 17, 64 * 48)).flatmap(
+    lambda n: st.tuples(st.just(n), st.sets(st.sampled_from(range(n)), max_size=3) if n else
+                        st.just(frozenset())))
+long_bounds = st.one_of(st.tuples(st.integers(0, 64 * 50), st.integers(0, 64 * 50)),
+                        st.tuples(st.integers(0, 130), st.integers(64 * 17, 64 * 50)))
+
+
+@given(sparse_bitmaps, long_bounds)
+def test_count_and_any_over_long_sparse_ranges(case, rng):
+    (n, ones), (first, last) = case, rng
+    w = make_sparse(n, ones)
+    inside = [i for i in ones if first <= i < min(last, n)]
+    assert lib.ua_bitmap_count(w, n, first, last) == len(inside)
+    assert bool(lib.ua_bitmap_any(w, n, first, last)) == bool(inside)
+
+
+@given(st.integers(64 * 18, 64 * 40), st.sets(st.integers(0, 64 * 40 - 1), max_size=2),
+       st.lists(st.one_of(st.tuples(st.integers(0, 64 * 42), st.integers(0, 64 * 42)),
+                          st.tuples(st.integers(0, 130), st.integers(64 * 18, 64 * 42))),
+                max_size=8))
+def test_table_scans_long_ranges(nbits, ones, ranges):
+    """range_contains_unaccepted_memory over ranges of up to 40 words (the
+    inline scan of a batch, the out-of-line scan past 16 inner words) and the
+    count, one call at a time and in a batch."""
+    from unaccepted import OpBatch, Table
+    nbits = (nbits + 7) // 8 * 8
+    ones = {b for b in ones if b < nbits}
+    unit = 4096
+    t = Table(unit, 0, nbits // 8)
+    for b in ones:
+        t.mark(b, b + 1)
+    assert t.unaccepted_units == len(ones)
+    ranges = [(f, l) for f, l in ranges if f < l]
+    expect = []
+    for first, last in ranges:
+        # units [first, last), the end 1 byte short of a unit boundary (no
+        # guard unit): Linux tests the units first .. last - 1
+        got = t.contains(first * unit, (last - first) * unit - 1)
+        want = any(first <= b < min(last, nbits) for b in ones)
+        assert got == want
+        expect.append(want)
+    batch = t.run(OpBatch(("contains", f * unit, (l - f) * unit - 1) for f, l in ranges))
+    assert [r.contains for r in batch] == expect
+
+
+def test_any_and_count_find_a_single_bit_anywhere():
+    """Every position of a 48-word bitmap, for ranges starting in the first
+    words and ending anywhere: a bit in any lane of any vector or unrolled
+    step is found, and nothing is found outside the range."""
+    n = 64 * 48
+    w = ffi.new("uint64_t[]", n // 64)
+    for pos in range(n):
+        w[pos // 64] = 1 << (pos % 64)
+        for first, last in ((0, n), (1, n), (64, n), (130, n - 1), (0, pos), (pos, pos + 1),
+                            (pos + 1, n)):
+            want = first <= pos < min(last, n)
+            assert bool(lib.ua_bitmap_any(w, n, first, last)) == want, (pos, first, last)
+            assert lib.ua_bitmap_count(w, n, first, last) == want, (pos, first, last)
+        w[pos // 64] = 0
