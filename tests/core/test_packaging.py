@@ -4,6 +4,8 @@ import sys
 import tarfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -37,3 +39,23 @@ def test_wheel_is_abi3_and_leaves_the_builder_out(tmp_path):
     assert "unaccepted/_build.py" not in names
     assert "unaccepted/py.typed" in names and "unaccepted/boot.py" in names
     assert any(n.startswith("unaccepted/_core.abi3") for n in names)
+
+
+@pytest.mark.slow
+def test_an_unpacked_sdist_passes_its_own_c_tests(tmp_path):
+    # issue 9: `make -C csrc check` in an unpacked sdist must find and pass
+    # the C tests (it ran none before); and the fuzz harnesses travel with it
+    subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path)], cwd=ROOT,
+                   check=True, capture_output=True)
+    (sdist,) = tmp_path.glob("unaccepted-*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        tar.extractall(tmp_path / "src")
+    (top,) = (tmp_path / "src").iterdir()
+    assert (top / "fuzz" / "run-ci.sh").exists() and any((top / "fuzz" / "corpus").iterdir())
+    assert (top / "benchmarks" / "threads.sh").exists()
+    proc = subprocess.run(["make", "-s", "-C", str(top / "csrc"), f"BUILD={tmp_path / 'b'}",
+                           "check"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ran = [ln for ln in proc.stdout.splitlines() if " passed, 0 failed" in ln]
+    assert len(ran) >= 4 and all(not ln.split(":")[1].strip().startswith("0 passed")
+                                 for ln in ran)
