@@ -52,21 +52,35 @@ static inline struct geom geom_of(const ua_table *t)
     return g;
 }
 
+/* Offsets of [start, end) from phys_base, start clamped up to it, the guard
+ * unit added when end is unit aligned, end clamped to the coverage: what
+ * accept_memory() and range_contains_unaccepted_memory() share.  0 when the
+ * range ends below phys_base. */
+static inline int offsets64(const struct geom *g, uint64_t start, uint64_t end, uint64_t *so,
+                            uint64_t *eo)
+{
+    if (end < g->phys_base)
+        return 0;
+    if (start < g->phys_base)
+        start = g->phys_base;
+    *so = start - g->phys_base;
+    *eo = end - g->phys_base;
+    if ((*eo & (g->unit - 1)) == 0)
+        *eo += g->unit;
+    if (*eo > g->cov)
+        *eo = g->cov;
+    return 1;
+}
+
 /* accept_memory()'s units for end = start + size < 2^63. */
 static inline struct urange accept_units64(const struct geom *g, uint64_t start, uint64_t end)
 {
     struct urange u = {0, 0};
     end = (end + UA_PAGE_SIZE - 1) & ~(uint64_t)(UA_PAGE_SIZE - 1);
     start &= ~(uint64_t)(UA_PAGE_SIZE - 1);
-    if (end < g->phys_base)
+    uint64_t so, eo;
+    if (!offsets64(g, start, end, &so, &eo))
         return u;
-    if (start < g->phys_base)
-        start = g->phys_base;
-    uint64_t so = start - g->phys_base, eo = end - g->phys_base;
-    if ((eo & (g->unit - 1)) == 0)
-        eo += g->unit;
-    if (eo > g->cov)
-        eo = g->cov;
     u.first = so >> g->shift;
     u.last = (eo + g->unit - 1) >> g->shift;
     return u;
@@ -78,16 +92,8 @@ static inline struct urange accept_units64(const struct geom *g, uint64_t start,
 static inline struct urange contains_bits64(const struct geom *g, uint64_t start, uint64_t end)
 {
     struct urange u = {0, 0};
-    if (end < g->phys_base)
-        return u;
-    if (start < g->phys_base)
-        start = g->phys_base;
-    uint64_t so = start - g->phys_base, eo = end - g->phys_base;
-    if ((eo & (g->unit - 1)) == 0)
-        eo += g->unit;
-    if (eo > g->cov)
-        eo = g->cov;
-    if (so >= eo)
+    uint64_t so, eo;
+    if (!offsets64(g, start, end, &so, &eo) || so >= eo)
         return u;
     u.first = so >> g->shift;
     u.last = u.first + ((eo - so + g->unit - 1) >> g->shift);
